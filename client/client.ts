@@ -1,0 +1,215 @@
+import * as tf from '@tensorflow/tfjs';
+import { io, type Socket } from 'socket.io-client';
+import { subset, type Dataset } from '../shared/data/dataset.ts';
+import { Rng } from '../shared/data/rng.ts';
+import { buildModel, type ModelKind } from '../shared/models/builders.ts';
+import { evaluateAccuracy, predictLogits, trainOnSoftLabels, trainSupervised } from '../shared/models/training.ts';
+import { applyWireWeights, weightsToWire } from '../shared/models/wire.ts';
+import type { ClientToServerEvents, ServerToClientEvents } from '../shared/protocol/events.ts';
+import { decodeFrame, encodeFrame } from '../shared/protocol/frame-codec.ts';
+import type { AckMsg, ClientMsg, ClientRoundStats, ErrorMsg, HelloMsg, RoundMsg, RoundResultMsg, WelcomeMsg } from '../shared/protocol/messages.ts';
+import { PROTOCOL_VERSION } from '../shared/protocol/messages.ts';
+import { classHistogram } from '../shared/data/partition.ts';
+import { decodeMatrix, encodeMatrix, type LogitCodecName } from '../shared/tensor/logit-codec.ts';
+import { Emitter } from './emitter.ts';
+import { MemoryProxyCache, type ProxyCache } from './proxy-cache.ts';
+
+export interface ClientOptions {
+  url: string;
+  token?: string;
+  /** Stable id: a reconnecting client is the same participant. */
+  clientId: string;
+  model: ModelKind;
+  /** Private, labelled training data. It never leaves this object: only logits on the proxy set (or weights, FedAvg) do. */
+  data: Dataset;
+  codec?: LogitCodecName;
+  /** Optional labelled set to report local accuracy on (simulations); only the scalar travels. */
+  evalSet?: Dataset | null;
+  proxyCache?: ProxyCache;
+  seed?: number;
+  /** Share the private label histogram (counts only) so the server can weight teachers per class. Default true. */
+  shareClassCounts?: boolean;
+  log?: (msg: string) => void;
+}
+
+export interface RoundDone {
+  round: number;
+  task: RoundMsg['task'];
+  stats: ClientRoundStats;
+  uploadBytes: number;
+  adoptedStudent: boolean;
+  digestedConsensus: boolean;
+}
+
+type ClientEvents = {
+  welcome: (w: WelcomeMsg) => void;
+  'round-done': (r: RoundDone) => void;
+  ack: (a: AckMsg) => void;
+  'server-error': (e: ErrorMsg) => void;
+  'round-result': (r: RoundResultMsg) => void;
+  disconnected: (reason: string) => void;
+};
+
+/**
+ * The fedistill client, for Node and browsers: connects (and reconnects) to an aggregator, fetches and caches the
+ * proxy set, and for each round it is selected for trains locally on private data and uploads proxy logits.
+ */
+export class FedistillClient extends Emitter<ClientEvents> {
+  readonly model: tf.LayersModel;
+  private socket: Socket<ServerToClientEvents, ClientToServerEvents> | null = null;
+  private proxy: Promise<Dataset> | null = null;
+  private proxyHash = '';
+  private queue: Promise<void> = Promise.resolve();
+  private readonly rng: Rng;
+  private readonly log: (msg: string) => void;
+  private readonly codec: LogitCodecName;
+  private readonly cache: ProxyCache;
+  private stopped = false;
+
+  constructor(private readonly o: ClientOptions) {
+    super();
+    this.codec = o.codec ?? 'fp16';
+    this.cache = o.proxyCache ?? new MemoryProxyCache();
+    this.rng = new Rng(`client/${o.clientId}/${o.seed ?? 1}`);
+    this.log = o.log ?? ((m) => console.log(`[${o.clientId}] ${m}`));
+    this.model = buildModel({ kind: o.model, inputShape: o.data.shape, numClasses: o.data.numClasses, seed: (o.seed ?? 1) * 7919 + hashId(o.clientId) });
+  }
+
+  /** Connect and register; resolves on the first welcome. Rounds are then handled until stop(). */
+  async start(): Promise<WelcomeMsg> {
+    const welcomed = this.once('welcome');
+    const socket: Socket<ServerToClientEvents, ClientToServerEvents> = io(this.o.url, {
+      auth: { token: this.o.token ?? '' },
+      transports: ['websocket'],
+      reconnection: true,
+      reconnectionDelay: 250,
+      reconnectionDelayMax: 3000,
+    });
+    this.socket = socket;
+    socket.on('connect', () => this.send({
+      type: 'hello',
+      protocol: PROTOCOL_VERSION,
+      clientId: this.o.clientId,
+      model: this.o.model,
+      numSamples: this.o.data.count,
+      classCounts: this.o.shareClassCounts === false ? undefined : classHistogram(this.o.data.labels!, range(this.o.data.count), this.o.data.numClasses),
+      codec: this.codec,
+    } satisfies HelloMsg));
+    socket.on('connect_error', (e) => this.log(`connect error: ${e.message}`));
+    socket.on('disconnect', (reason) => this.emit('disconnected', reason));
+    socket.on('welcome', (f) => this.onWelcome(decodeFrame(f) as WelcomeMsg));
+    socket.on('round', (f) => {
+      const msg = decodeFrame(f) as RoundMsg;
+      // One round at a time, in order; a resent task for a round already being worked on is ignored.
+      this.queue = this.queue.then(() => this.onRound(msg)).catch((e) => this.log(`round ${msg.round} failed: ${(e as Error).stack}`));
+    });
+    socket.on('ack', (f) => this.emit('ack', decodeFrame(f) as AckMsg));
+    socket.on('round-result', (f) => this.emit('round-result', decodeFrame(f) as RoundResultMsg));
+    socket.on('error', (f) => {
+      const e = decodeFrame(f) as ErrorMsg;
+      this.log(`server refused: ${e.code}: ${e.message}`);
+      this.emit('server-error', e);
+    });
+    const [w] = await welcomed;
+    return w;
+  }
+
+  stop(): void {
+    this.stopped = true;
+    this.socket?.disconnect();
+  }
+
+  get clientId(): string {
+    return this.o.clientId;
+  }
+
+  /** Waits for the round being processed, if any. */
+  idle(): Promise<void> {
+    return this.queue;
+  }
+
+  private send(msg: ClientMsg): number {
+    const frame = encodeFrame(msg);
+    this.socket?.emit(msg.type, frame);
+    return frame.byteLength;
+  }
+
+  private onWelcome(w: WelcomeMsg): void {
+    if (w.proxy.hash !== this.proxyHash) {
+      this.proxyHash = w.proxy.hash;
+      this.proxy = this.loadProxy(w);
+      this.proxy.catch((e) => this.log(`proxy set unavailable: ${(e as Error).message}`));
+    }
+    this.emit('welcome', w);
+  }
+
+  private async loadProxy(w: WelcomeMsg): Promise<Dataset> {
+    let body = await this.cache.get(w.proxy.hash);
+    if (!body) {
+      const res = await fetch(new URL(w.proxy.path, this.o.url), { headers: this.o.token ? { authorization: `Bearer ${this.o.token}` } : {} });
+      if (!res.ok) throw new Error(`GET ${w.proxy.path}: HTTP ${res.status} ${await res.text()}`);
+      body = new Uint8Array(await res.arrayBuffer());
+    }
+    const p = decodeFrame(body) as { hash: string; count: number; shape: [number, number, number]; numClasses: number; images: Uint8Array };
+    const digest = await sha256Hex(p.images);
+    if (digest !== w.proxy.hash) throw new Error(`proxy set hash mismatch: got ${digest}, expected ${w.proxy.hash}`);
+    await this.cache.put(w.proxy.hash, body);
+    this.log(`proxy set ${w.proxy.id}: ${p.count} samples (${body.byteLength} B, hash ${digest.slice(0, 12)}…)`);
+    return { images: p.images, labels: null, count: p.count, shape: p.shape, numClasses: p.numClasses };
+  }
+
+  private async onRound(msg: RoundMsg): Promise<void> {
+    if (this.stopped) return;
+    if (!this.proxy) throw new Error('round before welcome');
+    const proxy = await this.proxy;
+    const random = () => this.rng.next();
+    const t0 = performance.now();
+    let adopted = false;
+    let digested = false;
+    if (msg.model && msg.model.kind === this.o.model) {
+      applyWireWeights(this.model, msg.model.weights);
+      adopted = true;
+    }
+    const optimizer = tf.train.adam(msg.learningRate);
+    if (msg.consensus && !adopted) {
+      // FedMD "digest": learn the previous round's consensus on its proxy rows before revisiting private data.
+      const c = msg.consensus;
+      await trainOnSoftLabels(this.model, optimizer, subset(proxy, c.indices), decodeMatrix(c.probs), {
+        epochs: c.epochs,
+        batchSize: msg.batchSize,
+        temperature: c.temperature,
+        random,
+        numClasses: proxy.numClasses,
+      });
+      digested = true;
+    }
+    const train = await trainSupervised(this.model, optimizer, this.o.data, { epochs: msg.localEpochs, batchSize: msg.batchSize, random });
+    optimizer.dispose();
+    const stats: ClientRoundStats = { trainLoss: train.loss, trainAccuracy: train.accuracy, trainSeconds: (performance.now() - t0) / 1000 };
+    if (this.o.evalSet) stats.evalAccuracy = await evaluateAccuracy(this.model, this.o.evalSet);
+    if (this.stopped) return;
+    let uploadBytes: number;
+    if (msg.task === 'logits') {
+      const logits = await predictLogits(this.model, proxy, msg.indices!);
+      uploadBytes = this.send({ type: 'logits', round: msg.round, proxyHash: this.proxyHash, logits: encodeMatrix(logits, msg.indices!.length, proxy.numClasses, this.codec), stats });
+    } else {
+      uploadBytes = this.send({ type: 'weights', round: msg.round, numSamples: this.o.data.count, weights: weightsToWire(this.model), stats });
+    }
+    this.emit('round-done', { round: msg.round, task: msg.task, stats, uploadBytes, adoptedStudent: adopted, digestedConsensus: digested });
+  }
+}
+
+function range(n: number): Uint32Array {
+  return Uint32Array.from({ length: n }, (_, i) => i);
+}
+
+function hashId(s: string): number {
+  let h = 0;
+  for (let i = 0; i < s.length; i++) h = (h * 31 + s.charCodeAt(i)) % 1_000_003;
+  return h;
+}
+
+async function sha256Hex(bytes: Uint8Array): Promise<string> {
+  const d = new Uint8Array(await crypto.subtle.digest("SHA-256", new Uint8Array(bytes)));
+  return Array.from(d, (b) => b.toString(16).padStart(2, '0')).join('');
+}

@@ -1,0 +1,112 @@
+import * as tf from '@tensorflow/tfjs';
+import Fastify, { type FastifyInstance } from 'fastify';
+import { Server as IoServer } from 'socket.io';
+import { createHash } from 'node:crypto';
+import type { AddressInfo } from 'node:net';
+import type { Dataset } from '../shared/data/dataset.ts';
+import type { ClientToServerEvents, ServerToClientEvents } from '../shared/protocol/events.ts';
+import { encodeFrame } from '../shared/protocol/frame-codec.ts';
+import type { ProxyInfo } from '../shared/protocol/messages.ts';
+import type { BackendInfo } from '../shared/compute/backend.ts';
+import { DEFAULT_CONFIG, type ServerConfig } from './config.ts';
+import { Coordinator } from './coordinator.ts';
+import { attachGateway } from './gateway.ts';
+import { Metrics } from './metrics.ts';
+import { healthRoutes } from './routes/health.ts';
+import { proxyRoutes } from './routes/proxy.ts';
+import { FileCheckpointStore, MemoryCheckpointStore } from './state/checkpoint-store.ts';
+import { EnsembleStrategy } from './strategies/ensemble.ts';
+import { FedAvgStrategy } from './strategies/fedavg.ts';
+import type { Strategy } from './strategies/strategy.ts';
+
+export const SERVER_VERSION = '0.1.0';
+
+export interface AggregatorOptions {
+  config?: Partial<ServerConfig>;
+  /** Public proxy set; labels are dropped here whatever the caller passes. */
+  proxy: Dataset;
+  proxyId?: string;
+  /** Labelled set to evaluate the student on, if the operator has one. */
+  validation?: Dataset | null;
+  backend?: BackendInfo | null;
+  log?: (msg: string) => void;
+}
+
+export interface Aggregator {
+  app: FastifyInstance;
+  io: IoServer<ClientToServerEvents, ServerToClientEvents>;
+  coordinator: Coordinator;
+  config: ServerConfig;
+  proxyInfo: ProxyInfo;
+  /** Listen, restore the newest checkpoint, start rounds. Resolves to the base URL. */
+  start(): Promise<string>;
+  close(): Promise<void>;
+}
+
+function makeStrategy(cfg: ServerConfig, proxy: Dataset, proxyHash: string): Strategy {
+  switch (cfg.strategy) {
+    case 'ensemble':
+      return new EnsembleStrategy(cfg, proxy, proxyHash);
+    case 'fedavg':
+      return new FedAvgStrategy(cfg, proxy);
+    default:
+      throw new Error(`unknown strategy '${cfg.strategy}' (ensemble, fedavg)`);
+  }
+}
+
+export function createAggregator(o: AggregatorOptions): Aggregator {
+  const config: ServerConfig = { ...DEFAULT_CONFIG, ...o.config };
+  const log = o.log ?? ((m: string) => console.log(`[server] ${m}`));
+  const proxy: Dataset = { ...o.proxy, labels: null };
+  const hash = createHash('sha256').update(proxy.images).digest('hex');
+  const proxyInfo: ProxyInfo = { id: o.proxyId ?? 'proxy', hash, count: proxy.count, shape: proxy.shape, numClasses: proxy.numClasses, path: `/proxy/${o.proxyId ?? 'proxy'}` };
+  const proxyBody = encodeFrame({ id: proxyInfo.id, hash, count: proxy.count, shape: proxy.shape, numClasses: proxy.numClasses, images: proxy.images });
+
+  const strategy = makeStrategy(config, proxy, hash);
+  const store = config.stateDir ? new FileCheckpointStore(config.stateDir, log) : new MemoryCheckpointStore();
+  const coordinator = new Coordinator({ config, strategy, proxy, proxyInfo, validation: o.validation ?? null, store, log, serverVersion: SERVER_VERSION });
+  const metrics = new Metrics();
+
+  const app = Fastify({ logger: false, bodyLimit: 1024 * 1024 });
+  const limits = config.frameLimits;
+  const io = new IoServer<ClientToServerEvents, ServerToClientEvents>(app.server, {
+    // Above our per-event limits, so an oversized frame reaches the validator and gets a clear 'too-large' error.
+    maxHttpBufferSize: Math.max(limits.hello, limits.logits, limits.weights) + 1024 * 1024,
+    pingTimeout: 60_000,
+  });
+  coordinator.attach(attachGateway(io, coordinator, { token: config.token, limits, metrics, log }));
+  const describe = () => ({
+    server: 'fedistill',
+    version: SERVER_VERSION,
+    strategy: strategy.name,
+    student: strategy.modelKind,
+    backend: o.backend ?? null,
+    proxy: proxyInfo,
+    config: { ...config, token: config.token ? '(set)' : '' },
+    history: coordinator.history,
+  });
+  app.register(healthRoutes, { coordinator, metrics, describe, connectedSockets: () => io.engine.clientsCount });
+  app.register(proxyRoutes, { info: proxyInfo, body: proxyBody, token: config.token });
+
+  return {
+    app,
+    io,
+    coordinator,
+    config,
+    proxyInfo,
+    async start() {
+      await coordinator.restore();
+      await app.listen({ host: config.host, port: config.port });
+      const addr = app.server.address() as AddressInfo;
+      const host = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
+      log(`listening on http://${host}:${addr.port} (strategy ${strategy.name}, student ${strategy.modelKind}, backend ${o.backend?.name ?? tf.getBackend()})`);
+      void coordinator.start();
+      return `http://${host}:${addr.port}`;
+    },
+    async close() {
+      await coordinator.stop();
+      io.close();
+      await app.close();
+    },
+  };
+}

@@ -1,0 +1,347 @@
+import { EventEmitter } from 'node:events';
+import type { Dataset } from '../shared/data/dataset.ts';
+import { Rng } from '../shared/data/rng.ts';
+import type { ClientMsg, ErrorMsg, HelloMsg, RoundMsg, ServerMsg, WelcomeMsg } from '../shared/protocol/messages.ts';
+import { PROTOCOL_VERSION } from '../shared/protocol/messages.ts';
+import { ProtocolError } from '../shared/protocol/validate.ts';
+import type { ServerConfig } from './config.ts';
+import type { CheckpointStore } from './state/checkpoint-store.ts';
+import type { AggregateReport, Participant, RoundContext, RoundTask, Strategy, Update } from './strategies/strategy.ts';
+
+/** How the coordinator reaches a client; the socket.io gateway implements it. Returns the frame's byte size. */
+export interface Transport {
+  send(clientId: string, msg: ServerMsg): number;
+}
+
+export interface RoundSummary {
+  round: number;
+  status: 'completed' | 'no-quorum';
+  strategy: string;
+  selected: number;
+  participants: number;
+  /** Selected clients that disconnected or missed the deadline. */
+  dropped: string[];
+  uplinkBytes: number;
+  downlinkBytes: number;
+  studentVersion: number;
+  studentAccuracy?: number;
+  distillLoss?: number;
+  aggregateSeconds: number;
+  meanClientTrainSeconds: number;
+  meanClientEvalAccuracy?: number;
+  seconds: number;
+  startedAt: number;
+}
+
+interface OpenRound {
+  round: number;
+  tasks: Map<string, RoundTask>;
+  sent: Map<string, RoundMsg>;
+  pending: Set<string>;
+  updates: Map<string, Update>;
+  deadline: number;
+  downlinkBytes: number;
+  done: () => void;
+}
+
+interface ClientRecord {
+  participant: Participant;
+  connected: boolean;
+  registeredAt: number;
+  lastSeen: number;
+}
+
+interface CoordinatorState {
+  round: number;
+  clients: Participant[];
+  history: RoundSummary[];
+  strategy: unknown;
+}
+
+export interface CoordinatorOptions {
+  config: ServerConfig;
+  strategy: Strategy;
+  proxy: Dataset;
+  proxyInfo: WelcomeMsg['proxy'];
+  validation: Dataset | null;
+  store: CheckpointStore;
+  log: (msg: string) => void;
+  serverVersion: string;
+}
+
+/**
+ * Owns the round lifecycle: registration, participant selection, round start, deadline and quorum, accepting
+ * uploads (stateful checks), handing them to the strategy, evaluation and an atomic checkpoint per round.
+ * Emits 'round' (RoundSummary, AggregateReport) after each round.
+ */
+export class Coordinator extends EventEmitter {
+  round = 0;
+  readonly history: RoundSummary[] = [];
+  private readonly clients = new Map<string, ClientRecord>();
+  private open: OpenRound | null = null;
+  private transport: Transport | null = null;
+  private stopped = false;
+  private wake: (() => void) | null = null;
+  private running: Promise<void> | null = null;
+
+  constructor(private readonly o: CoordinatorOptions) {
+    super();
+  }
+
+  get config(): ServerConfig {
+    return this.o.config;
+  }
+  get strategy(): Strategy {
+    return this.o.strategy;
+  }
+
+  attach(transport: Transport): void {
+    this.transport = transport;
+  }
+
+  /** Reload the newest valid checkpoint, if any: the student, the round number, the registry and the history. */
+  async restore(): Promise<boolean> {
+    const ck = await this.o.store.loadLatest();
+    if (!ck) return false;
+    const s = ck.state as CoordinatorState;
+    await this.o.strategy.importState(s.strategy);
+    this.round = s.round;
+    this.history.push(...s.history);
+    for (const p of s.clients) this.clients.set(p.id, { participant: p, connected: false, registeredAt: Date.now(), lastSeen: 0 });
+    this.o.log(`restored from ${ck.file}: round ${s.round} done, student v${this.o.strategy.version}, ${s.clients.length} known clients`);
+    return true;
+  }
+
+  // ---------------- registration ----------------
+
+  register(hello: HelloMsg): WelcomeMsg {
+    if (hello.protocol !== PROTOCOL_VERSION) {
+      throw new ProtocolError('protocol-version', `server speaks protocol ${PROTOCOL_VERSION}, client ${hello.protocol}: upgrade the older side`);
+    }
+    const p: Participant = { id: hello.clientId, model: hello.model, numSamples: hello.numSamples, classCounts: hello.classCounts, codec: hello.codec };
+    const prev = this.clients.get(p.id);
+    this.clients.set(p.id, { participant: p, connected: true, registeredAt: prev?.registeredAt ?? Date.now(), lastSeen: Date.now() });
+    this.o.log(`client ${p.id} ${prev ? 're' : ''}registered (${p.model}, ${p.numSamples} samples, ${p.codec})`);
+    this.poke();
+    return {
+      type: 'welcome',
+      protocol: PROTOCOL_VERSION,
+      clientId: p.id,
+      serverVersion: this.o.serverVersion,
+      strategy: this.o.strategy.name,
+      proxy: this.o.proxyInfo,
+      student: { kind: this.o.strategy.modelKind, numClasses: this.o.proxy.numClasses, inputShape: this.o.proxy.shape },
+    };
+  }
+
+  /** After `welcome` went out: a client that reconnects into a round it was selected for gets its task again. */
+  resumeIfSelected(clientId: string): void {
+    const open = this.open;
+    if (open && open.pending.has(clientId)) {
+      const msg = open.sent.get(clientId)!;
+      open.downlinkBytes += this.transport?.send(clientId, msg) ?? 0;
+    }
+  }
+
+  disconnected(clientId: string): void {
+    const rec = this.clients.get(clientId);
+    if (!rec) return;
+    rec.connected = false;
+    this.o.log(`client ${clientId} disconnected`);
+    // Don't wait for it: the round goes on with the others (it may still reconnect and upload before the deadline).
+    if (this.open?.pending.has(clientId) && this.connectedPending(this.open) === 0) this.open.done();
+  }
+
+  private connectedPending(open: OpenRound): number {
+    let n = 0;
+    for (const id of open.pending) if (this.clients.get(id)?.connected) n++;
+    return n;
+  }
+
+  // ---------------- uploads ----------------
+
+  /** Stateful checks then the strategy's; throws ProtocolError to refuse. Returns the accepted frame size. */
+  submit(clientId: string, msg: ClientMsg, bytes: number): number {
+    if (msg.type === 'hello') throw new ProtocolError('bad-message', 'hello is not an upload');
+    const rec = this.clients.get(clientId);
+    if (!rec) throw new ProtocolError('not-registered', 'send hello before uploading');
+    rec.lastSeen = Date.now();
+    const open = this.open;
+    if (!open || msg.round > open.round) throw new ProtocolError('unknown-round', `round ${msg.round} is not open (current round: ${open?.round ?? 'none'})`);
+    if (msg.round < open.round) throw new ProtocolError('stale-round', `round ${msg.round} is closed; the open round is ${open.round}`);
+    const task = open.tasks.get(clientId);
+    if (!task) throw new ProtocolError('not-selected', `client ${clientId} was not selected for round ${open.round}`);
+    if (open.updates.has(clientId)) throw new ProtocolError('duplicate', `round ${open.round} already has an upload from ${clientId}`);
+    if (Date.now() > open.deadline) throw new ProtocolError('late', `round ${open.round}'s deadline has passed`);
+    const payload = this.o.strategy.acceptUpdate(this.ctx(open.round), rec.participant, msg, task);
+    open.updates.set(clientId, {
+      clientId,
+      numSamples: rec.participant.numSamples,
+      classCounts: rec.participant.classCounts,
+      payload,
+      bytes,
+      stats: msg.stats,
+    });
+    open.pending.delete(clientId);
+    if (open.pending.size === 0 || this.connectedPending(open) === 0) open.done();
+    return bytes;
+  }
+
+  // ---------------- the round loop ----------------
+
+  start(): Promise<void> {
+    this.running ??= this.loop().catch((e) => {
+      this.o.log(`coordinator stopped on error: ${(e as Error).stack}`);
+      this.emit('error', e);
+    });
+    return this.running;
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    this.open?.done();
+    this.poke();
+    await this.running;
+  }
+
+  private poke(): void {
+    this.wake?.();
+  }
+
+  private waitForChange(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const t = setTimeout(resolve, ms);
+      this.wake = () => {
+        clearTimeout(t);
+        this.wake = null;
+        resolve();
+      };
+    });
+  }
+
+  private eligibleConnected(): Participant[] {
+    return [...this.clients.values()].filter((c) => c.connected && this.o.strategy.eligible(c.participant)).map((c) => c.participant);
+  }
+
+  private ctx(round: number): RoundContext {
+    return { round, config: this.o.config, proxy: this.o.proxy, validation: this.o.validation, rng: new Rng(`round/${this.o.config.seed}/${round}`), log: this.o.log };
+  }
+
+  private async loop(): Promise<void> {
+    const cfg = this.o.config;
+    while (!this.stopped && (cfg.rounds === 0 || this.round < cfg.rounds)) {
+      const ready = this.eligibleConnected();
+      if (ready.length < cfg.minClients) {
+        await this.waitForChange(1000);
+        continue;
+      }
+      await this.runRound(this.round + 1, ready);
+    }
+    this.emit('finished', this.history);
+  }
+
+  private async runRound(round: number, ready: Participant[]): Promise<void> {
+    const cfg = this.o.config;
+    const startedAt = Date.now();
+    const ctx = this.ctx(round);
+    const k = Math.min(ready.length, Math.max(cfg.minClients, Math.ceil(cfg.fraction * ready.length)));
+    const selected = ctx.rng.shuffle([...ready].sort((a, b) => (a.id < b.id ? -1 : 1))).slice(0, k);
+    const tasks = await this.o.strategy.configureRound(ctx, selected);
+    let done!: () => void;
+    const finished = new Promise<void>((r) => (done = r));
+    const open: OpenRound = {
+      round,
+      tasks,
+      sent: new Map(),
+      pending: new Set(tasks.keys()),
+      updates: new Map(),
+      deadline: Date.now() + cfg.roundTimeoutS * 1000,
+      downlinkBytes: 0,
+      done,
+    };
+    this.open = open;
+    for (const [id, task] of tasks) {
+      const msg: RoundMsg = { type: 'round', round, strategy: this.o.strategy.name, deadline: open.deadline, ...task };
+      open.sent.set(id, msg);
+      if (this.clients.get(id)?.connected) open.downlinkBytes += this.transport?.send(id, msg) ?? 0;
+    }
+    this.o.log(`round ${round}: ${selected.length} selected of ${ready.length} (${this.o.strategy.name})`);
+    const timer = setTimeout(done, Math.max(0, open.deadline - Date.now()));
+    await finished;
+    clearTimeout(timer);
+    // Close the round before the slow part, so late uploads are refused as stale rather than raced.
+    this.open = null;
+    if (this.stopped && open.updates.size < tasks.size) return;
+
+    const updates = [...open.updates.values()].sort((a, b) => (a.clientId < b.clientId ? -1 : 1));
+    const needed = Math.max(1, Math.ceil(cfg.quorum * tasks.size));
+    const dropped = [...open.pending];
+    let report: AggregateReport = { seconds: 0 };
+    let accuracy: number | undefined;
+    let status: RoundSummary['status'] = 'completed';
+    if (updates.length >= needed) {
+      report = await this.o.strategy.aggregate(ctx, updates, new Map(updates.map((u) => [u.clientId, tasks.get(u.clientId)!])));
+      accuracy = (await this.o.strategy.evaluate(ctx)).accuracy;
+    } else {
+      status = 'no-quorum';
+      this.o.log(`round ${round}: only ${updates.length} of ${tasks.size} uploads (quorum ${needed}); student unchanged`);
+    }
+    const evals = updates.map((u) => u.stats.evalAccuracy).filter((a): a is number => a !== undefined);
+    const summary: RoundSummary = {
+      round,
+      status,
+      strategy: this.o.strategy.name,
+      selected: tasks.size,
+      participants: updates.length,
+      dropped,
+      uplinkBytes: updates.reduce((n, u) => n + u.bytes, 0),
+      downlinkBytes: open.downlinkBytes,
+      studentVersion: this.o.strategy.version,
+      studentAccuracy: accuracy,
+      distillLoss: report.distillLoss,
+      aggregateSeconds: report.seconds,
+      meanClientTrainSeconds: updates.reduce((n, u) => n + u.stats.trainSeconds, 0) / Math.max(1, updates.length),
+      meanClientEvalAccuracy: evals.length ? evals.reduce((a, b) => a + b, 0) / evals.length : undefined,
+      seconds: (Date.now() - startedAt) / 1000,
+      startedAt,
+    };
+    this.round = round;
+    this.history.push(summary);
+    await this.checkpoint();
+    this.o.log(
+      `round ${round} ${status}: ${updates.length}/${tasks.size} uploads, up ${summary.uplinkBytes} B, down ${summary.downlinkBytes} B` +
+        (accuracy !== undefined ? `, student acc ${(accuracy * 100).toFixed(2)}%` : '') +
+        `, ${summary.seconds.toFixed(1)} s`,
+    );
+    for (const id of this.clients.keys()) {
+      if (this.clients.get(id)!.connected) this.transport?.send(id, { type: 'round-result', round, participants: updates.length, studentAccuracy: accuracy });
+    }
+    this.emit('round', summary, report);
+  }
+
+  private async checkpoint(): Promise<void> {
+    const state: CoordinatorState = {
+      round: this.round,
+      clients: [...this.clients.values()].map((c) => c.participant),
+      history: this.history,
+      strategy: await this.o.strategy.exportState(),
+    };
+    await this.o.store.save(this.round, state);
+  }
+
+  /** For /status. */
+  status() {
+    return {
+      round: this.round,
+      openRound: this.open && { round: this.open.round, selected: this.open.tasks.size, received: this.open.updates.size, deadline: new Date(this.open.deadline).toISOString() },
+      clients: [...this.clients.values()].map((c) => ({ id: c.participant.id, model: c.participant.model, numSamples: c.participant.numSamples, connected: c.connected, lastSeen: c.lastSeen ? new Date(c.lastSeen).toISOString() : null })),
+      studentVersion: this.o.strategy.version,
+      lastRound: this.history.at(-1) ?? null,
+    };
+  }
+
+  errorFor(e: unknown, round?: number): ErrorMsg {
+    if (e instanceof ProtocolError) return { type: 'error', code: e.code, message: e.message, round };
+    return { type: 'error', code: 'internal', message: 'internal server error', round };
+  }
+}

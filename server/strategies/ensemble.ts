@@ -1,0 +1,135 @@
+import * as tf from '@tensorflow/tfjs';
+import { subset, type Dataset } from '../../shared/data/dataset.ts';
+import { aggregate } from '../../shared/distill/aggregators.ts';
+import { buildModel, type ModelKind } from '../../shared/models/builders.ts';
+import { trainOnSoftLabels, evaluateAccuracy } from '../../shared/models/training.ts';
+import { applyWireWeights, modelToWire } from '../../shared/models/wire.ts';
+import type { ClientMsg, WireModel, WireTensor } from '../../shared/protocol/messages.ts';
+import { ProtocolError, assertAllFinite } from '../../shared/protocol/validate.ts';
+import { decodeMatrix, encodeMatrix } from '../../shared/tensor/logit-codec.ts';
+import { Rng } from '../../shared/data/rng.ts';
+import type { ServerConfig } from '../config.ts';
+import { exportOptimizer, importOptimizer } from './optimizer-state.ts';
+import type { AggregateReport, EvalReport, Participant, RoundContext, RoundTask, Strategy, Update } from './strategy.ts';
+
+interface EnsembleState {
+  version: number;
+  model: WireModel;
+  optimizer: WireTensor[];
+  consensus: { indices: Uint32Array; probs: Float32Array } | null;
+}
+
+/**
+ * Federated ensemble distillation (FedMD / FedDF style): clients send logits on a proxy subset, the server combines
+ * them with the configured aggregator into teacher probabilities and distills its student on those proxy rows.
+ * Clients of the student's architecture start each round from the student's weights; the others digest the previous
+ * round's consensus soft labels first.
+ */
+export class EnsembleStrategy implements Strategy {
+  readonly name = 'ensemble';
+  readonly model: tf.LayersModel;
+  readonly modelKind: ModelKind;
+  version = 0;
+  private readonly optimizer: tf.Optimizer;
+  private consensus: EnsembleState['consensus'] = null;
+  private readonly proxyOrder: Uint32Array;
+
+  constructor(
+    private readonly cfg: ServerConfig,
+    private readonly proxy: Dataset,
+    private readonly proxyHash: string,
+  ) {
+    this.modelKind = cfg.student;
+    this.model = buildModel({ kind: cfg.student, inputShape: proxy.shape, numClasses: proxy.numClasses, seed: cfg.seed });
+    this.optimizer = tf.train.adam(cfg.distillLearningRate);
+    // One fixed shuffle of the proxy set; round r takes the r-th window of it, so every proxy row gets used
+    // and a restarted server asks for the same rows.
+    this.proxyOrder = Uint32Array.from(new Rng(`proxy-order/${cfg.seed}`).permutation(proxy.count));
+  }
+
+  eligible(): boolean {
+    return true;
+  }
+
+  proxyIndicesFor(round: number): Uint32Array {
+    const n = Math.min(this.cfg.proxySubset, this.proxy.count);
+    const start = ((round - 1) * n) % this.proxy.count;
+    const out = new Uint32Array(n);
+    for (let i = 0; i < n; i++) out[i] = this.proxyOrder[(start + i) % this.proxy.count];
+    return out.sort();
+  }
+
+  async configureRound(ctx: RoundContext, participants: Participant[]): Promise<Map<string, RoundTask>> {
+    const indices = this.proxyIndicesFor(ctx.round);
+    const student = modelToWire(this.model, this.modelKind, this.version);
+    const c = this.proxy.numClasses;
+    const consensus = this.consensus && {
+      indices: this.consensus.indices,
+      probs: encodeMatrix(this.consensus.probs, this.consensus.indices.length, c, this.cfg.consensusCodec),
+      temperature: this.cfg.temperature,
+      epochs: this.cfg.consensusEpochs,
+    };
+    const tasks = new Map<string, RoundTask>();
+    for (const p of participants) {
+      const same = p.model === this.modelKind;
+      tasks.set(p.id, {
+        task: 'logits',
+        indices,
+        localEpochs: this.cfg.localEpochs,
+        batchSize: this.cfg.batchSize,
+        learningRate: this.cfg.learningRate,
+        model: same ? student : undefined,
+        consensus: !same && consensus ? consensus : undefined,
+      });
+    }
+    return tasks;
+  }
+
+  acceptUpdate(_ctx: RoundContext, _p: Participant, msg: ClientMsg, task: RoundTask): Float32Array {
+    if (msg.type !== 'logits') throw new ProtocolError('bad-message', `strategy '${this.name}' expects 'logits' this round, got '${msg.type}'`);
+    if (msg.proxyHash !== this.proxyHash) throw new ProtocolError('wrong-proxy', `logits were computed on proxy set ${msg.proxyHash}; this server's is ${this.proxyHash}`);
+    const rows = task.indices!.length;
+    const cols = this.proxy.numClasses;
+    if (msg.logits.rows !== rows || msg.logits.cols !== cols) {
+      throw new ProtocolError('bad-shape', `logits must be ${rows}×${cols} (round's proxy subset × classes), got ${msg.logits.rows}×${msg.logits.cols}`);
+    }
+    const values = decodeMatrix(msg.logits);
+    assertAllFinite(values, 'logits');
+    return values;
+  }
+
+  async aggregate(ctx: RoundContext, updates: Update[], tasks: Map<string, RoundTask>): Promise<AggregateReport> {
+    const t0 = performance.now();
+    const indices = tasks.values().next().value!.indices!;
+    const n = indices.length;
+    const c = this.proxy.numClasses;
+    const teachers = updates.map((u) => ({ logits: u.payload as Float32Array, weight: u.numSamples, classCounts: u.classCounts }));
+    const probs = aggregate(this.cfg.aggregator, teachers, n, c, { temperature: this.cfg.temperature });
+    const res = await trainOnSoftLabels(this.model, this.optimizer, subset(this.proxy, indices), probs, {
+      epochs: this.cfg.distillEpochs,
+      batchSize: this.cfg.distillBatchSize,
+      temperature: this.cfg.temperature,
+      random: () => ctx.rng.next(),
+      numClasses: c,
+    });
+    this.version++;
+    this.consensus = { indices, probs };
+    return { seconds: (performance.now() - t0) / 1000, distillLoss: res.loss, teacher: { indices, probs } };
+  }
+
+  async evaluate(ctx: RoundContext): Promise<EvalReport> {
+    return ctx.validation ? { accuracy: await evaluateAccuracy(this.model, ctx.validation) } : {};
+  }
+
+  async exportState(): Promise<EnsembleState> {
+    return { version: this.version, model: modelToWire(this.model, this.modelKind, this.version), optimizer: await exportOptimizer(this.optimizer), consensus: this.consensus };
+  }
+
+  async importState(raw: unknown): Promise<void> {
+    const s = raw as EnsembleState;
+    applyWireWeights(this.model, s.model.weights);
+    await importOptimizer(this.optimizer, s.optimizer);
+    this.version = s.version;
+    this.consensus = s.consensus;
+  }
+}

@@ -1,0 +1,78 @@
+import * as tf from '@tensorflow/tfjs';
+import type { Dataset } from '../../shared/data/dataset.ts';
+import { buildModel, type ModelKind } from '../../shared/models/builders.ts';
+import { evaluateAccuracy } from '../../shared/models/training.ts';
+import { applyWireWeights, modelToWire, weightsToWire } from '../../shared/models/wire.ts';
+import type { ClientMsg, WireModel, WireTensor } from '../../shared/protocol/messages.ts';
+import { ProtocolError } from '../../shared/protocol/validate.ts';
+import type { ServerConfig } from '../config.ts';
+import type { AggregateReport, EvalReport, Participant, RoundContext, RoundTask, Strategy, Update } from './strategy.ts';
+
+/** The weight-sharing baseline (McMahan et al. 2017) over the same transport, for side-by-side accuracy and bytes. */
+export class FedAvgStrategy implements Strategy {
+  readonly name = 'fedavg';
+  readonly model: tf.LayersModel;
+  readonly modelKind: ModelKind;
+  version = 0;
+
+  constructor(private readonly cfg: ServerConfig, proxy: Dataset) {
+    this.modelKind = cfg.student;
+    this.model = buildModel({ kind: cfg.student, inputShape: proxy.shape, numClasses: proxy.numClasses, seed: cfg.seed });
+  }
+
+  /** Averaging weights needs one architecture. */
+  eligible(p: Participant): boolean {
+    return p.model === this.modelKind;
+  }
+
+  async configureRound(_ctx: RoundContext, participants: Participant[]): Promise<Map<string, RoundTask>> {
+    const global = modelToWire(this.model, this.modelKind, this.version);
+    const tasks = new Map<string, RoundTask>();
+    for (const p of participants) {
+      tasks.set(p.id, { task: 'weights', localEpochs: this.cfg.localEpochs, batchSize: this.cfg.batchSize, learningRate: this.cfg.learningRate, model: global });
+    }
+    return tasks;
+  }
+
+  acceptUpdate(_ctx: RoundContext, _p: Participant, msg: ClientMsg): WireTensor[] {
+    if (msg.type !== 'weights') throw new ProtocolError('bad-message', `strategy '${this.name}' expects 'weights' this round, got '${msg.type}'`);
+    const expect = this.model.weights;
+    if (msg.weights.length !== expect.length) throw new ProtocolError('bad-shape', `expected ${expect.length} weight tensors, got ${msg.weights.length}`);
+    msg.weights.forEach((w, i) => {
+      if (w.shape.length !== expect[i].shape.length || w.shape.some((d, j) => d !== expect[i].shape[j])) {
+        throw new ProtocolError('bad-shape', `weight ${i} must have shape [${expect[i].shape}], got [${w.shape}]`);
+      }
+    });
+    return msg.weights;
+  }
+
+  async aggregate(_ctx: RoundContext, updates: Update[]): Promise<AggregateReport> {
+    const t0 = performance.now();
+    const total = updates.reduce((n, u) => n + u.numSamples, 0);
+    const avg = weightsToWire(this.model).map((w) => ({ ...w, data: new Float32Array(w.data.length) }));
+    for (const u of updates) {
+      const f = u.numSamples / total;
+      (u.payload as WireTensor[]).forEach((w, i) => {
+        const dst = avg[i].data;
+        for (let j = 0; j < dst.length; j++) dst[j] += f * w.data[j];
+      });
+    }
+    applyWireWeights(this.model, avg);
+    this.version++;
+    return { seconds: (performance.now() - t0) / 1000 };
+  }
+
+  async evaluate(ctx: RoundContext): Promise<EvalReport> {
+    return ctx.validation ? { accuracy: await evaluateAccuracy(this.model, ctx.validation) } : {};
+  }
+
+  async exportState(): Promise<{ version: number; model: WireModel }> {
+    return { version: this.version, model: modelToWire(this.model, this.modelKind, this.version) };
+  }
+
+  async importState(raw: unknown): Promise<void> {
+    const s = raw as { version: number; model: WireModel };
+    applyWireWeights(this.model, s.model.weights);
+    this.version = s.version;
+  }
+}

@@ -1,0 +1,171 @@
+import * as tf from '@tensorflow/tfjs';
+import type { Dataset } from '../data/dataset.ts';
+import { kdLoss } from '../distill/kd-loss.ts';
+
+/** Images (0..255 bytes) → float tensor in [0,1], NHWC. */
+export function imagesToTensor(images: Uint8Array, count: number, shape: [number, number, number]): tf.Tensor4D {
+  const f = new Float32Array(images.length);
+  for (let i = 0; i < images.length; i++) f[i] = images[i] / 255;
+  return tf.tensor4d(f, [count, ...shape]);
+}
+
+/** Let the event loop breathe between batches so sockets keep heartbeating during long training. */
+const breathe = () => new Promise<void>((r) => setTimeout(r, 0));
+
+export interface TrainResult {
+  loss: number;
+  accuracy: number;
+  seconds: number;
+  samples: number;
+}
+
+interface BatchSource {
+  count: number;
+  shape: [number, number, number];
+  images: Uint8Array;
+}
+
+/**
+ * Shuffled mini-batches gathered on the JS side: each batch becomes its own tensor, because wasm Slice copies the
+ * whole source tensor on every call (compute.md).
+ */
+function* batches(src: BatchSource, batchSize: number, order: Uint32Array): Generator<{ x: tf.Tensor4D; rows: Uint32Array }> {
+  const size = src.shape[0] * src.shape[1] * src.shape[2];
+  for (let start = 0; start < order.length; start += batchSize) {
+    const rows = order.subarray(start, Math.min(order.length, start + batchSize));
+    const f = new Float32Array(rows.length * size);
+    for (let i = 0; i < rows.length; i++) {
+      const base = rows[i] * size;
+      for (let j = 0; j < size; j++) f[i * size + j] = src.images[base + j] / 255;
+    }
+    yield { x: tf.tensor4d(f, [rows.length, ...src.shape]), rows };
+  }
+}
+
+function shuffledOrder(n: number, random: () => number): Uint32Array {
+  const o = new Uint32Array(n);
+  for (let i = 0; i < n; i++) o[i] = i;
+  for (let i = n - 1; i > 0; i--) {
+    const j = Math.floor(random() * (i + 1));
+    const t = o[i];
+    o[i] = o[j];
+    o[j] = t;
+  }
+  return o;
+}
+
+/** Supervised training with softmax cross-entropy on labelled (private) data. */
+export async function trainSupervised(
+  model: tf.LayersModel,
+  optimizer: tf.Optimizer,
+  data: Dataset,
+  opts: { epochs: number; batchSize: number; random: () => number },
+): Promise<TrainResult> {
+  if (!data.labels) throw new Error('trainSupervised needs labels');
+  const labels = data.labels;
+  const t0 = performance.now();
+  let lossSum = 0;
+  let correct = 0;
+  let seen = 0;
+  for (let e = 0; e < opts.epochs; e++) {
+    for (const { x, rows } of batches(data, opts.batchSize, shuffledOrder(data.count, opts.random))) {
+      const y = tf.tensor1d(Array.from(rows, (r) => labels[r]), 'int32');
+      const onehot = tf.oneHot(y, data.numClasses);
+      let logitsOut: tf.Tensor | null = null;
+      const loss = optimizer.minimize(() => {
+        const z = model.apply(x, { training: true }) as tf.Tensor2D;
+        logitsOut = tf.keep(z.argMax(1));
+        return tf.losses.softmaxCrossEntropy(onehot, z) as tf.Scalar;
+      }, true)!;
+      lossSum += (await loss.data())[0] * rows.length;
+      const pred = await logitsOut!.data();
+      for (let i = 0; i < rows.length; i++) if (pred[i] === labels[rows[i]]) correct++;
+      seen += rows.length;
+      tf.dispose([x, y, onehot, loss, logitsOut!]);
+      await breathe();
+    }
+  }
+  return { loss: lossSum / Math.max(1, seen), accuracy: correct / Math.max(1, seen), seconds: (performance.now() - t0) / 1000, samples: seen };
+}
+
+/**
+ * Distillation on unlabelled proxy images: KD loss against teacher probabilities at temperature T
+ * (the server's student, and clients digesting consensus, FedMD style).
+ */
+export async function trainOnSoftLabels(
+  model: tf.LayersModel,
+  optimizer: tf.Optimizer,
+  src: BatchSource,
+  teacherProbs: Float32Array,
+  opts: { epochs: number; batchSize: number; temperature: number; random: () => number; numClasses: number },
+): Promise<TrainResult> {
+  const c = opts.numClasses;
+  const t0 = performance.now();
+  let lossSum = 0;
+  let agree = 0;
+  let seen = 0;
+  for (let e = 0; e < opts.epochs; e++) {
+    for (const { x, rows } of batches(src, opts.batchSize, shuffledOrder(src.count, opts.random))) {
+      const tp = new Float32Array(rows.length * c);
+      for (let i = 0; i < rows.length; i++) tp.set(teacherProbs.subarray(rows[i] * c, rows[i] * c + c), i * c);
+      const t = tf.tensor2d(tp, [rows.length, c]);
+      let argmax: tf.Tensor | null = null;
+      const loss = optimizer.minimize(() => {
+        const z = model.apply(x, { training: true }) as tf.Tensor2D;
+        argmax = tf.keep(z.argMax(1));
+        return kdLoss(z, t, { temperature: opts.temperature, alpha: 1 });
+      }, true)!;
+      lossSum += (await loss.data())[0] * rows.length;
+      const pred = await argmax!.data();
+      for (let i = 0; i < rows.length; i++) {
+        const row = tp.subarray(i * c, i * c + c);
+        let best = 0;
+        for (let k = 1; k < c; k++) if (row[k] > row[best]) best = k;
+        if (pred[i] === best) agree++;
+      }
+      seen += rows.length;
+      tf.dispose([x, t, loss, argmax!]);
+      await breathe();
+    }
+  }
+  return { loss: lossSum / Math.max(1, seen), accuracy: agree / Math.max(1, seen), seconds: (performance.now() - t0) / 1000, samples: seen };
+}
+
+/** Logits for rows `indices` of `src` (all rows when omitted), batched (model.predict defaults to batch 32). */
+export async function predictLogits(
+  model: tf.LayersModel,
+  src: BatchSource,
+  indices?: ArrayLike<number>,
+  batchSize = 512,
+): Promise<Float32Array> {
+  const rows = indices ? Uint32Array.from(indices as ArrayLike<number>) : Uint32Array.from({ length: src.count }, (_, i) => i);
+  const out: Float32Array[] = [];
+  for (const { x } of batches(src, batchSize, rows)) {
+    const z = tf.tidy(() => model.apply(x, { training: false }) as tf.Tensor);
+    out.push((await z.data()) as Float32Array);
+    tf.dispose([x, z]);
+    await breathe();
+  }
+  const total = new Float32Array(out.reduce((n, a) => n + a.length, 0));
+  let off = 0;
+  for (const a of out) {
+    total.set(a, off);
+    off += a.length;
+  }
+  return total;
+}
+
+/** Top-1 accuracy of a model on a labelled dataset. */
+export async function evaluateAccuracy(model: tf.LayersModel, data: Dataset): Promise<number> {
+  if (!data.labels) throw new Error('evaluateAccuracy needs labels');
+  const logits = await predictLogits(model, data);
+  const c = data.numClasses;
+  let correct = 0;
+  for (let i = 0; i < data.count; i++) {
+    let best = 0;
+    for (let k = 1; k < c; k++) if (logits[i * c + k] > logits[i * c + best]) best = k;
+    if (best === data.labels[i]) correct++;
+  }
+  return correct / data.count;
+}
+

@@ -1,0 +1,144 @@
+import type { EncodedMatrix, LogitCodecName } from '../tensor/logit-codec.ts';
+import type { ModelKind } from '../models/builders.ts';
+
+/** Bumped on any incompatible change to a message below; the server refuses other versions at `hello`. */
+export const PROTOCOL_VERSION = 1;
+
+/** A tensor on the wire: shape plus raw little-endian float32 values (msgpackr carries typed arrays as binary). */
+export interface WireTensor {
+  name: string;
+  shape: number[];
+  data: Float32Array;
+}
+
+/** Student (or FedAvg global) weights as they travel downlink and are checkpointed. */
+export interface WireModel {
+  kind: ModelKind;
+  version: number;
+  weights: WireTensor[];
+}
+
+// ---- client → server ----
+
+export interface HelloMsg {
+  type: 'hello';
+  protocol: number;
+  /** Stable id chosen by the client so a reconnect is recognised as the same participant. */
+  clientId: string;
+  model: ModelKind;
+  /** Private training-set size: used for sample-count weighting. Only the count travels, never samples. */
+  numSamples: number;
+  /** Private label histogram (optional; enables label-count-aware weighting). Counts only. */
+  classCounts?: number[];
+  codec: LogitCodecName;
+}
+
+export interface LogitsMsg {
+  type: 'logits';
+  round: number;
+  /** The proxy set's content hash: a client on another proxy set is refused. */
+  proxyHash: string;
+  /** Logits on the round's proxy subset, row i for proxy index round.indices[i]. */
+  logits: EncodedMatrix;
+  /** Metadata about the local step (scalars only). */
+  stats: ClientRoundStats;
+}
+
+export interface WeightsMsg {
+  type: 'weights';
+  round: number;
+  numSamples: number;
+  weights: WireTensor[];
+  stats: ClientRoundStats;
+}
+
+export interface ClientRoundStats {
+  trainLoss: number;
+  trainAccuracy: number;
+  trainSeconds: number;
+  /** Accuracy on a labelled evaluation set the client holds (simulations), if any. */
+  evalAccuracy?: number;
+}
+
+// ---- server → client ----
+
+export interface WelcomeMsg {
+  type: 'welcome';
+  protocol: number;
+  clientId: string;
+  serverVersion: string;
+  strategy: string;
+  proxy: ProxyInfo;
+  student: { kind: ModelKind; numClasses: number; inputShape: [number, number, number] };
+}
+
+export interface ProxyInfo {
+  id: string;
+  /** sha256 of the proxy images, hex: the cache key. */
+  hash: string;
+  count: number;
+  shape: [number, number, number];
+  numClasses: number;
+  /** Path on the server's HTTP port that serves the proxy set (binary). */
+  path: string;
+}
+
+/** What a selected client must do this round (Flower's "configure_fit"). */
+export interface RoundMsg {
+  type: 'round';
+  round: number;
+  strategy: string;
+  task: 'logits' | 'weights';
+  /** Proxy rows to compute logits on (task 'logits'). */
+  indices?: Uint32Array;
+  localEpochs: number;
+  batchSize: number;
+  learningRate: number;
+  /** Milliseconds since epoch after which an upload is refused as late. */
+  deadline: number;
+  /** Weights to start from: the student when the client's architecture matches, the global model for FedAvg. */
+  model?: WireModel;
+  /** Consensus soft labels (teacher probabilities) from the previous round, for clients whose architecture differs. */
+  consensus?: { indices: Uint32Array; probs: EncodedMatrix; temperature: number; epochs: number };
+}
+
+export interface AckMsg {
+  type: 'ack';
+  round: number;
+  accepted: true;
+  bytes: number;
+}
+
+export interface ErrorMsg {
+  type: 'error';
+  code: ErrorCode;
+  message: string;
+  round?: number;
+}
+
+export type ErrorCode =
+  | 'bad-frame'
+  | 'too-large'
+  | 'bad-message'
+  | 'protocol-version'
+  | 'unauthorized'
+  | 'not-registered'
+  | 'unknown-round'
+  | 'stale-round'
+  | 'not-selected'
+  | 'duplicate'
+  | 'late'
+  | 'wrong-proxy'
+  | 'bad-shape'
+  | 'non-finite'
+  | 'internal';
+
+export interface RoundResultMsg {
+  type: 'round-result';
+  round: number;
+  participants: number;
+  studentAccuracy?: number;
+}
+
+export type ClientMsg = HelloMsg | LogitsMsg | WeightsMsg;
+export type ServerMsg = WelcomeMsg | RoundMsg | AckMsg | ErrorMsg | RoundResultMsg;

@@ -1,0 +1,585 @@
+/**
+ * Codecs for a rows × cols float matrix (row-major Float32Array) — the logits a client sends for
+ * the shared proxy set. Isomorphic: no Node-only APIs; every payload field is a plain typed array so
+ * msgpack carries it as binary.
+ *
+ * Payload layouts (all multi-byte values little-endian, whatever the host):
+ *
+ * - `fp32`: `data` = rows·cols IEEE-754 binary32.                                  4·cols bytes/row
+ * - `fp16`: `data` = rows·cols IEEE-754 binary16, round-to-nearest-even (subnormals kept). Finite inputs
+ *   beyond ±65504 (the largest half) saturate to ±65504 rather than becoming ±Inf.
+ *   Error: |x̂ − x| ≤ 2⁻¹¹·|x| for |x| ≥ 2⁻¹⁴, ≤ 2⁻²⁵ below.                       2·cols bytes/row
+ * - `int8`: per-row affine quantisation. `offsets[r]` = row min, `scales[r]` = (max − min)/255 (rounded up
+ *   to the next float32 so 255·scale ≥ max − min), `data` = int8 q − 128 with q = round((x − min)/scale)
+ *   ∈ [0, 255]. Decode: x̂ = offset + (q)·scale. Error: |x̂ − x| ≤ scale/2 (+ one float32 rounding of
+ *   the result, ≤ 2⁻²⁴·|x̂|). Affine (not symmetric) because logit rows are not centred at 0: symmetric
+ *   scaling would waste up to half the 256 levels. A constant row has scale 0 and decodes exactly.
+ *                                                                               cols + 8 bytes/row
+ * - `topk`: the k largest logits per row. `indices` = rows·k column ids (Uint8Array when cols ≤ 256,
+ *   else Uint16Array; cols ≤ 65536), in descending value order (ties: lower column first, so the first
+ *   argmax is always kept); `data` = rows·k binary16 values (as in fp16); `offsets[r]` = the "rest"
+ *   value written into every dropped column on decode:
+ *       rest = log( mean_{j ∉ top-k} exp(z_j) ) = logsumexp(tail) − log(cols − k),
+ *   so the softmax (at T = 1) of the decoded row gives every kept class exactly its original probability
+ *   (up to fp16 rounding) and the dropped classes share the original tail mass evenly: total softmax
+ *   mass is preserved. rest ≤ max(tail) ≤ the k-th kept value (the encoder also clamps it to the
+ *   fp16-rounded k-th value). The decoder makes the ranking strict: a kept value that fp16 rounding made
+ *   equal to its predecessor is stepped one float32 ulp down, and the fill is kept strictly below the
+ *   last kept value — so the decoded top-k order and first argmax always match the sender's (ties in the
+ *   input resolve to the lower column, as argmax does). At T ≠ 1 the tail mass is only approximately
+ *   preserved (exact for a flat tail).                                   k·(2 + idxBytes) + 4 bytes/row
+ *
+ * (fp16 and int8 keep no ranking information: two logits closer than the quantisation step may decode
+ * equal, so a near-tied argmax can change; values stay within the stated bounds.)
+ *
+ * WIRE NOTE: msgpackr 2.x with default options (no `moreTypes`) serialises a Float32Array/Uint16Array by
+ * copying its *elements* into bytes (truncating them) — silently corrupting `scales`, `offsets` and 16-bit
+ * `indices`. Either use `new Packr({ moreTypes: true })` on both ends, or send `toPortableMatrix(enc)` (every
+ * array as little-endian Uint8Array bytes) and run `fromPortableMatrix` on receipt before validating.
+ *
+ * Encoders throw on non-finite input (a sender must never send NaN/Inf). `validateEncodedMatrix` checks
+ * everything a receiver needs (codec, dims, exact lengths, array types, finite scales/offsets/values,
+ * index ranges); `decodeMatrix` re-checks the structure and throws, so it never reads out of bounds.
+ */
+
+export type LogitCodecName = 'fp32' | 'fp16' | 'int8' | 'topk';
+export const LOGIT_CODECS: readonly LogitCodecName[] = ['fp32', 'fp16', 'int8', 'topk'];
+
+export interface EncodedMatrix {
+  codec: LogitCodecName;
+  rows: number;
+  cols: number;
+  /** Raw little-endian payload bytes: Float32 / IEEE half / int8 per element (see the module doc). */
+  data: Uint8Array;
+  /** int8: per-row quantisation step. */
+  scales?: Float32Array;
+  /** int8: per-row minimum; topk: per-row value of the dropped columns. */
+  offsets?: Float32Array;
+  /** topk: entries kept per row. */
+  k?: number;
+  /** topk: rows·k column ids. */
+  indices?: Uint8Array | Uint16Array;
+}
+
+/** Largest finite binary16 value. */
+export const FP16_MAX = 65504;
+/** Largest element count accepted by the validator/decoder (keeps every byte count a safe integer and allocations sane). */
+export const MAX_ELEMENTS = 2 ** 30;
+
+const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
+
+// Shared scratch views for bit-level float conversion (no per-element allocation).
+const scratchF32 = new Float32Array(1);
+const scratchU32 = new Uint32Array(scratchF32.buffer);
+
+/**
+ * IEEE binary32 → binary16 bits, round-to-nearest-even, with subnormals, ±Inf, NaN (→ quiet NaN 0x7e00).
+ * Finite values ≥ 65520 in magnitude round to ±Inf (as IEEE prescribes); the encoders saturate first.
+ */
+export function float32ToFloat16Bits(x: number): number {
+  scratchF32[0] = x;
+  let u = scratchU32[0];
+  const sign = (u >>> 16) & 0x8000;
+  u &= 0x7fffffff;
+  if (u >= 0x47800000) {
+    // |x| ≥ 65536, Inf or NaN.
+    return sign | (u > 0x7f800000 ? 0x7e00 : 0x7c00);
+  }
+  if (u < 0x38800000) {
+    // |x| < 2^-14: half subnormal (or zero). Adding 0.5 puts the half mantissa in the low float bits;
+    // the float32 store rounds to nearest even. (The float64 sum is exact whenever it matters.)
+    scratchU32[0] = u;
+    scratchF32[0] = scratchF32[0] + 0.5;
+    return sign | (scratchU32[0] - 0x3f000000);
+  }
+  // Normal: rebias the exponent (127 → 15) and round the 13 dropped mantissa bits to nearest even.
+  const mantOdd = (u >>> 13) & 1;
+  u = u - 0x38000000 + 0xfff + mantOdd;
+  return sign | (u >>> 13);
+}
+
+/** IEEE binary16 bits → number (exact). */
+export function float16BitsToFloat32(h: number): number {
+  const s = h & 0x8000 ? -1 : 1;
+  const e = (h >>> 10) & 0x1f;
+  const m = h & 0x3ff;
+  if (e === 0) return s * m * 5.960464477539063e-8; // 2^-24
+  if (e === 31) return m ? NaN : s * Infinity;
+  return s * (1024 + m) * 2 ** (e - 25);
+}
+
+let halfTable: Float32Array | null = null;
+/** 65536-entry binary16 → float32 lookup (256 KiB, built on first use). */
+function halfToFloatTable(): Float32Array {
+  if (!halfTable) {
+    const t = new Float32Array(65536);
+    for (let h = 0; h < 65536; h++) t[h] = float16BitsToFloat32(h);
+    halfTable = t;
+  }
+  return halfTable;
+}
+
+/** Round a number through binary16 (saturating finite values to ±65504). */
+export function roundToFloat16(x: number): number {
+  return float16BitsToFloat32(float32ToFloat16Bits(saturate16(x)));
+}
+
+function saturate16(x: number): number {
+  return x > FP16_MAX ? FP16_MAX : x < -FP16_MAX ? -FP16_MAX : x;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Little-endian byte helpers.
+
+function f32ToBytes(values: Float32Array, count: number): Uint8Array {
+  const out = new Uint8Array(count * 4);
+  if (LITTLE_ENDIAN) {
+    new Float32Array(out.buffer).set(values.subarray(0, count));
+  } else {
+    const dv = new DataView(out.buffer);
+    for (let i = 0; i < count; i++) dv.setFloat32(i * 4, values[i], true);
+  }
+  return out;
+}
+
+/** Host-order Float32Array from little-endian bytes (always a fresh copy). */
+function bytesToF32(data: Uint8Array, count: number): Float32Array {
+  if (LITTLE_ENDIAN) {
+    const out = new Float32Array(count);
+    if (data.byteOffset % 4 === 0) out.set(new Float32Array(data.buffer, data.byteOffset, count));
+    else new Uint8Array(out.buffer).set(data.subarray(0, count * 4));
+    return out;
+  }
+  const dv = new DataView(data.buffer, data.byteOffset, data.byteLength);
+  const out = new Float32Array(count);
+  for (let i = 0; i < count; i++) out[i] = dv.getFloat32(i * 4, true);
+  return out;
+}
+
+/** Host-order Uint16Array view/copy of little-endian bytes (read only). */
+function bytesToU16(data: Uint8Array, count: number): Uint16Array {
+  if (LITTLE_ENDIAN) {
+    if (data.byteOffset % 2 === 0) return new Uint16Array(data.buffer, data.byteOffset, count);
+    // Copy through a fresh buffer (not data.slice(): a Node Buffer's slice is a view, not a copy).
+    const out = new Uint16Array(count);
+    new Uint8Array(out.buffer).set(data.subarray(0, count * 2));
+    return out;
+  }
+  const dv = new DataView(data.buffer, data.byteOffset, data.byteLength);
+  const out = new Uint16Array(count);
+  for (let i = 0; i < count; i++) out[i] = dv.getUint16(i * 2, true);
+  return out;
+}
+
+function u16ToBytes(halves: Uint16Array): Uint8Array {
+  if (LITTLE_ENDIAN) return new Uint8Array(halves.buffer, halves.byteOffset, halves.byteLength);
+  const out = new Uint8Array(halves.length * 2);
+  const dv = new DataView(out.buffer);
+  for (let i = 0; i < halves.length; i++) dv.setUint16(i * 2, halves[i], true);
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Encode.
+
+/** Default k for `topk`: max(3, ⌈cols/10⌉), at most cols (10 classes → 3, 100 classes → 10). */
+export function defaultTopK(cols: number): number {
+  return Math.min(cols, Math.max(3, Math.ceil(cols / 10)));
+}
+
+/** Bytes per matrix row of a codec's payload (excluding the msgpack envelope). */
+export function bytesPerRow(codec: LogitCodecName, cols: number, k?: number): number {
+  switch (codec) {
+    case 'fp32':
+      return 4 * cols;
+    case 'fp16':
+      return 2 * cols;
+    case 'int8':
+      return cols + 8;
+    case 'topk': {
+      const kk = Math.min(cols, k ?? defaultTopK(cols));
+      return kk * (2 + (cols <= 256 ? 1 : 2)) + 4;
+    }
+  }
+}
+
+/**
+ * Encode `values` (rows·cols, row-major) with `codec`. Throws on a shape mismatch, on any non-finite
+ * value, and (topk) on cols > 65536 or a k that is not an integer ≥ 1 (k > cols is clamped to cols).
+ */
+export function encodeMatrix(
+  values: Float32Array,
+  rows: number,
+  cols: number,
+  codec: LogitCodecName,
+  opts: { k?: number } = {},
+): EncodedMatrix {
+  if (!Number.isSafeInteger(rows) || rows < 0 || !Number.isSafeInteger(cols) || cols < 1) {
+    throw new Error(`encodeMatrix: bad shape ${rows}×${cols}`);
+  }
+  const n = rows * cols;
+  if (n > MAX_ELEMENTS) throw new Error(`encodeMatrix: ${rows}×${cols} exceeds ${MAX_ELEMENTS} elements`);
+  if (!(values instanceof Float32Array) || values.length !== n) {
+    throw new Error(`encodeMatrix: expected a Float32Array of ${n} values, got ${(values as { length?: number })?.length}`);
+  }
+  for (let i = 0; i < n; i++) {
+    const v = values[i];
+    if (v - v !== 0) {
+      throw new Error(`encodeMatrix: non-finite value ${v} at row ${Math.floor(i / cols)}, col ${i % cols}`);
+    }
+  }
+  switch (codec) {
+    case 'fp32':
+      return { codec, rows, cols, data: f32ToBytes(values, n) };
+    case 'fp16': {
+      const halves = new Uint16Array(n);
+      for (let i = 0; i < n; i++) halves[i] = float32ToFloat16Bits(saturate16(values[i]));
+      return { codec, rows, cols, data: u16ToBytes(halves) };
+    }
+    case 'int8':
+      return encodeInt8(values, rows, cols);
+    case 'topk':
+      return encodeTopK(values, rows, cols, opts.k);
+    default:
+      throw new Error(`encodeMatrix: unknown codec ${String(codec)}`);
+  }
+}
+
+function encodeInt8(values: Float32Array, rows: number, cols: number): EncodedMatrix {
+  const data = new Uint8Array(rows * cols);
+  const q8 = new Int8Array(data.buffer);
+  const scales = new Float32Array(rows);
+  const offsets = new Float32Array(rows);
+  for (let r = 0; r < rows; r++) {
+    const base = r * cols;
+    let min = Infinity;
+    let max = -Infinity;
+    for (let j = 0; j < cols; j++) {
+      const v = values[base + j];
+      if (v < min) min = v;
+      if (v > max) max = v;
+    }
+    const range = max - min; // exact in float64
+    let scale = Math.fround(range / 255);
+    if (scale * 255 < range) {
+      // Round the step up one float32 ulp so 255 levels always cover [min, max].
+      scratchF32[0] = scale;
+      scratchU32[0] += 1;
+      scale = scratchF32[0];
+    }
+    scales[r] = scale;
+    offsets[r] = min;
+    if (scale === 0) {
+      for (let j = 0; j < cols; j++) q8[base + j] = -128;
+      continue;
+    }
+    const inv = 1 / scale;
+    for (let j = 0; j < cols; j++) {
+      let q = Math.round((values[base + j] - min) * inv);
+      // Guard the single-rounding `inv` approximation: pick the nearer of q and its neighbours.
+      const x = values[base + j] - min;
+      if (q > 0 && Math.abs(x - (q - 1) * scale) < Math.abs(x - q * scale)) q--;
+      else if (q < 255 && Math.abs(x - (q + 1) * scale) < Math.abs(x - q * scale)) q++;
+      if (q < 0) q = 0;
+      else if (q > 255) q = 255;
+      q8[base + j] = q - 128;
+    }
+  }
+  return { codec: 'int8', rows, cols, data, scales, offsets };
+}
+
+function encodeTopK(values: Float32Array, rows: number, cols: number, kOpt: number | undefined): EncodedMatrix {
+  if (cols > 65536) throw new Error(`encodeMatrix(topk): cols ${cols} > 65536`);
+  const kReq = kOpt ?? defaultTopK(cols);
+  if (!Number.isInteger(kReq) || kReq < 1) throw new Error(`encodeMatrix(topk): k must be an integer ≥ 1, got ${kReq}`);
+  const k = Math.min(kReq, cols);
+  const indices = cols <= 256 ? new Uint8Array(rows * k) : new Uint16Array(rows * k);
+  const halves = new Uint16Array(rows * k);
+  const offsets = new Float32Array(rows);
+  const topV = new Float64Array(k);
+  const topI = new Int32Array(k);
+  const kept = new Uint8Array(cols);
+  const logTail = Math.log(cols - k);
+  for (let r = 0; r < rows; r++) {
+    const base = r * cols;
+    // Partial insertion selection: descending values, ties keep the lower column first.
+    let count = 0;
+    for (let j = 0; j < cols; j++) {
+      const v = values[base + j];
+      if (count === k && !(v > topV[k - 1])) continue;
+      let p = count < k ? count++ : k - 1;
+      while (p > 0 && topV[p - 1] < v) {
+        topV[p] = topV[p - 1];
+        topI[p] = topI[p - 1];
+        p--;
+      }
+      topV[p] = v;
+      topI[p] = j;
+    }
+    for (let t = 0; t < k; t++) {
+      indices[r * k + t] = topI[t];
+      halves[r * k + t] = float32ToFloat16Bits(saturate16(topV[t]));
+      kept[topI[t]] = 1;
+    }
+    const kthDecoded = float16BitsToFloat32(halves[r * k + k - 1]);
+    let rest = kthDecoded;
+    if (k < cols) {
+      let m = -Infinity;
+      for (let j = 0; j < cols; j++) if (!kept[j] && values[base + j] > m) m = values[base + j];
+      let s = 0;
+      for (let j = 0; j < cols; j++) if (!kept[j]) s += Math.exp(values[base + j] - m);
+      rest = Math.min(m + Math.log(s) - logTail, kthDecoded);
+    }
+    offsets[r] = rest; // kthDecoded is float32-exact and fround is monotone, so offsets[r] ≤ kthDecoded.
+    for (let t = 0; t < k; t++) kept[topI[t]] = 0;
+  }
+  return { codec: 'topk', rows, cols, data: u16ToBytes(halves), offsets, k, indices };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Decode / validate.
+
+/** Largest float32 strictly below finite x. */
+function nextDown32(x: number): number {
+  if (x === 0) return -1.401298464324817e-45;
+  scratchF32[0] = x;
+  scratchU32[0] += x > 0 ? -1 : 1;
+  return scratchF32[0];
+}
+
+/** Payload bytes of an encoding: data + scales + offsets + indices (the msgpack envelope adds ~40 bytes). */
+export function encodedByteLength(enc: EncodedMatrix): number {
+  return (
+    enc.data.byteLength +
+    (enc.scales?.byteLength ?? 0) +
+    (enc.offsets?.byteLength ?? 0) +
+    (enc.indices?.byteLength ?? 0)
+  );
+}
+
+const absent = (v: unknown) => v === undefined || v === null;
+
+/** Structural checks: enough for a decoder never to read out of bounds. Returns an error or null. */
+function structuralError(enc: unknown): string | null {
+  if (typeof enc !== 'object' || enc === null) return 'encoded matrix must be an object';
+  const e = enc as Record<string, unknown>;
+  const codec = e.codec;
+  if (typeof codec !== 'string' || !(LOGIT_CODECS as readonly string[]).includes(codec)) {
+    return `unknown codec ${JSON.stringify(codec)}`;
+  }
+  const { rows, cols } = e;
+  if (typeof rows !== 'number' || !Number.isSafeInteger(rows) || rows < 0) return `rows must be a non-negative integer, got ${String(rows)}`;
+  if (typeof cols !== 'number' || !Number.isSafeInteger(cols) || cols < 1) return `cols must be a positive integer, got ${String(cols)}`;
+  const n = rows * cols;
+  if (n > MAX_ELEMENTS) return `matrix ${rows}×${cols} exceeds ${MAX_ELEMENTS} elements`;
+  if (!(e.data instanceof Uint8Array)) return 'data must be a Uint8Array';
+  const data = e.data;
+  const onlyFields = (allowed: string[]): string | null => {
+    for (const f of ['scales', 'offsets', 'k', 'indices']) {
+      if (!allowed.includes(f) && !absent(e[f])) return `field ${f} is not allowed for codec ${codec}`;
+    }
+    return null;
+  };
+  switch (codec as LogitCodecName) {
+    case 'fp32':
+      if (data.byteLength !== n * 4) return `fp32 data must be ${n * 4} bytes, got ${data.byteLength}`;
+      return onlyFields([]);
+    case 'fp16':
+      if (data.byteLength !== n * 2) return `fp16 data must be ${n * 2} bytes, got ${data.byteLength}`;
+      return onlyFields([]);
+    case 'int8': {
+      if (data.byteLength !== n) return `int8 data must be ${n} bytes, got ${data.byteLength}`;
+      if (!(e.scales instanceof Float32Array) || e.scales.length !== rows) return `int8 scales must be a Float32Array of ${rows}`;
+      if (!(e.offsets instanceof Float32Array) || e.offsets.length !== rows) return `int8 offsets must be a Float32Array of ${rows}`;
+      return onlyFields(['scales', 'offsets']);
+    }
+    case 'topk': {
+      const k = e.k;
+      if (typeof k !== 'number' || !Number.isInteger(k) || k < 1 || k > cols) return `topk k must be an integer in [1, ${cols}], got ${String(k)}`;
+      if (cols > 65536) return `topk cols ${cols} > 65536`;
+      if (data.byteLength !== rows * k * 2) return `topk data must be ${rows * k * 2} bytes, got ${data.byteLength}`;
+      if (!(e.indices instanceof Uint8Array || e.indices instanceof Uint16Array) || e.indices.length !== rows * k) {
+        return `topk indices must be a Uint8Array or Uint16Array of ${rows * k}`;
+      }
+      if (!(e.offsets instanceof Float32Array) || e.offsets.length !== rows) return `topk offsets must be a Float32Array of ${rows}`;
+      return onlyFields(['offsets', 'k', 'indices']);
+    }
+  }
+}
+
+/**
+ * Full receiver-side validation: structure (as `decodeMatrix` needs), expected dims, a byte budget,
+ * and content: every decoded value finite (no NaN/Inf halves or floats, finite non-negative int8 scales,
+ * finite offsets, int8 rows whose range stays finite in float32), topk indices < cols and distinct per row.
+ * Returns an error message, or null when `enc` is safe to decode and aggregate.
+ */
+export function validateEncodedMatrix(
+  enc: unknown,
+  expect: { rows?: number; cols?: number; maxBytes?: number } = {},
+): string | null {
+  const err = structuralError(enc);
+  if (err) return err;
+  const e = enc as EncodedMatrix;
+  const { rows, cols } = e;
+  if (expect.rows !== undefined && rows !== expect.rows) return `expected ${expect.rows} rows, got ${rows}`;
+  if (expect.cols !== undefined && cols !== expect.cols) return `expected ${expect.cols} cols, got ${cols}`;
+  const bytes = encodedByteLength(e);
+  if (expect.maxBytes !== undefined && bytes > expect.maxBytes) return `payload ${bytes} bytes exceeds limit ${expect.maxBytes}`;
+  const n = rows * cols;
+  switch (e.codec) {
+    case 'fp32': {
+      const v = bytesToF32(e.data, n);
+      for (let i = 0; i < n; i++) if (v[i] - v[i] !== 0) return `non-finite value at element ${i}`;
+      return null;
+    }
+    case 'fp16':
+    case 'topk': {
+      const count = e.codec === 'fp16' ? n : rows * e.k!;
+      const h = bytesToU16(e.data, count);
+      for (let i = 0; i < count; i++) if ((h[i] & 0x7c00) === 0x7c00) return `non-finite half at element ${i}`;
+      if (e.codec === 'fp16') return null;
+      const k = e.k!;
+      const idx = e.indices!;
+      const off = e.offsets!;
+      const seen = new Int32Array(cols).fill(-1);
+      for (let r = 0; r < rows; r++) {
+        if (!Number.isFinite(off[r])) return `non-finite rest value in row ${r}`;
+        for (let t = 0; t < k; t++) {
+          const j = idx[r * k + t];
+          if (j >= cols) return `index ${j} out of range in row ${r}`;
+          if (seen[j] === r) return `duplicate index ${j} in row ${r}`;
+          seen[j] = r;
+        }
+      }
+      return null;
+    }
+    case 'int8': {
+      const sc = e.scales!;
+      const off = e.offsets!;
+      for (let r = 0; r < rows; r++) {
+        const s = sc[r];
+        const o = off[r];
+        if (!Number.isFinite(s) || s < 0) return `bad scale ${s} in row ${r}`;
+        if (!Number.isFinite(o)) return `bad offset ${o} in row ${r}`;
+        if (!Number.isFinite(Math.fround(o + 255 * s))) return `row ${r} range overflows float32`;
+      }
+      return null;
+    }
+  }
+}
+
+/** Decode to a fresh rows·cols Float32Array. Throws on a structurally invalid encoding (never reads out of bounds). */
+export function decodeMatrix(enc: EncodedMatrix): Float32Array {
+  const err = structuralError(enc);
+  if (err) throw new Error(`decodeMatrix: ${err}`);
+  const { rows, cols } = enc;
+  const n = rows * cols;
+  switch (enc.codec) {
+    case 'fp32':
+      return bytesToF32(enc.data, n);
+    case 'fp16': {
+      const h = bytesToU16(enc.data, n);
+      const table = halfToFloatTable();
+      const out = new Float32Array(n);
+      for (let i = 0; i < n; i++) out[i] = table[h[i]];
+      return out;
+    }
+    case 'int8': {
+      const q8 = new Int8Array(enc.data.buffer, enc.data.byteOffset, n);
+      const sc = enc.scales!;
+      const off = enc.offsets!;
+      const out = new Float32Array(n);
+      for (let r = 0; r < rows; r++) {
+        const s = sc[r];
+        const o = off[r];
+        const base = r * cols;
+        for (let j = 0; j < cols; j++) out[base + j] = o + (q8[base + j] + 128) * s;
+      }
+      return out;
+    }
+    case 'topk': {
+      const k = enc.k!;
+      const h = bytesToU16(enc.data, rows * k);
+      const idx = enc.indices!;
+      const off = enc.offsets!;
+      const table = halfToFloatTable();
+      const out = new Float32Array(n);
+      const vals = new Float64Array(k);
+      for (let r = 0; r < rows; r++) {
+        const base = r * cols;
+        // Entries are stored best-first; where fp16 rounding made one equal to its predecessor, step it one
+        // float32 ulp down so the decoded ranking (and hence the first argmax) matches the sender's.
+        let prev = Infinity;
+        for (let t = 0; t < k; t++) {
+          let v = table[h[r * k + t]];
+          if (v === prev) v = nextDown32(v);
+          vals[t] = v;
+          prev = v;
+        }
+        // Dropped columns: the stored rest value, kept strictly below the last kept value.
+        if (k < cols) out.fill(Math.min(off[r], nextDown32(prev)), base, base + cols);
+        for (let t = 0; t < k; t++) {
+          const j = idx[r * k + t];
+          if (j >= cols) throw new Error(`decodeMatrix: topk index ${j} out of range in row ${r}`);
+          out[base + j] = vals[t];
+        }
+      }
+      return out;
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Byte-only form, safe with any msgpack configuration.
+
+/** EncodedMatrix with every array as little-endian Uint8Array bytes (indices: 1 or 2 bytes each). */
+export interface PortableEncodedMatrix {
+  codec: LogitCodecName;
+  rows: number;
+  cols: number;
+  data: Uint8Array;
+  scales?: Uint8Array;
+  offsets?: Uint8Array;
+  k?: number;
+  indices?: Uint8Array;
+}
+
+function u16ArrayToBytes(a: Uint16Array): Uint8Array {
+  if (LITTLE_ENDIAN) return new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
+  return u16ToBytes(a);
+}
+
+/** Byte-only copy of `enc` for a transport that only carries Uint8Array binaries (arrays are shared, not copied, on little-endian hosts). */
+export function toPortableMatrix(enc: EncodedMatrix): PortableEncodedMatrix {
+  const out: PortableEncodedMatrix = { codec: enc.codec, rows: enc.rows, cols: enc.cols, data: enc.data };
+  if (enc.scales) out.scales = f32ToBytes(enc.scales, enc.scales.length);
+  if (enc.offsets) out.offsets = f32ToBytes(enc.offsets, enc.offsets.length);
+  if (enc.k !== undefined) out.k = enc.k;
+  if (enc.indices) out.indices = enc.indices instanceof Uint16Array ? u16ArrayToBytes(enc.indices) : enc.indices;
+  return out;
+}
+
+/**
+ * Inverse of `toPortableMatrix` for untrusted input: byte fields of the right size become Float32Array /
+ * Uint16Array (indices are 16-bit when their byte length is 2·rows·k); fields that already have typed-array
+ * types (a `moreTypes` msgpack peer) pass through; anything else is left as is. Never throws — pass the
+ * result to `validateEncodedMatrix` before using it.
+ */
+export function fromPortableMatrix(x: unknown): unknown {
+  if (typeof x !== 'object' || x === null) return x;
+  const e = { ...(x as Record<string, unknown>) };
+  const asF32 = (v: unknown): unknown =>
+    v instanceof Uint8Array && v.byteLength % 4 === 0 ? bytesToF32(v, v.byteLength / 4) : v;
+  e.scales = asF32(e.scales);
+  e.offsets = asF32(e.offsets);
+  if (e.scales === undefined) delete e.scales;
+  if (e.offsets === undefined) delete e.offsets;
+  const rows = e.rows;
+  const k = e.k;
+  const idx = e.indices;
+  if (idx instanceof Uint8Array && typeof rows === 'number' && typeof k === 'number' &&
+      Number.isSafeInteger(rows * k) && rows * k > 0 && idx.byteLength === 2 * rows * k) {
+    e.indices = Uint16Array.from(bytesToU16(idx, rows * k));
+  }
+  return e;
+}

@@ -1,0 +1,133 @@
+import { parseArgs } from 'node:util';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { MODEL_KINDS, type ModelKind } from '../shared/models/builders.ts';
+import { AGGREGATORS } from '../shared/distill/aggregators.ts';
+import { LOGIT_CODECS } from '../shared/tensor/logit-codec.ts';
+import { DEFAULT_SIMULATION, runSimulation, type SimulationOptions, type SimulationResult } from './simulate.ts';
+import { kb, pct, table } from './report.ts';
+
+const HELP = `fedistill simulate — a real aggregator and N real clients on Fashion-MNIST, on this machine
+
+  --strategy S          ensemble | fedavg | compare (ensemble, then FedAvg on the same split)   [compare]
+  --clients N           simulated clients (each its own socket.io connection)                  [${DEFAULT_SIMULATION.clients}]
+  --rounds N            rounds                                                                  [${DEFAULT_SIMULATION.rounds}]
+  --partition P         dirichlet | shards | iid                                                [dirichlet]
+  --alpha A             Dirichlet concentration (smaller = more skewed)                         [${DEFAULT_SIMULATION.alpha}]
+  --shards-per-client N with --partition shards                                                 [${DEFAULT_SIMULATION.shardsPerClient}]
+  --proxy-size N        training rows held out as the public proxy set                          [${DEFAULT_SIMULATION.proxySize}]
+  --proxy-subset N      proxy rows asked for per round                                          [${DEFAULT_SIMULATION.proxySubset}]
+  --local-epochs E      local epochs per round                                                  [${DEFAULT_SIMULATION.localEpochs}]
+  --models LIST         client architectures, round-robin, e.g. cnn,mlp (half and half)        [cnn]
+  --student M           student architecture (mlp | cnn)                                        [cnn]
+  --codec C             logit codec: ${LOGIT_CODECS.join(' | ')}                                [${DEFAULT_SIMULATION.codec}]
+  --aggregator A        ${AGGREGATORS.join(' | ')}   [${DEFAULT_SIMULATION.aggregator}]
+  --temperature T       distillation temperature                                                [${DEFAULT_SIMULATION.temperature}]
+  --distill-epochs E    server distillation epochs per round                                    [${DEFAULT_SIMULATION.distillEpochs}]
+  --client-eval N       test rows each client scores its own model on (0 = off)                 [${DEFAULT_SIMULATION.clientEvalSize}]
+  --workers N           client worker processes                                                 [cores]
+  --seed N              seed for split, partitions, models                                      [${DEFAULT_SIMULATION.seed}]
+  --data-dir DIR        Fashion-MNIST idx files (else cache, Debian package, download, subset)
+  --backend B           auto | tensorflow-gpu | tensorflow | wasm | cpu (also FEDISTILL_BACKEND)
+  --out FILE            results JSON                                                            [results/simulate-<strategy>.json]
+`;
+
+export async function main(argv: string[]): Promise<void> {
+  const { values: v } = parseArgs({
+    args: argv,
+    options: {
+      strategy: { type: 'string', default: 'compare' },
+      clients: { type: 'string' },
+      rounds: { type: 'string' },
+      partition: { type: 'string' },
+      alpha: { type: 'string' },
+      'shards-per-client': { type: 'string' },
+      'proxy-size': { type: 'string' },
+      'proxy-subset': { type: 'string' },
+      'local-epochs': { type: 'string' },
+      models: { type: 'string' },
+      student: { type: 'string' },
+      codec: { type: 'string' },
+      aggregator: { type: 'string' },
+      temperature: { type: 'string' },
+      'distill-epochs': { type: 'string' },
+      'client-eval': { type: 'string' },
+      workers: { type: 'string' },
+      seed: { type: 'string' },
+      'data-dir': { type: 'string' },
+      backend: { type: 'string' },
+      out: { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
+    },
+  });
+  if (v.help) {
+    console.log(HELP);
+    return;
+  }
+  const num = (x: string | undefined, name: string): number | undefined => {
+    if (x === undefined) return undefined;
+    const n = Number(x);
+    if (!Number.isFinite(n)) throw new Error(`--${name} must be a number, got '${x}'`);
+    return n;
+  };
+  const oneOf = <T extends string>(x: string | undefined, allowed: readonly T[], name: string): T | undefined => {
+    if (x === undefined) return undefined;
+    if (!allowed.includes(x as T)) throw new Error(`--${name} must be one of ${allowed.join(', ')}, got '${x}'`);
+    return x as T;
+  };
+  const opts: Partial<SimulationOptions> = {
+    clients: num(v.clients, 'clients'),
+    rounds: num(v.rounds, 'rounds'),
+    partition: oneOf(v.partition, ['dirichlet', 'shards', 'iid'] as const, 'partition'),
+    alpha: num(v.alpha, 'alpha'),
+    shardsPerClient: num(v['shards-per-client'], 'shards-per-client'),
+    proxySize: num(v['proxy-size'], 'proxy-size'),
+    proxySubset: num(v['proxy-subset'], 'proxy-subset'),
+    localEpochs: num(v['local-epochs'], 'local-epochs'),
+    models: v.models?.split(',').map((m) => oneOf(m.trim(), MODEL_KINDS, 'models') as ModelKind),
+    student: oneOf(v.student, MODEL_KINDS, 'student'),
+    codec: oneOf(v.codec, LOGIT_CODECS, 'codec'),
+    aggregator: oneOf(v.aggregator, AGGREGATORS, 'aggregator'),
+    temperature: num(v.temperature, 'temperature'),
+    distillEpochs: num(v['distill-epochs'], 'distill-epochs'),
+    clientEvalSize: num(v['client-eval'], 'client-eval'),
+    workers: num(v.workers, 'workers'),
+    seed: num(v.seed, 'seed'),
+    dataDir: v['data-dir'],
+    backend: v.backend,
+  };
+  for (const k of Object.keys(opts) as (keyof SimulationOptions)[]) if (opts[k] === undefined) delete opts[k];
+  const strategy = oneOf(v.strategy, ['ensemble', 'fedavg', 'compare'] as const, 'strategy')!;
+
+  const results: SimulationResult[] = [];
+  for (const s of strategy === 'compare' ? (['ensemble', 'fedavg'] as const) : [strategy]) {
+    const r = await runSimulation({ ...opts, strategy: s });
+    printSummary(r);
+    results.push(r);
+  }
+  if (results.length === 2) printComparison(results[0], results[1]);
+  const out = v.out ?? `results/simulate-${strategy}.json`;
+  mkdirSync(dirname(out), { recursive: true });
+  writeFileSync(out, JSON.stringify(strategy === 'compare' ? { runs: results } : results[0], null, 2));
+  console.log(`\nresults written to ${out}`);
+}
+
+function printSummary(r: SimulationResult): void {
+  const s = r.summary;
+  console.log(
+    `\n${r.options.strategy}: final student accuracy ${pct(s.finalStudentAccuracy)} (best ${pct(s.bestStudentAccuracy)}) on ${r.data.test} test images` +
+      `${r.data.isSubset ? ' (SUBSET)' : ''}; uplink ${kb(s.uplinkPerClientRound)} and downlink ${kb(s.downlinkPerClientRound)} per client-round; ${s.seconds.toFixed(0)} s\n`,
+  );
+}
+
+function printComparison(kd: SimulationResult, avg: SimulationResult): void {
+  console.log('Distillation vs FedAvg (same split, same student architecture):');
+  console.log(
+    table(
+      ['strategy', 'final acc', 'best acc', 'uplink/client-round', 'downlink/client-round', 'total uplink', 'seconds'],
+      [kd, avg].map((r) => [r.options.strategy, pct(r.summary.finalStudentAccuracy), pct(r.summary.bestStudentAccuracy), kb(r.summary.uplinkPerClientRound), kb(r.summary.downlinkPerClientRound), kb(r.summary.uplinkBytes), r.summary.seconds.toFixed(0)]),
+    ),
+  );
+  const ratio = kd.summary.uplinkPerClientRound / avg.summary.uplinkPerClientRound;
+  console.log(`uplink per client-round: distillation sends ${(ratio * 100).toFixed(1)}% of FedAvg's bytes`);
+}

@@ -1,0 +1,84 @@
+/**
+ * A simulation worker process: hosts some of the simulated clients, each with its own socket.io connection and its
+ * own private partition, loaded here from the dataset files (the parent only says which rows). One process per core
+ * because tfjs-wasm is single-threaded in Node.
+ */
+import { FedistillClient } from '../client/client.ts';
+import { FileProxyCache } from '../client/node/file-proxy-cache.ts';
+import { initBackend } from '../shared/compute/backend.ts';
+import { subset, type Dataset } from '../shared/data/dataset.ts';
+import type { ModelKind } from '../shared/models/builders.ts';
+import type { LogitCodecName } from '../shared/tensor/logit-codec.ts';
+import { loadFromDir } from '../server/data/fashion-mnist.ts';
+
+export interface WorkerClientSpec {
+  clientId: string;
+  model: ModelKind;
+  codec: LogitCodecName;
+  rows: number[];
+}
+
+export interface WorkerStart {
+  type: 'start';
+  url: string;
+  token: string;
+  dataDir: string;
+  clients: WorkerClientSpec[];
+  evalSize: number;
+  seed: number;
+  proxyCacheDir?: string;
+  backend?: string;
+}
+
+export type WorkerReport =
+  | { type: 'ready'; backend: string; clients: string[] }
+  | { type: 'round-done'; clientId: string; round: number; uploadBytes: number; trainSeconds: number; evalAccuracy?: number; adopted: boolean; digested: boolean }
+  | { type: 'server-error'; clientId: string; code: string; message: string }
+  | { type: 'fatal'; message: string };
+
+const send = (m: WorkerReport) => process.send?.(m);
+
+let clients: FedistillClient[] = [];
+
+process.on('message', async (m: WorkerStart | { type: 'stop' }) => {
+  if (m.type === 'stop') {
+    clients.forEach((c) => c.stop());
+    setTimeout(() => process.exit(0), 50);
+    return;
+  }
+  try {
+    const backend = await initBackend({ prefer: (m.backend as never) ?? undefined, log: () => {} });
+    const { train, test } = await loadFromDir(m.dataDir);
+    const evalSet: Dataset | null = m.evalSize > 0 ? subset(test, Uint32Array.from({ length: Math.min(m.evalSize, test.count) }, (_, i) => i)) : null;
+    const cache = m.proxyCacheDir ? new FileProxyCache(m.proxyCacheDir) : undefined;
+    clients = m.clients.map(
+      (spec) =>
+        new FedistillClient({
+          url: m.url,
+          token: m.token,
+          clientId: spec.clientId,
+          model: spec.model,
+          codec: spec.codec,
+          data: subset(train, spec.rows),
+          evalSet,
+          proxyCache: cache,
+          seed: m.seed,
+          log: (msg) => process.env.FEDISTILL_VERBOSE && console.error(`[${spec.clientId}] ${msg}`),
+        }),
+    );
+    for (const c of clients) {
+      const id = c.clientId;
+      c.on('round-done', (r) =>
+        send({ type: 'round-done', clientId: id, round: r.round, uploadBytes: r.uploadBytes, trainSeconds: r.stats.trainSeconds, evalAccuracy: r.stats.evalAccuracy, adopted: r.adoptedStudent, digested: r.digestedConsensus }),
+      );
+      c.on('server-error', (e) => send({ type: 'server-error', clientId: id, code: e.code, message: e.message }));
+    }
+    await Promise.all(clients.map((c) => c.start()));
+    send({ type: 'ready', backend: backend.name, clients: m.clients.map((c) => c.clientId) });
+  } catch (e) {
+    send({ type: 'fatal', message: (e as Error).stack ?? String(e) });
+    process.exit(1);
+  }
+});
+
+process.on('disconnect', () => process.exit(0));

@@ -1,0 +1,222 @@
+import { fork, type ChildProcess } from 'node:child_process';
+import { availableParallelism } from 'node:os';
+import { fileURLToPath } from 'node:url';
+import { subset } from '../shared/data/dataset.ts';
+import { argmaxRows } from '../shared/distill/aggregators.ts';
+import type { ModelKind } from '../shared/models/builders.ts';
+import { countParams } from '../shared/models/builders.ts';
+import type { LogitCodecName } from '../shared/tensor/logit-codec.ts';
+import type { AggregatorName } from '../shared/distill/aggregators.ts';
+import { initBackend, type BackendInfo } from '../shared/compute/backend.ts';
+import { createAggregator } from '../server/app.ts';
+import type { StrategyName } from '../server/config.ts';
+import type { RoundSummary } from '../server/coordinator.ts';
+import { loadFashionMnist } from '../server/data/fashion-mnist.ts';
+import { splitForFederation, type PartitionKind } from './split.ts';
+import type { WorkerReport, WorkerStart } from './client-worker.ts';
+import { kb, pct, table } from './report.ts';
+
+export interface SimulationOptions {
+  clients: number;
+  rounds: number;
+  strategy: StrategyName;
+  partition: PartitionKind;
+  alpha: number;
+  shardsPerClient: number;
+  proxySize: number;
+  proxySubset: number;
+  localEpochs: number;
+  /** Client architectures, assigned round-robin (e.g. ['cnn','mlp'] = half and half). */
+  models: ModelKind[];
+  student: ModelKind;
+  codec: LogitCodecName;
+  aggregator: AggregatorName;
+  temperature: number;
+  distillEpochs: number;
+  batchSize: number;
+  learningRate: number;
+  seed: number;
+  workers: number;
+  /** Test rows each client evaluates its own model on (0 = none); the student is always evaluated on the full test set. */
+  clientEvalSize: number;
+  roundTimeoutS: number;
+  dataDir?: string;
+  backend?: string;
+  log: (line: string) => void;
+}
+
+export const DEFAULT_SIMULATION: SimulationOptions = {
+  clients: 10,
+  rounds: 10,
+  strategy: 'ensemble',
+  partition: 'dirichlet',
+  alpha: 0.5,
+  shardsPerClient: 2,
+  proxySize: 5000,
+  proxySubset: 1000,
+  localEpochs: 2,
+  models: ['cnn'],
+  student: 'cnn',
+  codec: 'fp16',
+  aggregator: 'confidence',
+  temperature: 1,
+  distillEpochs: 4,
+  batchSize: 64,
+  learningRate: 0.001,
+  seed: 1,
+  workers: Math.max(1, availableParallelism()),
+  clientEvalSize: 1000,
+  roundTimeoutS: 600,
+  log: (l) => console.log(l),
+};
+
+export interface RoundRow extends RoundSummary {
+  teacherAccuracy?: number;
+}
+
+export interface SimulationResult {
+  options: Omit<SimulationOptions, 'log'>;
+  data: { source: string; isSubset: boolean; train: number; test: number; proxy: number; clientSizes: number[] };
+  backend: BackendInfo;
+  studentParams: number;
+  rounds: RoundRow[];
+  summary: {
+    finalStudentAccuracy?: number;
+    bestStudentAccuracy?: number;
+    finalTeacherAccuracy?: number;
+    uplinkBytes: number;
+    downlinkBytes: number;
+    uplinkPerClientRound: number;
+    downlinkPerClientRound: number;
+    seconds: number;
+  };
+}
+
+const WORKER = fileURLToPath(new URL('./client-worker.ts', import.meta.url));
+
+/** Start a real aggregator on loopback and real clients in worker processes, run the rounds, report. */
+export async function runSimulation(opts: Partial<SimulationOptions> = {}): Promise<SimulationResult> {
+  const o: SimulationOptions = { ...DEFAULT_SIMULATION, ...opts };
+  const log = o.log;
+  const t0 = performance.now();
+  const backend = await initBackend({ prefer: (o.backend as never) ?? undefined, log });
+  const data = await loadFashionMnist({ dir: o.dataDir, log });
+  const split = splitForFederation(data.train, { proxySize: o.proxySize, numClients: o.clients, partition: o.partition, alpha: o.alpha, shardsPerClient: o.shardsPerClient, seed: o.seed });
+  const proxy = subset(data.train, split.proxy);
+  const proxyLabels = proxy.labels!; // kept by the simulator only, to score the teacher ensemble
+  const token = `sim-${o.seed}-${Math.random().toString(36).slice(2)}`;
+
+  const agg = createAggregator({
+    proxy,
+    proxyId: `fashion-mnist-proxy-${o.proxySize}-s${o.seed}`,
+    validation: data.test,
+    backend,
+    log: (m) => process.env.FEDISTILL_VERBOSE && log(`[server] ${m}`),
+    config: {
+      host: '127.0.0.1',
+      port: 0,
+      token,
+      strategy: o.strategy,
+      rounds: o.rounds,
+      minClients: o.clients,
+      fraction: 1,
+      roundTimeoutS: o.roundTimeoutS,
+      seed: o.seed,
+      student: o.student,
+      proxySubset: o.proxySubset,
+      localEpochs: o.localEpochs,
+      batchSize: o.batchSize,
+      learningRate: o.learningRate,
+      aggregator: o.aggregator,
+      temperature: o.temperature,
+      distillEpochs: o.distillEpochs,
+    },
+  });
+  const studentParams = countParams(agg.coordinator.strategy.model);
+  log(
+    `fedistill simulate: ${o.strategy}, ${o.clients} clients (${o.models.join('/')}), student ${o.student} (${studentParams} params), ` +
+      `${o.partition}${o.partition === 'dirichlet' ? ` α=${o.alpha}` : ''}, proxy ${proxy.count} (subset ${o.proxySubset}/round, ${o.codec}), ` +
+      `${o.localEpochs} local epochs, backend ${backend.name}, data ${data.source}${data.isSubset ? ' (SUBSET)' : ''}`,
+  );
+  const url = await agg.start();
+
+  const rows: RoundRow[] = [];
+  const headers = ['round', 'uploads', 'uplink', 'downlink', 'teacher acc (proxy)', 'student acc (test)', 'client acc', 'distill s', 's'];
+  let printedHeader = false;
+  agg.coordinator.on('round', (s: RoundSummary, report: { teacher?: { indices: Uint32Array; probs: Float32Array } }) => {
+    let teacherAccuracy: number | undefined;
+    if (report.teacher) {
+      const pred = argmaxRows(report.teacher.probs, report.teacher.indices.length, proxy.numClasses);
+      let ok = 0;
+      report.teacher.indices.forEach((row, i) => (ok += pred[i] === proxyLabels[row] ? 1 : 0));
+      teacherAccuracy = ok / report.teacher.indices.length;
+    }
+    const row: RoundRow = { ...s, teacherAccuracy };
+    rows.push(row);
+    const cells = [s.round, `${s.participants}/${s.selected}`, kb(s.uplinkBytes), kb(s.downlinkBytes), pct(teacherAccuracy), pct(s.studentAccuracy), pct(s.meanClientEvalAccuracy), s.aggregateSeconds.toFixed(1), s.seconds.toFixed(1)];
+    const lines = table(headers, [cells]).split('\n');
+    if (!printedHeader) {
+      log(lines[0]);
+      log(lines[1]);
+      printedHeader = true;
+    }
+    log(lines[2]);
+  });
+  const finished = new Promise<void>((resolve) => agg.coordinator.once('finished', () => resolve()));
+
+  // Clients: round-robin over worker processes, each client its own connection and partition.
+  const nWorkers = Math.max(1, Math.min(o.workers, o.clients));
+  const workers: ChildProcess[] = [];
+  const workerFailed = new Promise<never>((_, reject) => {
+    for (let w = 0; w < nWorkers; w++) {
+      const specs = [];
+      for (let i = w; i < o.clients; i += nWorkers) {
+        specs.push({ clientId: `client-${String(i).padStart(2, '0')}`, model: o.models[i % o.models.length], codec: o.codec, rows: Array.from(split.clients[i]) });
+      }
+      const child = fork(WORKER, [], { execArgv: ['--import', 'tsx'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+      child.on('message', (m: WorkerReport) => {
+        if (m.type === 'fatal') reject(new Error(`client worker failed: ${m.message}`));
+        if (m.type === 'server-error') log(`[${m.clientId}] server refused: ${m.code}: ${m.message}`);
+      });
+      child.on('exit', (code) => code && reject(new Error(`client worker exited with code ${code}`)));
+      const start: WorkerStart = { type: 'start', url, token, dataDir: data.dir, clients: specs, evalSize: o.clientEvalSize, seed: o.seed, backend: o.backend };
+      child.send(start);
+      workers.push(child);
+    }
+  });
+
+  try {
+    await Promise.race([finished, workerFailed]);
+  } finally {
+    for (const w of workers) {
+      w.removeAllListeners('exit');
+      if (w.connected) w.send({ type: 'stop' });
+    }
+    await agg.close();
+    await Promise.all(workers.map((w) => new Promise<void>((r) => (w.exitCode !== null ? r() : (w.once('exit', () => r()), setTimeout(() => { w.kill('SIGKILL'); r(); }, 5000))))));
+  }
+
+  const done = rows.filter((r) => r.status === 'completed');
+  const uploads = done.reduce((n, r) => n + r.participants, 0);
+  const uplink = rows.reduce((n, r) => n + r.uplinkBytes, 0);
+  const downlink = rows.reduce((n, r) => n + r.downlinkBytes, 0);
+  const accs = done.map((r) => r.studentAccuracy).filter((a): a is number => a !== undefined);
+  const { log: _log, ...options } = o;
+  return {
+    options,
+    data: { source: data.source, isSubset: data.isSubset, train: data.train.count, test: data.test.count, proxy: proxy.count, clientSizes: split.clients.map((c) => c.length) },
+    backend,
+    studentParams,
+    rounds: rows,
+    summary: {
+      finalStudentAccuracy: accs.at(-1),
+      bestStudentAccuracy: accs.length ? Math.max(...accs) : undefined,
+      finalTeacherAccuracy: done.at(-1)?.teacherAccuracy,
+      uplinkBytes: uplink,
+      downlinkBytes: downlink,
+      uplinkPerClientRound: uploads ? uplink / uploads : 0,
+      downlinkPerClientRound: uploads ? downlink / uploads : 0,
+      seconds: (performance.now() - t0) / 1000,
+    },
+  };
+}
