@@ -119,6 +119,11 @@ export class FedistillClient extends Emitter<ClientEvents> {
     this.socket?.disconnect();
   }
 
+  /** The socket.io connection (null before start): for connection state, or to observe what goes on the wire. */
+  get connection(): Socket<ServerToClientEvents, ClientToServerEvents> | null {
+    return this.socket;
+  }
+
   get clientId(): string {
     return this.o.clientId;
   }

@@ -7,7 +7,7 @@ import type { Dataset } from '../shared/data/dataset.ts';
 import type { ClientToServerEvents, ServerToClientEvents } from '../shared/protocol/events.ts';
 import { encodeFrame } from '../shared/protocol/frame-codec.ts';
 import type { ProxyInfo } from '../shared/protocol/messages.ts';
-import type { BackendInfo } from '../shared/compute/backend.ts';
+import { backendInfo, type BackendInfo } from '../shared/compute/backend.ts';
 import { DEFAULT_CONFIG, type ServerConfig } from './config.ts';
 import { Coordinator } from './coordinator.ts';
 import { attachGateway } from './gateway.ts';
@@ -80,7 +80,7 @@ export function createAggregator(o: AggregatorOptions): Aggregator {
     version: SERVER_VERSION,
     strategy: strategy.name,
     student: strategy.modelKind,
-    backend: o.backend ?? null,
+    backend: o.backend ?? backendInfo() ?? null,
     proxy: proxyInfo,
     config: { ...config, token: config.token ? '(set)' : '' },
     history: coordinator.history,

@@ -72,7 +72,7 @@ export interface CoordinatorOptions {
 /**
  * Owns the round lifecycle: registration, participant selection, round start, deadline and quorum, accepting
  * uploads (stateful checks), handing them to the strategy, evaluation and an atomic checkpoint per round.
- * Emits 'round' (RoundSummary, AggregateReport) after each round.
+ * Emits 'round-start' (round, selected ids) and 'round' (RoundSummary, AggregateReport) after each round.
  */
 export class Coordinator extends EventEmitter {
   round = 0;
@@ -266,6 +266,7 @@ export class Coordinator extends EventEmitter {
       if (this.clients.get(id)?.connected) open.downlinkBytes += this.transport?.send(id, msg) ?? 0;
     }
     this.o.log(`round ${round}: ${selected.length} selected of ${ready.length} (${this.o.strategy.name})`);
+    this.emit('round-start', round, [...tasks.keys()]);
     const timer = setTimeout(done, Math.max(0, open.deadline - Date.now()));
     await finished;
     clearTimeout(timer);

@@ -12,7 +12,7 @@ import { createAggregator } from '../server/app.ts';
 import type { StrategyName } from '../server/config.ts';
 import type { RoundSummary } from '../server/coordinator.ts';
 import { loadFashionMnist } from '../server/data/fashion-mnist.ts';
-import { splitForFederation, type PartitionKind } from './split.ts';
+import { splitForFederation, type PartitionKind } from '../shared/data/federated-split.ts';
 import type { WorkerReport, WorkerStart } from './client-worker.ts';
 import { kb, pct, table } from './report.ts';
 

@@ -96,7 +96,7 @@ export function defaultCacheDir(): string {
 export const SUBSET_DIR = (): string => resolveRepoPath('data', 'fashion-mnist-subset');
 
 /** Path of `name` in `dir`, trying name.gz, name, and the dotted variant (train-images.idx3-ubyte). */
-function findFile(dir: string, name: string): string | null {
+export function findFile(dir: string, name: string): string | null {
   const dotted = name.replace(/-(idx\d)/, '.$1');
   for (const c of [`${name}.gz`, name, `${dotted}.gz`, dotted]) {
     const p = join(dir, c);
@@ -105,7 +105,7 @@ function findFile(dir: string, name: string): string | null {
   return null;
 }
 
-async function readMaybeGz(path: string): Promise<Uint8Array> {
+export async function readMaybeGz(path: string): Promise<Uint8Array> {
   const raw = new Uint8Array(await readFile(path));
   if (!isGzip(raw)) return raw;
   const out = await gunzipAsync(raw);

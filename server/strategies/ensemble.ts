@@ -17,6 +17,7 @@ interface EnsembleState {
   model: WireModel;
   optimizer: WireTensor[];
   consensus: { indices: Uint32Array; probs: Float32Array } | null;
+  bank: { probs: Float32Array; filled: Uint8Array };
 }
 
 /**
@@ -24,6 +25,10 @@ interface EnsembleState {
  * them with the configured aggregator into teacher probabilities and distills its student on those proxy rows.
  * Clients of the student's architecture start each round from the student's weights; the others digest the previous
  * round's consensus soft labels first.
+ *
+ * The student distills on a bank of the latest teacher labels of every proxy row seen so far, not only this round's
+ * subset: uplink stays `subset × classes` per client while the student learns from the whole proxy set (FedDF distills
+ * on all of its unlabelled data), and rows from earlier rounds keep it from drifting to this round's clients alone.
  */
 export class EnsembleStrategy implements Strategy {
   readonly name = 'ensemble';
@@ -32,6 +37,7 @@ export class EnsembleStrategy implements Strategy {
   version = 0;
   private readonly optimizer: tf.Optimizer;
   private consensus: EnsembleState['consensus'] = null;
+  private bank: EnsembleState['bank'];
   private readonly proxyOrder: Uint32Array;
 
   constructor(
@@ -42,6 +48,7 @@ export class EnsembleStrategy implements Strategy {
     this.modelKind = cfg.student;
     this.model = buildModel({ kind: cfg.student, inputShape: proxy.shape, numClasses: proxy.numClasses, seed: cfg.seed });
     this.optimizer = tf.train.adam(cfg.distillLearningRate);
+    this.bank = { probs: new Float32Array(proxy.count * proxy.numClasses), filled: new Uint8Array(proxy.count) };
     // One fixed shuffle of the proxy set; round r takes the r-th window of it, so every proxy row gets used
     // and a restarted server asks for the same rows.
     this.proxyOrder = Uint32Array.from(new Rng(`proxy-order/${cfg.seed}`).permutation(proxy.count));
@@ -105,7 +112,14 @@ export class EnsembleStrategy implements Strategy {
     const c = this.proxy.numClasses;
     const teachers = updates.map((u) => ({ logits: u.payload as Float32Array, weight: u.numSamples, classCounts: u.classCounts }));
     const probs = aggregate(this.cfg.aggregator, teachers, n, c, { temperature: this.cfg.temperature });
-    const res = await trainOnSoftLabels(this.model, this.optimizer, subset(this.proxy, indices), probs, {
+    indices.forEach((row, i) => {
+      this.bank.probs.set(probs.subarray(i * c, (i + 1) * c), row * c);
+      this.bank.filled[row] = 1;
+    });
+    const rows = Uint32Array.from(Array.from(this.bank.filled.keys()).filter((row) => this.bank.filled[row]));
+    const targets = new Float32Array(rows.length * c);
+    rows.forEach((row, i) => targets.set(this.bank.probs.subarray(row * c, (row + 1) * c), i * c));
+    const res = await trainOnSoftLabels(this.model, this.optimizer, subset(this.proxy, rows), targets, {
       epochs: this.cfg.distillEpochs,
       batchSize: this.cfg.distillBatchSize,
       temperature: this.cfg.temperature,
@@ -122,7 +136,13 @@ export class EnsembleStrategy implements Strategy {
   }
 
   async exportState(): Promise<EnsembleState> {
-    return { version: this.version, model: modelToWire(this.model, this.modelKind, this.version), optimizer: await exportOptimizer(this.optimizer), consensus: this.consensus };
+    return {
+      version: this.version,
+      model: modelToWire(this.model, this.modelKind, this.version),
+      optimizer: await exportOptimizer(this.optimizer),
+      consensus: this.consensus,
+      bank: this.bank,
+    };
   }
 
   async importState(raw: unknown): Promise<void> {
@@ -131,5 +151,6 @@ export class EnsembleStrategy implements Strategy {
     await importOptimizer(this.optimizer, s.optimizer);
     this.version = s.version;
     this.consensus = s.consensus;
+    this.bank = s.bank;
   }
 }

@@ -328,8 +328,7 @@ function maxPoolGrad(args: { inputs: { dy: TensorInfo; input: TensorInfo; output
   const dyv = f32(backend, dy);
   const dxv = f32(backend, dx);
   dxv.fill(0);
-  const maxV = new Float64Array(C);
-  const maxI = new Int32Array(C);
+  const rowStride = W * C;
   for (let b = 0; b < N; b++) {
     for (let yR = 0; yR < OH; yR++) {
       const xRCorner = yR * sH - padTop;
@@ -339,21 +338,41 @@ function maxPoolGrad(args: { inputs: { dy: TensorInfo; input: TensorInfo; output
         const xCCorner = yC * sW - padLeft;
         const xCMin = Math.max(0, xCCorner);
         const xCMax = Math.min(W, xCCorner + FW);
-        maxV.fill(-Infinity);
-        maxI.fill(-1);
-        for (let xR = xRMin; xR < xRMax; xR++) {
-          for (let xC = xCMin; xC < xCMax; xC++) {
-            const base = ((b * H + xR) * W + xC) * C;
-            for (let d = 0; d < C; d++) {
-              const v = xv[base + d];
-              if (v > maxV[d]) { maxV[d] = v; maxI[d] = base + d; }
+        const dyBase = ((b * OH + yR) * OW + yC) * C;
+        const first = ((b * H + xRMin) * W + xCMin) * C;
+        if (xRMax - xRMin === 2 && xCMax - xCMin === 2) {
+          // The common 2x2 window, unrolled (~1.6x faster). Same order and strict '>' as the generic loop.
+          for (let d = 0; d < C; d++) {
+            const p0 = first + d;
+            const p1 = p0 + C;
+            const p2 = p0 + rowStride;
+            const p3 = p2 + C;
+            let m = -Infinity;
+            let mi = -1;
+            let v = xv[p0];
+            if (v > m) { m = v; mi = p0; }
+            v = xv[p1];
+            if (v > m) { m = v; mi = p1; }
+            v = xv[p2];
+            if (v > m) { m = v; mi = p2; }
+            v = xv[p3];
+            if (v > m) { m = v; mi = p3; }
+            if (mi >= 0) dxv[mi] += dyv[dyBase + d];
+          }
+          continue;
+        }
+        for (let d = 0; d < C; d++) {
+          let m = -Infinity;
+          let mi = -1;
+          let rowBase = first + d;
+          for (let xR = xRMin; xR < xRMax; xR++, rowBase += rowStride) {
+            let p = rowBase;
+            for (let xC = xCMin; xC < xCMax; xC++, p += C) {
+              const v = xv[p];
+              if (v > m) { m = v; mi = p; }
             }
           }
-        }
-        const dyBase = ((b * OH + yR) * OW + yC) * C;
-        for (let d = 0; d < C; d++) {
-          const i = maxI[d];
-          if (i >= 0) dxv[i] += dyv[dyBase + d];
+          if (mi >= 0) dxv[mi] += dyv[dyBase + d];
         }
       }
     }
@@ -402,11 +421,16 @@ const IMPLS: Record<PatchableKernel, tf.KernelFunc> = {
 };
 
 /**
- * Register the training kernels on 'wasm' (unregistering the stock ones first). Idempotent. Works before or
- * after the wasm backend is initialised; `opts.kernels` patches a subset (e.g. only the missing filter gradient).
+ * Register the training kernels on 'wasm' (unregistering the stock ones first). Idempotent. Needs
+ * '@tensorflow/tfjs-backend-wasm' imported; works before or after the wasm backend is initialised (tf.setBackend).
+ * `opts.kernels` patches a subset (e.g. only the missing filter gradient). Run `selfTestWasmKernels()` next.
  */
 export function registerWasmTrainingKernels(opts: { kernels?: readonly PatchableKernel[] } = {}): PatchReport {
   const wanted = opts.kernels ?? PATCHABLE_KERNELS;
+  if (tf.findBackendFactory(WASM) == null) {
+    // Registering first would be undone: importing the wasm package re-registers its stock kernels over ours.
+    throw new Error("registerWasmTrainingKernels: import '@tensorflow/tfjs-backend-wasm' first");
+  }
   const report: PatchReport = { backend: 'wasm', patched: [], newlyRegistered: [], replacedStock: [], added: [] };
   for (const name of wanted) {
     if (!(PATCHABLE_KERNELS as readonly string[]).includes(name)) throw new Error(`fedistill: unknown patchable kernel '${name}'`);
@@ -580,6 +604,7 @@ const POOL_CASES: PoolCase[] = [
   { x: [2, 7, 7, 2], size: 3, strides: 2, pad: 'same', lo: -1, hi: 1 },
   { x: [1, 5, 6, 4], size: 2, strides: 1, pad: 'valid', lo: -1, hi: 1, step: 0.5 }, // ties: first max wins
   { x: [2, 7, 5, 3], size: [3, 2], strides: [2, 1], pad: 1, lo: -3, hi: -1, step: 0.25 },
+  { x: [2, 5, 5, 3], size: 2, strides: 2, pad: 'same', lo: -2, hi: 0, step: 0.5 }, // 2x2 fast path + clipped border windows
 ];
 
 const MAT_CASES: MatCase[] = [

@@ -98,7 +98,7 @@ function checkLogits(m: Record<string, unknown>): LogitsMsg {
   int(m, 'round', 0);
   str(m, 'proxyHash', 128);
   const err = validateEncodedMatrix(m.logits);
-  if (err) fail('bad-shape', `logits: ${err}`);
+  if (err) fail(/finite/.test(err) ? 'non-finite' : 'bad-shape', `logits: ${err}`);
   checkStats(m.stats);
   return m as unknown as LogitsMsg;
 }

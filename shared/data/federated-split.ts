@@ -1,6 +1,6 @@
-import type { Dataset } from '../shared/data/dataset.ts';
-import { dirichletPartition, iidPartition, shardPartition } from '../shared/data/partition.ts';
-import { Rng } from '../shared/data/rng.ts';
+import type { Dataset } from './dataset.ts';
+import { dirichletPartition, iidPartition, shardPartition } from './partition.ts';
+import { Rng } from './rng.ts';
 
 export type PartitionKind = 'dirichlet' | 'shards' | 'iid';
 
@@ -17,7 +17,7 @@ export function splitForFederation(
   o: { proxySize: number; numClients: number; partition: PartitionKind; alpha: number; shardsPerClient: number; seed: number },
 ): FederatedSplit {
   if (o.proxySize >= train.count) throw new Error(`proxy size ${o.proxySize} must be smaller than the training set (${train.count})`);
-  const order = new Rng(`split/${o.seed}`).permutation(train.count);
+  const order = splitOrder(train.count, o.seed);
   const proxy = Uint32Array.from(order.slice(0, o.proxySize)).sort();
   const rest = order.slice(o.proxySize);
   const restLabels = Uint8Array.from(rest, (i) => train.labels![i]);
@@ -29,4 +29,13 @@ export function splitForFederation(
         ? shardPartition(restLabels, o.numClients, o.shardsPerClient, seed)
         : iidPartition(rest.length, o.numClients, seed);
   return { proxy, clients: parts.map((p) => Uint32Array.from(p, (j) => rest[j])) };
+}
+
+function splitOrder(count: number, seed: number): number[] {
+  return new Rng(`split/${seed}`).permutation(count);
+}
+
+/** The proxy rows splitForFederation holds out for the same seed: a standalone server and a simulation agree. */
+export function proxyRows(count: number, proxySize: number, seed: number): Uint32Array {
+  return Uint32Array.from(splitOrder(count, seed).slice(0, proxySize)).sort();
 }
