@@ -3,7 +3,7 @@ import { io, type Socket } from 'socket.io-client';
 import { subset, type Dataset } from '../shared/data/dataset.ts';
 import { Rng } from '../shared/data/rng.ts';
 import { buildModel, type ModelKind } from '../shared/models/builders.ts';
-import { evaluateAccuracy, predictLogits, trainOnSoftLabels, trainSupervised } from '../shared/models/training.ts';
+import { evaluateAccuracy, logLabelPrior, predictLogits, trainOnSoftLabels, trainSupervised } from '../shared/models/training.ts';
 import { applyWireWeights, weightsToWire } from '../shared/models/wire.ts';
 import type { ClientToServerEvents, ServerToClientEvents } from '../shared/protocol/events.ts';
 import { decodeFrame, encodeFrame } from '../shared/protocol/frame-codec.ts';
@@ -188,7 +188,12 @@ export class FedistillClient extends Emitter<ClientEvents> {
       });
       digested = true;
     }
-    const train = await trainSupervised(this.model, optimizer, this.o.data, { epochs: msg.localEpochs, batchSize: msg.batchSize, random });
+    const train = await trainSupervised(this.model, optimizer, this.o.data, {
+      epochs: msg.localEpochs,
+      batchSize: msg.batchSize,
+      random,
+      logPrior: msg.logitAdjust ? logLabelPrior(this.o.data.labels!, this.o.data.numClasses) : undefined,
+    });
     optimizer.dispose();
     const stats: ClientRoundStats = { trainLoss: train.loss, trainAccuracy: train.accuracy, trainSeconds: (performance.now() - t0) / 1000 };
     if (this.o.evalSet) stats.evalAccuracy = await evaluateAccuracy(this.model, this.o.evalSet);

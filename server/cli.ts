@@ -21,7 +21,7 @@ const HELP = `fedistill server — the aggregator (fastify + socket.io on one po
   --quorum F             fraction of selected uploads needed at the deadline   [${DEFAULT_CONFIG.quorum}]
   --state-dir DIR        checkpoints; a restart on the same dir resumes (env FEDISTILL_STATE_DIR)
   --student M            ${MODEL_KINDS.join(' | ')}                                             [${DEFAULT_CONFIG.student}]
-  --proxy SPEC           fashion-mnist:N = N training rows held out as proxy   [fashion-mnist:5000]
+  --proxy SPEC           fashion-mnist:N = N training rows held out as proxy   [fashion-mnist:10000]
   --proxy-subset N       proxy rows per round                                  [${DEFAULT_CONFIG.proxySubset}]
   --local-epochs E       epochs clients train per round                        [${DEFAULT_CONFIG.localEpochs}]
   --aggregator A         ${AGGREGATORS.join(' | ')}  [${DEFAULT_CONFIG.aggregator}]
@@ -48,7 +48,7 @@ export async function main(argv: string[]): Promise<void> {
       quorum: { type: 'string' },
       'state-dir': { type: 'string', default: process.env.FEDISTILL_STATE_DIR ?? '' },
       student: { type: 'string' },
-      proxy: { type: 'string', default: 'fashion-mnist:5000' },
+      proxy: { type: 'string', default: 'fashion-mnist:10000' },
       'proxy-subset': { type: 'string' },
       'local-epochs': { type: 'string' },
       aggregator: { type: 'string' },

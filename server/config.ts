@@ -30,6 +30,8 @@ export interface ServerConfig {
   batchSize: number;
   learningRate: number;
   aggregator: AggregatorName;
+  /** Ask distillation clients for the logit-adjusted local loss (FedLC-style de-biasing of non-IID teachers). */
+  logitAdjust: boolean;
   temperature: number;
   distillEpochs: number;
   distillBatchSize: number;
@@ -58,8 +60,9 @@ export const DEFAULT_CONFIG: ServerConfig = {
   batchSize: 64,
   learningRate: 0.001,
   aggregator: 'confidence',
-  temperature: 1,
-  distillEpochs: 4,
+  logitAdjust: true,
+  temperature: 2,
+  distillEpochs: 3,
   distillBatchSize: 128,
   distillLearningRate: 0.001,
   consensusEpochs: 2,

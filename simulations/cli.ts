@@ -22,6 +22,7 @@ const HELP = `fedistill simulate — a real aggregator and N real clients on Fas
   --student M           student architecture (mlp | cnn)                                        [cnn]
   --codec C             logit codec: ${LOGIT_CODECS.join(' | ')}                                [${DEFAULT_SIMULATION.codec}]
   --aggregator A        ${AGGREGATORS.join(' | ')}   [${DEFAULT_SIMULATION.aggregator}]
+  --no-logit-adjust     clients train with plain CE instead of the logit-adjusted loss (ensemble)
   --temperature T       distillation temperature                                                [${DEFAULT_SIMULATION.temperature}]
   --distill-epochs E    server distillation epochs per round                                    [${DEFAULT_SIMULATION.distillEpochs}]
   --client-eval N       test rows each client scores its own model on (0 = off)                 [${DEFAULT_SIMULATION.clientEvalSize}]
@@ -50,6 +51,7 @@ export async function main(argv: string[]): Promise<void> {
       codec: { type: 'string' },
       aggregator: { type: 'string' },
       temperature: { type: 'string' },
+      'no-logit-adjust': { type: 'boolean' },
       'distill-epochs': { type: 'string' },
       'client-eval': { type: 'string' },
       workers: { type: 'string' },
@@ -89,6 +91,7 @@ export async function main(argv: string[]): Promise<void> {
     codec: oneOf(v.codec, LOGIT_CODECS, 'codec'),
     aggregator: oneOf(v.aggregator, AGGREGATORS, 'aggregator'),
     temperature: num(v.temperature, 'temperature'),
+    logitAdjust: v['no-logit-adjust'] ? false : undefined,
     distillEpochs: num(v['distill-epochs'], 'distill-epochs'),
     clientEvalSize: num(v['client-eval'], 'client-eval'),
     workers: num(v.workers, 'workers'),

@@ -31,6 +31,7 @@ export interface SimulationOptions {
   student: ModelKind;
   codec: LogitCodecName;
   aggregator: AggregatorName;
+  logitAdjust: boolean;
   temperature: number;
   distillEpochs: number;
   batchSize: number;
@@ -52,15 +53,16 @@ export const DEFAULT_SIMULATION: SimulationOptions = {
   partition: 'dirichlet',
   alpha: 0.5,
   shardsPerClient: 2,
-  proxySize: 5000,
+  proxySize: 10000,
   proxySubset: 1000,
   localEpochs: 2,
   models: ['cnn'],
   student: 'cnn',
   codec: 'fp16',
   aggregator: 'confidence',
-  temperature: 1,
-  distillEpochs: 4,
+  logitAdjust: true,
+  temperature: 2,
+  distillEpochs: 3,
   batchSize: 64,
   learningRate: 0.001,
   seed: 1,
@@ -128,6 +130,7 @@ export async function runSimulation(opts: Partial<SimulationOptions> = {}): Prom
       batchSize: o.batchSize,
       learningRate: o.learningRate,
       aggregator: o.aggregator,
+      logitAdjust: o.logitAdjust,
       temperature: o.temperature,
       distillEpochs: o.distillEpochs,
     },

@@ -22,7 +22,7 @@ const HELP = `fedistill client — train on private data, share only proxy-set l
   --fashion-mnist-part I/N[:ALPHA]
                          instead of --data-dir, for test benches: take client I of N of the same
                          Dirichlet split 'fedistill simulate' makes (ALPHA default 0.5)
-  --proxy-size N         with --fashion-mnist-part: the server's proxy size   [5000]
+  --proxy-size N         with --fashion-mnist-part: the server's proxy size   [10000]
   --seed N               [1]
   --proxy-cache DIR      proxy-set cache                                      [~/.cache/fedistill/proxy]
   --backend B            auto | tensorflow-gpu | tensorflow | wasm | cpu (env FEDISTILL_BACKEND)
@@ -39,7 +39,7 @@ export async function main(argv: string[]): Promise<void> {
       codec: { type: 'string', default: 'fp16' },
       'data-dir': { type: 'string' },
       'fashion-mnist-part': { type: 'string' },
-      'proxy-size': { type: 'string', default: '5000' },
+      'proxy-size': { type: 'string', default: '10000' },
       seed: { type: 'string', default: '1' },
       'proxy-cache': { type: 'string' },
       backend: { type: 'string' },

@@ -85,6 +85,7 @@ export class EnsembleStrategy implements Strategy {
         localEpochs: this.cfg.localEpochs,
         batchSize: this.cfg.batchSize,
         learningRate: this.cfg.learningRate,
+        logitAdjust: this.cfg.logitAdjust,
         model: same ? student : undefined,
         consensus: !same && consensus ? consensus : undefined,
       });

@@ -54,15 +54,21 @@ function shuffledOrder(n: number, random: () => number): Uint32Array {
   return o;
 }
 
-/** Supervised training with softmax cross-entropy on labelled (private) data. */
+/**
+ * Supervised training with softmax cross-entropy on labelled (private) data.
+ * `logPrior` (log of the local label distribution) turns on the logit-adjusted loss CE(z + log π) (Menon et al. 2021;
+ * FedLC/FedRS in federated learning): the model's raw logits then estimate the label-balanced posterior, so a client
+ * whose data is skewed doesn't learn to suppress the classes it rarely sees, and its proxy logits are far less biased.
+ */
 export async function trainSupervised(
   model: tf.LayersModel,
   optimizer: tf.Optimizer,
   data: Dataset,
-  opts: { epochs: number; batchSize: number; random: () => number },
+  opts: { epochs: number; batchSize: number; random: () => number; logPrior?: Float32Array },
 ): Promise<TrainResult> {
   if (!data.labels) throw new Error('trainSupervised needs labels');
   const labels = data.labels;
+  const prior = opts.logPrior ? tf.tensor1d(opts.logPrior) : null;
   const t0 = performance.now();
   let lossSum = 0;
   let correct = 0;
@@ -75,7 +81,7 @@ export async function trainSupervised(
       const loss = optimizer.minimize(() => {
         const z = model.apply(x, { training: true }) as tf.Tensor2D;
         logitsOut = tf.keep(z.argMax(1));
-        return tf.losses.softmaxCrossEntropy(onehot, z) as tf.Scalar;
+        return tf.losses.softmaxCrossEntropy(onehot, prior ? z.add(prior) : z) as tf.Scalar;
       }, true)!;
       lossSum += (await loss.data())[0] * rows.length;
       const pred = await logitsOut!.data();
@@ -85,7 +91,16 @@ export async function trainSupervised(
       await breathe();
     }
   }
+  prior?.dispose();
   return { loss: lossSum / Math.max(1, seen), accuracy: correct / Math.max(1, seen), seconds: (performance.now() - t0) / 1000, samples: seen };
+}
+
+/** log of the (add-one smoothed) label distribution of `labels`: the prior the logit-adjusted loss removes. */
+export function logLabelPrior(labels: ArrayLike<number>, numClasses: number): Float32Array {
+  const counts = new Float64Array(numClasses).fill(1);
+  for (let i = 0; i < labels.length; i++) counts[labels[i]]++;
+  const total = labels.length + numClasses;
+  return Float32Array.from(counts, (c) => Math.log(c / total));
 }
 
 /**

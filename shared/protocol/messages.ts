@@ -94,6 +94,8 @@ export interface RoundMsg {
   localEpochs: number;
   batchSize: number;
   learningRate: number;
+  /** Train with the logit-adjusted (label-prior-corrected) loss so uploaded logits are not skewed to local classes. */
+  logitAdjust?: boolean;
   /** Milliseconds since epoch after which an upload is refused as late. */
   deadline: number;
   /** Weights to start from: the student when the client's architecture matches, the global model for FedAvg. */
