@@ -7,7 +7,7 @@ import { evaluateAccuracy, logLabelPrior, predictLogits, trainOnSoftLabels, trai
 import { applyWireWeights, weightsToWire } from '../shared/models/wire.ts';
 import type { ClientToServerEvents, ServerToClientEvents } from '../shared/protocol/events.ts';
 import { decodeFrame, encodeFrame } from '../shared/protocol/frame-codec.ts';
-import type { AckMsg, ClientMsg, ClientRoundStats, ErrorMsg, HelloMsg, RoundMsg, RoundResultMsg, WelcomeMsg } from '../shared/protocol/messages.ts';
+import type { AckMsg, ClientMsg, ClientRoundStats, ErrorMsg, HelloMsg, RoundMsg, RoundResultMsg, WelcomeMsg, WireTensor } from '../shared/protocol/messages.ts';
 import { PROTOCOL_VERSION } from '../shared/protocol/messages.ts';
 import { classHistogram } from '../shared/data/partition.ts';
 import { decodeMatrix, encodeMatrix, type LogitCodecName } from '../shared/tensor/logit-codec.ts';
@@ -133,6 +133,14 @@ export class FedistillClient extends Emitter<ClientEvents> {
     return this.queue;
   }
 
+  /** A frozen copy of the received global model (same architecture as ours), reused across rounds. */
+  private anchorModel: tf.LayersModel | null = null;
+  private anchorFrom(weights: WireTensor[]): tf.LayersModel {
+    this.anchorModel ??= buildModel({ kind: this.o.model, inputShape: this.o.data.shape, numClasses: this.o.data.numClasses });
+    applyWireWeights(this.anchorModel, weights);
+    return this.anchorModel;
+  }
+
   private send(msg: ClientMsg): number {
     const frame = encodeFrame(msg);
     this.socket?.emit(msg.type, frame);
@@ -193,6 +201,7 @@ export class FedistillClient extends Emitter<ClientEvents> {
       batchSize: msg.batchSize,
       random,
       logPrior: msg.logitAdjust ? logLabelPrior(this.o.data.labels!, this.o.data.numClasses) : undefined,
+      anchor: adopted && msg.ntdBeta ? { model: this.anchorFrom(msg.model!.weights), beta: msg.ntdBeta, temperature: 1 } : undefined,
     });
     optimizer.dispose();
     const stats: ClientRoundStats = { trainLoss: train.loss, trainAccuracy: train.accuracy, trainSeconds: (performance.now() - t0) / 1000 };

@@ -32,6 +32,8 @@ export interface ServerConfig {
   aggregator: AggregatorName;
   /** Ask distillation clients for the logit-adjusted local loss (FedLC-style de-biasing of non-IID teachers). */
   logitAdjust: boolean;
+  /** β of not-true distillation from the student during local training (FedNTD); 0 = off. */
+  ntdBeta: number;
   temperature: number;
   distillEpochs: number;
   distillBatchSize: number;
@@ -61,6 +63,7 @@ export const DEFAULT_CONFIG: ServerConfig = {
   learningRate: 0.001,
   aggregator: 'confidence',
   logitAdjust: true,
+  ntdBeta: 1,
   temperature: 2,
   distillEpochs: 3,
   distillBatchSize: 128,

@@ -1,25 +1,10 @@
 /** Small, isomorphic evaluation and reporting helpers. */
+import { accuracyOf } from './distill/aggregators.ts';
 
 /** Fraction of rows of an n×c logit (or probability) matrix whose first argmax equals the label; n = labels.length. 0 when n = 0. */
 export function accuracy(predLogits: Float32Array, labels: Uint8Array, c: number): number {
-  const n = labels.length;
   if (!Number.isSafeInteger(c) || c < 1) throw new Error(`accuracy: bad class count ${c}`);
-  if (predLogits.length !== n * c) throw new Error(`accuracy: expected ${n}×${c} = ${n * c} values, got ${predLogits.length}`);
-  let hit = 0;
-  for (let i = 0; i < n; i++) {
-    const base = i * c;
-    let best = 0;
-    let bv = -Infinity;
-    for (let j = 0; j < c; j++) {
-      const v = predLogits[base + j];
-      if (v > bv) {
-        bv = v;
-        best = j;
-      }
-    }
-    if (best === labels[i]) hit++;
-  }
-  return n === 0 ? 0 : hit / n;
+  return accuracyOf(predLogits, labels, labels.length, c);
 }
 
 /** Shannon entropy (nats) of each row of an n×c probability matrix; 0·log 0 = 0. Rows are used as given (not renormalised). */

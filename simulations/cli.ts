@@ -23,6 +23,7 @@ const HELP = `fedistill simulate — a real aggregator and N real clients on Fas
   --codec C             logit codec: ${LOGIT_CODECS.join(' | ')}                                [${DEFAULT_SIMULATION.codec}]
   --aggregator A        ${AGGREGATORS.join(' | ')}   [${DEFAULT_SIMULATION.aggregator}]
   --no-logit-adjust     clients train with plain CE instead of the logit-adjusted loss (ensemble)
+  --ntd-beta B          weight of not-true distillation from the student in local training (0 = off)  [1]
   --temperature T       distillation temperature                                                [${DEFAULT_SIMULATION.temperature}]
   --distill-epochs E    server distillation epochs per round                                    [${DEFAULT_SIMULATION.distillEpochs}]
   --client-eval N       test rows each client scores its own model on (0 = off)                 [${DEFAULT_SIMULATION.clientEvalSize}]
@@ -52,6 +53,7 @@ export async function main(argv: string[]): Promise<void> {
       aggregator: { type: 'string' },
       temperature: { type: 'string' },
       'no-logit-adjust': { type: 'boolean' },
+      'ntd-beta': { type: 'string' },
       'distill-epochs': { type: 'string' },
       'client-eval': { type: 'string' },
       workers: { type: 'string' },
@@ -92,6 +94,7 @@ export async function main(argv: string[]): Promise<void> {
     aggregator: oneOf(v.aggregator, AGGREGATORS, 'aggregator'),
     temperature: num(v.temperature, 'temperature'),
     logitAdjust: v['no-logit-adjust'] ? false : undefined,
+    ntdBeta: num(v['ntd-beta'], 'ntd-beta'),
     distillEpochs: num(v['distill-epochs'], 'distill-epochs'),
     clientEvalSize: num(v['client-eval'], 'client-eval'),
     workers: num(v.workers, 'workers'),

@@ -2,7 +2,7 @@ import { fork, type ChildProcess } from 'node:child_process';
 import { availableParallelism } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { subset } from '../shared/data/dataset.ts';
-import { argmaxRows } from '../shared/distill/aggregators.ts';
+import { accuracyOf } from '../shared/distill/aggregators.ts';
 import type { ModelKind } from '../shared/models/builders.ts';
 import { countParams } from '../shared/models/builders.ts';
 import type { LogitCodecName } from '../shared/tensor/logit-codec.ts';
@@ -32,6 +32,7 @@ export interface SimulationOptions {
   codec: LogitCodecName;
   aggregator: AggregatorName;
   logitAdjust: boolean;
+  ntdBeta: number;
   temperature: number;
   distillEpochs: number;
   batchSize: number;
@@ -48,7 +49,7 @@ export interface SimulationOptions {
 
 export const DEFAULT_SIMULATION: SimulationOptions = {
   clients: 10,
-  rounds: 10,
+  rounds: 12,
   strategy: 'ensemble',
   partition: 'dirichlet',
   alpha: 0.5,
@@ -61,6 +62,7 @@ export const DEFAULT_SIMULATION: SimulationOptions = {
   codec: 'fp16',
   aggregator: 'confidence',
   logitAdjust: true,
+  ntdBeta: 1,
   temperature: 2,
   distillEpochs: 3,
   batchSize: 64,
@@ -131,6 +133,7 @@ export async function runSimulation(opts: Partial<SimulationOptions> = {}): Prom
       learningRate: o.learningRate,
       aggregator: o.aggregator,
       logitAdjust: o.logitAdjust,
+      ntdBeta: o.ntdBeta,
       temperature: o.temperature,
       distillEpochs: o.distillEpochs,
     },
@@ -149,10 +152,8 @@ export async function runSimulation(opts: Partial<SimulationOptions> = {}): Prom
   agg.coordinator.on('round', (s: RoundSummary, report: { teacher?: { indices: Uint32Array; probs: Float32Array } }) => {
     let teacherAccuracy: number | undefined;
     if (report.teacher) {
-      const pred = argmaxRows(report.teacher.probs, report.teacher.indices.length, proxy.numClasses);
-      let ok = 0;
-      report.teacher.indices.forEach((row, i) => (ok += pred[i] === proxyLabels[row] ? 1 : 0));
-      teacherAccuracy = ok / report.teacher.indices.length;
+      const { indices, probs } = report.teacher;
+      teacherAccuracy = accuracyOf(probs, Array.from(indices, (row) => proxyLabels[row]), indices.length, proxy.numClasses);
     }
     const row: RoundRow = { ...s, teacherAccuracy };
     rows.push(row);

@@ -86,6 +86,7 @@ export class EnsembleStrategy implements Strategy {
         batchSize: this.cfg.batchSize,
         learningRate: this.cfg.learningRate,
         logitAdjust: this.cfg.logitAdjust,
+        ntdBeta: same ? this.cfg.ntdBeta : undefined,
         model: same ? student : undefined,
         consensus: !same && consensus ? consensus : undefined,
       });

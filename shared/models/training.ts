@@ -1,6 +1,8 @@
 import * as tf from '@tensorflow/tfjs';
 import type { Dataset } from '../data/dataset.ts';
 import { kdLoss } from '../distill/kd-loss.ts';
+import { notTrueDistillation } from '../distill/ntd-loss.ts';
+import { accuracy } from '../metrics.ts';
 
 /** Images (0..255 bytes) → float tensor in [0,1], NHWC. */
 export function imagesToTensor(images: Uint8Array, count: number, shape: [number, number, number]): tf.Tensor4D {
@@ -64,11 +66,19 @@ export async function trainSupervised(
   model: tf.LayersModel,
   optimizer: tf.Optimizer,
   data: Dataset,
-  opts: { epochs: number; batchSize: number; random: () => number; logPrior?: Float32Array },
+  opts: {
+    epochs: number;
+    batchSize: number;
+    random: () => number;
+    logPrior?: Float32Array;
+    /** A frozen copy of the global model to keep not-true-class knowledge from (FedNTD), with its weight β. */
+    anchor?: { model: tf.LayersModel; beta: number; temperature: number };
+  },
 ): Promise<TrainResult> {
   if (!data.labels) throw new Error('trainSupervised needs labels');
   const labels = data.labels;
   const prior = opts.logPrior ? tf.tensor1d(opts.logPrior) : null;
+  const anchor = opts.anchor && opts.anchor.beta > 0 ? opts.anchor : null;
   const t0 = performance.now();
   let lossSum = 0;
   let correct = 0;
@@ -78,11 +88,14 @@ export async function trainSupervised(
       const y = tf.tensor1d(Array.from(rows, (r) => labels[r]), 'int32');
       const onehot = tf.oneHot(y, data.numClasses);
       let logitsOut: tf.Tensor | null = null;
+      const zGlobal = anchor ? tf.tidy(() => anchor.model.apply(x, { training: false }) as tf.Tensor2D) : null;
       const loss = optimizer.minimize(() => {
         const z = model.apply(x, { training: true }) as tf.Tensor2D;
         logitsOut = tf.keep(z.argMax(1));
-        return tf.losses.softmaxCrossEntropy(onehot, prior ? z.add(prior) : z) as tf.Scalar;
+        const ce = tf.losses.softmaxCrossEntropy(onehot, prior ? z.add(prior) : z) as tf.Scalar;
+        return anchor ? ce.add(notTrueDistillation(z, zGlobal!, onehot as tf.Tensor2D, anchor.temperature).mul(anchor.beta)) : ce;
       }, true)!;
+      zGlobal?.dispose();
       lossSum += (await loss.data())[0] * rows.length;
       const pred = await logitsOut!.data();
       for (let i = 0; i < rows.length; i++) if (pred[i] === labels[rows[i]]) correct++;
@@ -173,14 +186,5 @@ export async function predictLogits(
 /** Top-1 accuracy of a model on a labelled dataset. */
 export async function evaluateAccuracy(model: tf.LayersModel, data: Dataset): Promise<number> {
   if (!data.labels) throw new Error('evaluateAccuracy needs labels');
-  const logits = await predictLogits(model, data);
-  const c = data.numClasses;
-  let correct = 0;
-  for (let i = 0; i < data.count; i++) {
-    let best = 0;
-    for (let k = 1; k < c; k++) if (logits[i * c + k] > logits[i * c + best]) best = k;
-    if (best === data.labels[i]) correct++;
-  }
-  return correct / data.count;
+  return accuracy(await predictLogits(model, data), data.labels, data.numClasses);
 }
-

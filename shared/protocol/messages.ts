@@ -96,6 +96,8 @@ export interface RoundMsg {
   learningRate: number;
   /** Train with the logit-adjusted (label-prior-corrected) loss so uploaded logits are not skewed to local classes. */
   logitAdjust?: boolean;
+  /** Weight β of not-true distillation from the received model during local training (FedNTD); 0/absent = off. */
+  ntdBeta?: number;
   /** Milliseconds since epoch after which an upload is refused as late. */
   deadline: number;
   /** Weights to start from: the student when the client's architecture matches, the global model for FedAvg. */
