@@ -65,6 +65,14 @@ export class FedistillClient extends Emitter<ClientEvents> {
   private readonly codec: LogitCodecName;
   private readonly cache: ProxyCache;
   private stopped = false;
+  /** Registered on the current connection (welcome received since the last connect). */
+  private registered = false;
+  private resumeToken: string | undefined;
+  /** Rounds taken on: 'working', or the upload frame once sent (re-sent if the server asks again). */
+  private readonly rounds = new Map<number, 'working' | { event: ClientMsg['type']; frame: Uint8Array }>();
+  private latestRound = 0;
+  /** An upload made while disconnected: sent after the next welcome, not before hello. */
+  private heldUpload: { event: ClientMsg['type']; frame: Uint8Array } | null = null;
 
   constructor(private readonly o: ClientOptions) {
     super();
@@ -94,14 +102,31 @@ export class FedistillClient extends Emitter<ClientEvents> {
       numSamples: this.o.data.count,
       classCounts: this.o.shareClassCounts === false ? undefined : classHistogram(this.o.data.labels!, range(this.o.data.count), this.o.data.numClasses),
       codec: this.codec,
+      resumeToken: this.resumeToken,
     } satisfies HelloMsg));
     socket.on('connect_error', (e) => this.log(`connect error: ${e.message}`));
-    socket.on('disconnect', (reason) => this.emit('disconnected', reason));
+    socket.on('disconnect', (reason) => {
+      this.registered = false;
+      this.emit('disconnected', reason);
+    });
     socket.on('welcome', (f) => this.onWelcome(decodeFrame(f) as WelcomeMsg));
     socket.on('round', (f) => {
       const msg = decodeFrame(f) as RoundMsg;
-      // One round at a time, in order; a resent task for a round already being worked on is ignored.
-      this.queue = this.queue.then(() => this.onRound(msg)).catch((e) => this.log(`round ${msg.round} failed: ${(e as Error).stack}`));
+      const seen = this.rounds.get(msg.round);
+      if (seen) {
+        // The server asks again (we reconnected mid-round): answer with the upload already made, or keep working.
+        if (seen !== 'working') this.transmit(seen);
+        return;
+      }
+      this.rounds.set(msg.round, 'working');
+      this.latestRound = Math.max(this.latestRound, msg.round);
+      // One round at a time, in order.
+      this.queue = this.queue
+        .then(() => this.onRound(msg))
+        .catch((e) => {
+          this.rounds.delete(msg.round);
+          this.log(`round ${msg.round} failed: ${(e as Error).stack}`);
+        });
     });
     socket.on('ack', (f) => this.emit('ack', decodeFrame(f) as AckMsg));
     socket.on('round-result', (f) => this.emit('round-result', decodeFrame(f) as RoundResultMsg));
@@ -147,12 +172,39 @@ export class FedistillClient extends Emitter<ClientEvents> {
     return frame.byteLength;
   }
 
+  /** Uploads go only over a registered connection; socket.io would otherwise flush them ahead of the next hello. */
+  private transmit(up: { event: ClientMsg['type']; frame: Uint8Array }): void {
+    if (this.registered && this.socket?.connected) this.socket.emit(up.event, up.frame);
+    else this.heldUpload = up;
+  }
+
+  private upload(round: number, msg: ClientMsg): number {
+    const up = { event: msg.type, frame: encodeFrame(msg) };
+    this.rounds.set(round, up);
+    for (const r of this.rounds.keys()) if (r < round - 4) this.rounds.delete(r);
+    this.transmit(up);
+    return up.frame.byteLength;
+  }
+
   private onWelcome(w: WelcomeMsg): void {
+    this.registered = true;
+    this.resumeToken = w.resumeToken;
     if (w.proxy.hash !== this.proxyHash) {
       this.proxyHash = w.proxy.hash;
-      this.proxy = this.loadProxy(w);
-      this.proxy.catch((e) => this.log(`proxy set unavailable: ${(e as Error).message}`));
+      const loading = this.loadProxy(w);
+      this.proxy = loading;
+      loading.catch((e) => {
+        this.log(`proxy set unavailable: ${(e as Error).message}`);
+        // Forget it so the next welcome (e.g. after a reconnect) tries again.
+        if (this.proxy === loading) {
+          this.proxy = null;
+          this.proxyHash = '';
+        }
+      });
     }
+    const held = this.heldUpload;
+    this.heldUpload = null;
+    if (held) this.transmit(held);
     this.emit('welcome', w);
   }
 
@@ -173,17 +225,30 @@ export class FedistillClient extends Emitter<ClientEvents> {
 
   private async onRound(msg: RoundMsg): Promise<void> {
     if (this.stopped) return;
-    if (!this.proxy) throw new Error('round before welcome');
+    if (msg.round < this.latestRound || Date.now() > msg.deadline) {
+      this.log(`round ${msg.round} skipped: ${msg.round < this.latestRound ? `round ${this.latestRound} has started` : 'past its deadline'}`);
+      this.rounds.delete(msg.round);
+      return;
+    }
+    if (!this.proxy) throw new Error('round before the proxy set is known');
     const proxy = await this.proxy;
     const random = () => this.rng.next();
-    const t0 = performance.now();
     let adopted = false;
-    let digested = false;
     if (msg.model && msg.model.kind === this.o.model) {
       applyWireWeights(this.model, msg.model.weights);
       adopted = true;
     }
     const optimizer = tf.train.adam(msg.learningRate);
+    try {
+      await this.fit(msg, proxy, optimizer, adopted, random);
+    } finally {
+      optimizer.dispose();
+    }
+  }
+
+  private async fit(msg: RoundMsg, proxy: Dataset, optimizer: tf.Optimizer, adopted: boolean, random: () => number): Promise<void> {
+    const t0 = performance.now();
+    let digested = false;
     if (msg.consensus && !adopted) {
       // FedMD "digest": learn the previous round's consensus on its proxy rows before revisiting private data.
       const c = msg.consensus;
@@ -203,16 +268,15 @@ export class FedistillClient extends Emitter<ClientEvents> {
       logPrior: msg.logitAdjust ? logLabelPrior(this.o.data.labels!, this.o.data.numClasses) : undefined,
       anchor: adopted && msg.ntdBeta ? { model: this.anchorFrom(msg.model!.weights), beta: msg.ntdBeta, temperature: 1 } : undefined,
     });
-    optimizer.dispose();
     const stats: ClientRoundStats = { trainLoss: train.loss, trainAccuracy: train.accuracy, trainSeconds: (performance.now() - t0) / 1000 };
     if (this.o.evalSet) stats.evalAccuracy = await evaluateAccuracy(this.model, this.o.evalSet);
     if (this.stopped) return;
     let uploadBytes: number;
     if (msg.task === 'logits') {
       const logits = await predictLogits(this.model, proxy, msg.indices!);
-      uploadBytes = this.send({ type: 'logits', round: msg.round, proxyHash: this.proxyHash, logits: encodeMatrix(logits, msg.indices!.length, proxy.numClasses, this.codec), stats });
+      uploadBytes = this.upload(msg.round, { type: 'logits', round: msg.round, proxyHash: this.proxyHash, logits: encodeMatrix(logits, msg.indices!.length, proxy.numClasses, this.codec), stats });
     } else {
-      uploadBytes = this.send({ type: 'weights', round: msg.round, numSamples: this.o.data.count, weights: weightsToWire(this.model), stats });
+      uploadBytes = this.upload(msg.round, { type: 'weights', round: msg.round, numSamples: this.o.data.count, weights: weightsToWire(this.model), stats });
     }
     this.emit('round-done', { round: msg.round, task: msg.task, stats, uploadBytes, adoptedStudent: adopted, digestedConsensus: digested });
   }

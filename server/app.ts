@@ -70,8 +70,9 @@ export function createAggregator(o: AggregatorOptions): Aggregator {
   const app = Fastify({ logger: false, bodyLimit: 1024 * 1024 });
   const limits = config.frameLimits;
   const io = new IoServer<ClientToServerEvents, ServerToClientEvents>(app.server, {
-    // Above our per-event limits, so an oversized frame reaches the validator and gets a clear 'too-large' error.
-    maxHttpBufferSize: Math.max(limits.hello, limits.logits, limits.weights) + 1024 * 1024,
+    // Just above the largest frame this strategy accepts, so an oversized frame still reaches the validator and gets
+    // a clear 'too-large' error, while a peer (authenticated or not) can't make the engine buffer more than that.
+    maxHttpBufferSize: Math.max(limits.hello, config.strategy === 'fedavg' ? limits.weights : limits.logits) + 64 * 1024,
     pingTimeout: 60_000,
   });
   coordinator.attach(attachGateway(io, coordinator, { token: config.token, limits, metrics, log }));

@@ -1,4 +1,5 @@
 import { EventEmitter } from 'node:events';
+import { randomBytes } from 'node:crypto';
 import type { Dataset } from '../shared/data/dataset.ts';
 import { Rng } from '../shared/data/rng.ts';
 import type { ClientMsg, ErrorMsg, HelloMsg, RoundMsg, ServerMsg, WelcomeMsg } from '../shared/protocol/messages.ts';
@@ -15,7 +16,7 @@ export interface Transport {
 
 export interface RoundSummary {
   round: number;
-  status: 'completed' | 'no-quorum';
+  status: 'completed' | 'no-quorum' | 'failed';
   strategy: string;
   selected: number;
   participants: number;
@@ -42,10 +43,13 @@ interface OpenRound {
   deadline: number;
   downlinkBytes: number;
   done: () => void;
+  timer: ReturnType<typeof setTimeout> | null;
 }
 
 interface ClientRecord {
   participant: Participant;
+  /** Issued at first registration; a hello for a connected id must carry it. */
+  resumeToken: string;
   connected: boolean;
   registeredAt: number;
   lastSeen: number;
@@ -53,10 +57,13 @@ interface ClientRecord {
 
 interface CoordinatorState {
   round: number;
-  clients: Participant[];
+  clients: (Participant & { resumeToken: string })[];
   history: RoundSummary[];
   strategy: unknown;
 }
+
+/** How long a round waits for a selected client that dropped to reconnect and upload, once nobody else is pending. */
+export const RECONNECT_GRACE_MS = 5000;
 
 export interface CoordinatorOptions {
   config: ServerConfig;
@@ -107,7 +114,7 @@ export class Coordinator extends EventEmitter {
     await this.o.strategy.importState(s.strategy);
     this.round = s.round;
     this.history.push(...s.history);
-    for (const p of s.clients) this.clients.set(p.id, { participant: p, connected: false, registeredAt: Date.now(), lastSeen: 0 });
+    for (const { resumeToken, ...p } of s.clients) this.clients.set(p.id, { participant: p, resumeToken, connected: false, registeredAt: Date.now(), lastSeen: 0 });
     this.o.log(`restored from ${ck.file}: round ${s.round} done, student v${this.o.strategy.version}, ${s.clients.length} known clients`);
     return true;
   }
@@ -118,15 +125,25 @@ export class Coordinator extends EventEmitter {
     if (hello.protocol !== PROTOCOL_VERSION) {
       throw new ProtocolError('protocol-version', `server speaks protocol ${PROTOCOL_VERSION}, client ${hello.protocol}: upgrade the older side`);
     }
+    const c = this.o.proxy.numClasses;
+    if (hello.classCounts && hello.classCounts.length !== c) {
+      throw new ProtocolError('bad-shape', `classCounts must have one count per class (${c}), got ${hello.classCounts.length}`);
+    }
     const p: Participant = { id: hello.clientId, model: hello.model, numSamples: hello.numSamples, classCounts: hello.classCounts, codec: hello.codec };
     const prev = this.clients.get(p.id);
-    this.clients.set(p.id, { participant: p, connected: true, registeredAt: prev?.registeredAt ?? Date.now(), lastSeen: Date.now() });
+    // Someone else may hold the shared token: replacing a live connection of an id needs that id's resume token.
+    if (prev?.connected && hello.resumeToken !== prev.resumeToken) {
+      throw new ProtocolError('unauthorized', `client id '${p.id}' is connected; a reconnect must present the resumeToken its welcome gave`);
+    }
+    const resumeToken = prev && hello.resumeToken === prev.resumeToken ? prev.resumeToken : randomBytes(18).toString('base64url');
+    this.clients.set(p.id, { participant: p, resumeToken, connected: true, registeredAt: prev?.registeredAt ?? Date.now(), lastSeen: Date.now() });
     this.o.log(`client ${p.id} ${prev ? 're' : ''}registered (${p.model}, ${p.numSamples} samples, ${p.codec})`);
     this.poke();
     return {
       type: 'welcome',
       protocol: PROTOCOL_VERSION,
       clientId: p.id,
+      resumeToken,
       serverVersion: this.o.serverVersion,
       strategy: this.o.strategy.name,
       proxy: this.o.proxyInfo,
@@ -140,6 +157,7 @@ export class Coordinator extends EventEmitter {
     if (open && open.pending.has(clientId)) {
       const msg = open.sent.get(clientId)!;
       open.downlinkBytes += this.transport?.send(clientId, msg) ?? 0;
+      this.closeAt(open, open.deadline); // back from a grace period to the round's own deadline
     }
   }
 
@@ -148,8 +166,17 @@ export class Coordinator extends EventEmitter {
     if (!rec) return;
     rec.connected = false;
     this.o.log(`client ${clientId} disconnected`);
-    // Don't wait for it: the round goes on with the others (it may still reconnect and upload before the deadline).
-    if (this.open?.pending.has(clientId) && this.connectedPending(this.open) === 0) this.open.done();
+    // Don't stall on it: once nobody connected is pending, the round closes after a short grace for a reconnect.
+    if (this.open?.pending.has(clientId) && this.connectedPending(this.open) === 0) this.closeSoon(this.open);
+  }
+
+  private closeAt(open: OpenRound, at: number): void {
+    if (open.timer) clearTimeout(open.timer);
+    open.timer = setTimeout(open.done, Math.max(0, at - Date.now()));
+  }
+
+  private closeSoon(open: OpenRound): void {
+    this.closeAt(open, Math.min(open.deadline, Date.now() + RECONNECT_GRACE_MS));
   }
 
   private connectedPending(open: OpenRound): number {
@@ -183,7 +210,8 @@ export class Coordinator extends EventEmitter {
       stats: msg.stats,
     });
     open.pending.delete(clientId);
-    if (open.pending.size === 0 || this.connectedPending(open) === 0) open.done();
+    if (open.pending.size === 0) open.done();
+    else if (this.connectedPending(open) === 0) this.closeSoon(open);
     return bytes;
   }
 
@@ -191,8 +219,9 @@ export class Coordinator extends EventEmitter {
 
   start(): Promise<void> {
     this.running ??= this.loop().catch((e) => {
+      // Not re-thrown: an 'error' event without listener would take the whole server down.
       this.o.log(`coordinator stopped on error: ${(e as Error).stack}`);
-      this.emit('error', e);
+      if (this.listenerCount('error') > 0) this.emit('error', e);
     });
     return this.running;
   }
@@ -247,6 +276,7 @@ export class Coordinator extends EventEmitter {
     const k = Math.min(ready.length, Math.max(cfg.minClients, Math.ceil(cfg.fraction * ready.length)));
     const selected = ctx.rng.shuffle([...ready].sort((a, b) => (a.id < b.id ? -1 : 1))).slice(0, k);
     const tasks = await this.o.strategy.configureRound(ctx, selected);
+    if (this.stopped) return;
     let done!: () => void;
     const finished = new Promise<void>((r) => (done = r));
     const open: OpenRound = {
@@ -258,6 +288,7 @@ export class Coordinator extends EventEmitter {
       deadline: Date.now() + cfg.roundTimeoutS * 1000,
       downlinkBytes: 0,
       done,
+      timer: null,
     };
     this.open = open;
     for (const [id, task] of tasks) {
@@ -267,9 +298,10 @@ export class Coordinator extends EventEmitter {
     }
     this.o.log(`round ${round}: ${selected.length} selected of ${ready.length} (${this.o.strategy.name})`);
     this.emit('round-start', round, [...tasks.keys()]);
-    const timer = setTimeout(done, Math.max(0, open.deadline - Date.now()));
+    this.closeAt(open, open.deadline);
+    if (this.connectedPending(open) === 0) this.closeSoon(open); // everyone selected dropped while we configured
     await finished;
-    clearTimeout(timer);
+    if (open.timer) clearTimeout(open.timer);
     // Close the round before the slow part, so late uploads are refused as stale rather than raced.
     this.open = null;
     if (this.stopped && open.updates.size < tasks.size) return;
@@ -281,8 +313,14 @@ export class Coordinator extends EventEmitter {
     let accuracy: number | undefined;
     let status: RoundSummary['status'] = 'completed';
     if (updates.length >= needed) {
-      report = await this.o.strategy.aggregate(ctx, updates, new Map(updates.map((u) => [u.clientId, tasks.get(u.clientId)!])));
-      accuracy = (await this.o.strategy.evaluate(ctx)).accuracy;
+      try {
+        report = await this.o.strategy.aggregate(ctx, updates, new Map(updates.map((u) => [u.clientId, tasks.get(u.clientId)!])));
+        accuracy = (await this.o.strategy.evaluate(ctx)).accuracy;
+      } catch (e) {
+        // A failure here is ours, not a peer's: record it and go on with the next round rather than die.
+        status = 'failed';
+        this.o.log(`round ${round}: aggregation failed: ${(e as Error).stack}`);
+      }
     } else {
       status = 'no-quorum';
       this.o.log(`round ${round}: only ${updates.length} of ${tasks.size} uploads (quorum ${needed}); student unchanged`);
@@ -308,7 +346,11 @@ export class Coordinator extends EventEmitter {
     };
     this.round = round;
     this.history.push(summary);
-    await this.checkpoint();
+    try {
+      await this.checkpoint();
+    } catch (e) {
+      this.o.log(`round ${round}: checkpoint failed (state kept in memory, next round will retry): ${(e as Error).message}`);
+    }
     this.o.log(
       `round ${round} ${status}: ${updates.length}/${tasks.size} uploads, up ${summary.uplinkBytes} B, down ${summary.downlinkBytes} B` +
         (accuracy !== undefined ? `, student acc ${(accuracy * 100).toFixed(2)}%` : '') +
@@ -323,7 +365,7 @@ export class Coordinator extends EventEmitter {
   private async checkpoint(): Promise<void> {
     const state: CoordinatorState = {
       round: this.round,
-      clients: [...this.clients.values()].map((c) => c.participant),
+      clients: [...this.clients.values()].map((c) => ({ ...c.participant, resumeToken: c.resumeToken })),
       history: this.history,
       strategy: await this.o.strategy.exportState(),
     };

@@ -59,6 +59,7 @@ export function attachGateway(io: Server<ClientToServerEvents, ServerToClientEve
       try {
         const msg = parseClientFrame('hello', frame, o.limits);
         if (msg.type !== 'hello') throw new ProtocolError('bad-message', 'expected hello');
+        if (clientId && clientId !== msg.clientId) throw new ProtocolError('bad-message', `this connection is already client '${clientId}'`);
         const welcome = coordinator.register(msg);
         const prior = sockets.get(msg.clientId);
         clientId = msg.clientId;

@@ -147,7 +147,7 @@ export async function runSimulation(opts: Partial<SimulationOptions> = {}): Prom
   const url = await agg.start();
 
   const rows: RoundRow[] = [];
-  const headers = ['round', 'uploads', 'uplink', 'downlink', 'teacher acc (proxy)', 'student acc (test)', 'client acc', 'distill s', 's'];
+  const headers = ['round', 'uploads', 'uplink', 'downlink', 'teacher acc (proxy)', 'student acc (test)', 'client acc', 'aggregate s', 's'];
   let printedHeader = false;
   agg.coordinator.on('round', (s: RoundSummary, report: { teacher?: { indices: Uint32Array; probs: Float32Array } }) => {
     let teacherAccuracy: number | undefined;

@@ -36,8 +36,30 @@ test('bad input gets a clear error, the server lives on and loses no accepted da
   peer.send('hello', { ...hello('peer'), numSamples: -5 });
   assert.match((await peer.error()).message, /numSamples/);
 
+  peer.send('hello', { ...hello('peer'), numSamples: 0 });
+  assert.match((await peer.error()).message, /numSamples/);
+  peer.send('hello', { ...hello('peer'), classCounts: [1, 2, 3] });
+  assert.equal((await peer.error()).code, 'bad-shape');
+  // msgpackr's structured-clone references would let a tiny frame alias one big array many times: refused.
+  const { Packr } = await import('msgpackr');
+  const shared = new Float32Array(1000);
+  const aliased = new Packr({ structuredClone: true, moreTypes: true, useRecords: false }).pack({
+    type: 'weights', round: 1, numSamples: 1, stats, weights: Array.from({ length: 50 }, (_, i) => ({ name: `w${i}`, shape: [1000], data: shared })),
+  });
+  peer.sendRaw('weights', aliased);
+  assert.equal((await peer.error()).code, 'not-registered'); // checked before decoding
   peer.send('hello', hello('peer'));
   const welcome = await peer.next((m) => m.type === 'welcome');
+  peer.sendRaw('weights', aliased);
+  assert.equal((await peer.error()).code, 'bad-frame');
+  // One connection is one client; and a live client's id can't be taken over without its resume token.
+  peer.send('hello', hello('someone-else'));
+  assert.match((await peer.error()).message, /already client 'peer'/);
+  const impostor = new RawPeer(b.url);
+  await impostor.connected();
+  impostor.send('hello', hello('peer'));
+  assert.equal((await impostor.error()).code, 'unauthorized');
+  impostor.close();
   assert.equal(welcome.type === 'welcome' && welcome.proxy.count, 400);
   peer.send('logits', { type: 'logits', round: 7, proxyHash: 'x', logits: encodeMatrix(new Float32Array(10), 1, 10, 'fp32'), stats });
   assert.equal((await peer.error()).code, 'unknown-round');

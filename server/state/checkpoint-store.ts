@@ -58,6 +58,7 @@ export class FileCheckpointStore implements CheckpointStore {
   }
 
   private async prune(): Promise<void> {
+    for (const n of await fs.readdir(this.dir)) if (/\.ckpt\.tmp-\d+$/.test(n)) await fs.rm(path.join(this.dir, n), { force: true }); // left by a failed write
     const names = await this.list();
     for (const n of names.slice(0, Math.max(0, names.length - this.keep))) await fs.rm(path.join(this.dir, n), { force: true });
   }

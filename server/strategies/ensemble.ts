@@ -13,6 +13,7 @@ import { exportOptimizer, importOptimizer } from './optimizer-state.ts';
 import type { AggregateReport, EvalReport, Participant, RoundContext, RoundTask, Strategy, Update } from './strategy.ts';
 
 interface EnsembleState {
+  proxyHash: string;
   version: number;
   model: WireModel;
   optimizer: WireTensor[];
@@ -139,6 +140,7 @@ export class EnsembleStrategy implements Strategy {
 
   async exportState(): Promise<EnsembleState> {
     return {
+      proxyHash: this.proxyHash,
       version: this.version,
       model: modelToWire(this.model, this.modelKind, this.version),
       optimizer: await exportOptimizer(this.optimizer),
@@ -149,6 +151,9 @@ export class EnsembleStrategy implements Strategy {
 
   async importState(raw: unknown): Promise<void> {
     const s = raw as EnsembleState;
+    if (s.proxyHash !== this.proxyHash) {
+      throw new Error(`checkpoint was made with proxy set ${s.proxyHash}, this server has ${this.proxyHash}: use the same --proxy and --seed, or a new --state-dir`);
+    }
     applyWireWeights(this.model, s.model.weights);
     await importOptimizer(this.optimizer, s.optimizer);
     this.version = s.version;

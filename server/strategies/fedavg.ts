@@ -51,7 +51,7 @@ export class FedAvgStrategy implements Strategy {
     const total = updates.reduce((n, u) => n + u.numSamples, 0);
     const avg = weightsToWire(this.model).map((w) => ({ ...w, data: new Float32Array(w.data.length) }));
     for (const u of updates) {
-      const f = u.numSamples / total;
+      const f = total > 0 ? u.numSamples / total : 1 / updates.length;
       (u.payload as WireTensor[]).forEach((w, i) => {
         const dst = avg[i].data;
         for (let j = 0; j < dst.length; j++) dst[j] += f * w.data[j];

@@ -31,6 +31,8 @@ export interface HelloMsg {
   /** Private label histogram (optional; enables label-count-aware weighting). Counts only. */
   classCounts?: number[];
   codec: LogitCodecName;
+  /** The secret a previous `welcome` issued for this clientId: lets a reconnect replace a connection still open. */
+  resumeToken?: string;
 }
 
 export interface LogitsMsg {
@@ -66,6 +68,8 @@ export interface WelcomeMsg {
   type: 'welcome';
   protocol: number;
   clientId: string;
+  /** Keep it and send it in later hellos: proves a reconnect is the same client (the token is shared by all). */
+  resumeToken: string;
   serverVersion: string;
   strategy: string;
   proxy: ProxyInfo;

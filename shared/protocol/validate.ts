@@ -75,7 +75,8 @@ function checkHello(m: Record<string, unknown>): HelloMsg {
   str(m, 'clientId', 128);
   if (!/^[A-Za-z0-9_.:-]+$/.test(m.clientId as string)) fail('bad-message', "clientId may use only letters, digits and '_.:-'");
   if (!MODEL_KINDS.includes(m.model as never)) fail('bad-message', `model must be one of ${MODEL_KINDS.join(', ')}`);
-  int(m, 'numSamples', 0, 1e9);
+  int(m, 'numSamples', 1, 1e9);
+  if (m.resumeToken !== undefined) str(m, 'resumeToken', 128);
   if (m.classCounts !== undefined) {
     const cc = m.classCounts;
     if (!Array.isArray(cc) || cc.length > 10000 || !cc.every((c) => Number.isInteger(c) && c >= 0)) fail('bad-message', 'classCounts must be a list of non-negative integers');
@@ -105,6 +106,7 @@ function checkLogits(m: Record<string, unknown>): LogitsMsg {
 
 export function checkWireTensors(ts: unknown, field = 'weights'): WireTensor[] {
   if (!Array.isArray(ts) || ts.length === 0 || ts.length > 1000) fail('bad-message', `'${field}' must be a non-empty list of tensors`);
+  const seen = new Set<unknown>();
   for (const t of ts as unknown[]) {
     if (!isObj(t)) fail('bad-message', `each of '${field}' must be a map`);
     const o = t as Record<string, unknown>;
@@ -112,6 +114,8 @@ export function checkWireTensors(ts: unknown, field = 'weights'): WireTensor[] {
     const shape = o.shape;
     if (!Array.isArray(shape) || !shape.every((d) => Number.isInteger(d) && d > 0)) fail('bad-shape', `tensor '${o.name}' has an invalid shape`);
     if (!(o.data instanceof Float32Array)) fail('bad-message', `tensor '${o.name}' data must be a float32 array`);
+    if (seen.has(o.data)) fail('bad-message', `tensor '${o.name}' shares its data with another tensor`);
+    seen.add(o.data);
     const size = (shape as number[]).reduce((a, b) => a * b, 1);
     const data = o.data as Float32Array;
     if (data.length !== size) fail('bad-shape', `tensor '${o.name}' has ${data.length} values for shape [${shape}]`);
