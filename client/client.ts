@@ -69,10 +69,12 @@ export class FedistillClient extends Emitter<ClientEvents> {
   private registered = false;
   private resumeToken: string | undefined;
   /** Rounds taken on: 'working', or the upload frame once sent (re-sent if the server asks again). */
-  private readonly rounds = new Map<number, 'working' | { event: ClientMsg['type']; frame: Uint8Array }>();
+  private readonly rounds = new Map<number, 'working' | Upload>();
+  /** Counts welcomes: an upload is re-sent on request only if it did not already go over this registration. */
+  private epoch = 0;
   private latestRound = 0;
   /** An upload made while disconnected: sent after the next welcome, not before hello. */
-  private heldUpload: { event: ClientMsg['type']; frame: Uint8Array } | null = null;
+  private heldUpload: Upload | null = null;
 
   constructor(private readonly o: ClientOptions) {
     super();
@@ -115,7 +117,7 @@ export class FedistillClient extends Emitter<ClientEvents> {
       const seen = this.rounds.get(msg.round);
       if (seen) {
         // The server asks again (we reconnected mid-round): answer with the upload already made, or keep working.
-        if (seen !== 'working') this.transmit(seen);
+        if (seen !== 'working' && seen.sentOn !== this.epoch) this.transmit(seen);
         return;
       }
       this.rounds.set(msg.round, 'working');
@@ -173,13 +175,15 @@ export class FedistillClient extends Emitter<ClientEvents> {
   }
 
   /** Uploads go only over a registered connection; socket.io would otherwise flush them ahead of the next hello. */
-  private transmit(up: { event: ClientMsg['type']; frame: Uint8Array }): void {
-    if (this.registered && this.socket?.connected) this.socket.emit(up.event, up.frame);
-    else this.heldUpload = up;
+  private transmit(up: Upload): void {
+    if (this.registered && this.socket?.connected) {
+      this.socket.emit(up.event, up.frame);
+      up.sentOn = this.epoch;
+    } else this.heldUpload = up;
   }
 
   private upload(round: number, msg: ClientMsg): number {
-    const up = { event: msg.type, frame: encodeFrame(msg) };
+    const up: Upload = { event: msg.type, frame: encodeFrame(msg), sentOn: -1 };
     this.rounds.set(round, up);
     for (const r of this.rounds.keys()) if (r < round - 4) this.rounds.delete(r);
     this.transmit(up);
@@ -188,6 +192,7 @@ export class FedistillClient extends Emitter<ClientEvents> {
 
   private onWelcome(w: WelcomeMsg): void {
     this.registered = true;
+    this.epoch++;
     this.resumeToken = w.resumeToken;
     if (w.proxy.hash !== this.proxyHash) {
       this.proxyHash = w.proxy.hash;
@@ -280,6 +285,13 @@ export class FedistillClient extends Emitter<ClientEvents> {
     }
     this.emit('round-done', { round: msg.round, task: msg.task, stats, uploadBytes, adoptedStudent: adopted, digestedConsensus: digested });
   }
+}
+
+interface Upload {
+  event: ClientMsg['type'];
+  frame: Uint8Array;
+  /** The registration epoch it was last sent on (-1: not yet). */
+  sentOn: number;
 }
 
 function range(n: number): Uint32Array {

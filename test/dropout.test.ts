@@ -65,3 +65,29 @@ test('a round below quorum at the deadline leaves the student unchanged and the 
   assert.equal(b.agg.coordinator.strategy.version, v0);
   assert.equal((await fetch(`${b.url}/healthz`)).status, 200);
 });
+
+test('a client whose connection drops mid-round reconnects, re-registers and its upload counts once', async () => {
+  const b = await startBench(2, { rounds: 2, minClients: 2, roundTimeoutS: 60 });
+  after(() => b.agg.close());
+  const clients = [0, 1].map((i) => makeClient(b, i));
+  const refusals: string[] = [];
+  clients[0].on('server-error', (e) => refusals.push(e.code));
+  await Promise.all(clients.map((c) => c.start()));
+  after(() => clients.forEach((c) => c.stop()));
+  let reconnected = 0;
+  clients[0].on('welcome', () => reconnected++);
+  // Cut client 0's transport as round 1 goes out (not a clean disconnect: socket.io reconnects by itself, here after
+  // 1.5 s, so the client finishes training and uploads while offline).
+  const manager = clients[0].connection!.io;
+  manager.reconnectionDelay(1500).reconnectionDelayMax(1500).randomizationFactor(0);
+  let cut = false;
+  clients[0].connection!.on('round', () => {
+    if (cut) return;
+    cut = true; // the client has queued the round: now drop the link under it
+    setTimeout(() => (manager as unknown as { engine: { close(): void } }).engine.close(), 0);
+  });
+  await roundsDone(b, 2);
+  assert.ok(reconnected >= 1, 'client 0 re-registered');
+  assert.deepEqual(b.agg.coordinator.history.map((r) => r.participants), [2, 2]);
+  assert.deepEqual(refusals, [], 'no duplicate or stale uploads were sent');
+});
