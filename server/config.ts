@@ -63,7 +63,7 @@ export const DEFAULT_CONFIG: ServerConfig = {
   learningRate: 0.001,
   aggregator: 'confidence',
   logitAdjust: true,
-  ntdBeta: 1,
+  ntdBeta: 0,
   temperature: 2,
   distillEpochs: 3,
   distillBatchSize: 128,

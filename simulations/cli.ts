@@ -23,7 +23,7 @@ const HELP = `fedistill simulate — a real aggregator and N real clients on Fas
   --codec C             logit codec: ${LOGIT_CODECS.join(' | ')}                                [${DEFAULT_SIMULATION.codec}]
   --aggregator A        ${AGGREGATORS.join(' | ')}   [${DEFAULT_SIMULATION.aggregator}]
   --no-logit-adjust     clients train with plain CE instead of the logit-adjusted loss (ensemble)
-  --ntd-beta B          weight of not-true distillation from the student in local training (0 = off)  [1]
+  --ntd-beta B          weight of not-true distillation from the student in local training (0 = off)  [0]
   --temperature T       distillation temperature                                                [${DEFAULT_SIMULATION.temperature}]
   --distill-epochs E    server distillation epochs per round                                    [${DEFAULT_SIMULATION.distillEpochs}]
   --client-eval N       test rows each client scores its own model on (0 = off)                 [${DEFAULT_SIMULATION.clientEvalSize}]

@@ -62,7 +62,7 @@ export const DEFAULT_SIMULATION: SimulationOptions = {
   codec: 'fp16',
   aggregator: 'confidence',
   logitAdjust: true,
-  ntdBeta: 1,
+  ntdBeta: 0,
   temperature: 2,
   distillEpochs: 3,
   batchSize: 64,
