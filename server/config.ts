@@ -36,6 +36,8 @@ export interface ServerConfig {
   ntdBeta: number;
   temperature: number;
   distillEpochs: number;
+  /** Teacher labels in the bank count decay^(rounds since labelled) in the student's loss; 1 = all alike. */
+  bankDecay: number;
   distillBatchSize: number;
   distillLearningRate: number;
   /** Epochs a client whose architecture differs spends digesting the consensus (FedMD). */
@@ -66,6 +68,7 @@ export const DEFAULT_CONFIG: ServerConfig = {
   ntdBeta: 0,
   temperature: 2,
   distillEpochs: 3,
+  bankDecay: 1,
   distillBatchSize: 128,
   distillLearningRate: 0.001,
   consensusEpochs: 2,

@@ -26,6 +26,7 @@ const HELP = `fedistill simulate — a real aggregator and N real clients on Fas
   --ntd-beta B          weight of not-true distillation from the student in local training (0 = off)  [0]
   --temperature T       distillation temperature                                                [${DEFAULT_SIMULATION.temperature}]
   --distill-epochs E    server distillation epochs per round                                    [${DEFAULT_SIMULATION.distillEpochs}]
+  --bank-decay D        weight of a teacher label per round of age in the student's loss (1 = no decay)   [1]
   --client-eval N       test rows each client scores its own model on (0 = off)                 [${DEFAULT_SIMULATION.clientEvalSize}]
   --workers N           client worker processes                                                 [cores]
   --seed N              seed for split, partitions, models                                      [${DEFAULT_SIMULATION.seed}]
@@ -56,6 +57,7 @@ export async function main(argv: string[]): Promise<void> {
       'ntd-beta': { type: 'string' },
       'distill-epochs': { type: 'string' },
       'client-eval': { type: 'string' },
+      'bank-decay': { type: 'string' },
       workers: { type: 'string' },
       seed: { type: 'string' },
       'data-dir': { type: 'string' },
@@ -97,6 +99,7 @@ export async function main(argv: string[]): Promise<void> {
     ntdBeta: num(v['ntd-beta'], 'ntd-beta'),
     distillEpochs: num(v['distill-epochs'], 'distill-epochs'),
     clientEvalSize: num(v['client-eval'], 'client-eval'),
+    bankDecay: num(v['bank-decay'], 'bank-decay'),
     workers: num(v.workers, 'workers'),
     seed: num(v.seed, 'seed'),
     dataDir: v['data-dir'],

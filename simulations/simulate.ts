@@ -35,6 +35,7 @@ export interface SimulationOptions {
   ntdBeta: number;
   temperature: number;
   distillEpochs: number;
+  bankDecay: number;
   batchSize: number;
   learningRate: number;
   seed: number;
@@ -65,6 +66,7 @@ export const DEFAULT_SIMULATION: SimulationOptions = {
   ntdBeta: 0,
   temperature: 2,
   distillEpochs: 3,
+  bankDecay: 1,
   batchSize: 64,
   learningRate: 0.001,
   seed: 1,
@@ -136,6 +138,7 @@ export async function runSimulation(opts: Partial<SimulationOptions> = {}): Prom
       ntdBeta: o.ntdBeta,
       temperature: o.temperature,
       distillEpochs: o.distillEpochs,
+      bankDecay: o.bankDecay,
     },
   });
   const studentParams = countParams(agg.coordinator.strategy.model);

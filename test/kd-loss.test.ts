@@ -105,3 +105,18 @@ test('kdLoss input checks', () => {
   const v = kdLoss(s, t, { temperature: 2, alpha: 0.7, labels: tf.tensor1d([0, 2]) }).dataSync()[0];
   assert.ok(Math.abs(v - (0.7 * KD + 0.3 * CE)) < 1e-5);
 });
+
+test('kdLoss sampleWeights: a weighted mean of per-row KL (weights [1, 0] = the first row alone)', () => {
+  const z = tf.tensor2d([[1, 0, -1], [0, 2, 0]]);
+  const p = tf.tensor2d([[0.2, 0.5, 0.3], [0.6, 0.2, 0.2]]);
+  const T = 2;
+  const perRow = klDivergence(p, z, T).arraySync() as number[];
+  const first = kdLoss(z, p, { temperature: T, alpha: 1, sampleWeights: tf.tensor1d([1, 0]) }).arraySync() as number;
+  assert.ok(Math.abs(first - T * T * perRow[0]) < 1e-6);
+  const mixed = kdLoss(z, p, { temperature: T, alpha: 1, sampleWeights: tf.tensor1d([3, 1]) }).arraySync() as number;
+  assert.ok(Math.abs(mixed - T * T * (3 * perRow[0] + perRow[1]) / 4) < 1e-6);
+  const plain = kdLoss(z, p, { temperature: T, alpha: 1 }).arraySync() as number;
+  assert.ok(Math.abs(plain - T * T * (perRow[0] + perRow[1]) / 2) < 1e-6);
+  assert.ok(Math.abs(perRow[0] - perRow[1]) > 0.05, 'rows differ, so the weights matter');
+  assert.throws(() => kdLoss(z, p, { temperature: T, alpha: 1, sampleWeights: tf.tensor1d([1]) }), /sampleWeights/);
+});

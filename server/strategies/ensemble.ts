@@ -18,7 +18,8 @@ interface EnsembleState {
   model: WireModel;
   optimizer: WireTensor[];
   consensus: { indices: Uint32Array; probs: Float32Array } | null;
-  bank: { probs: Float32Array; filled: Uint8Array };
+  /** Latest teacher probabilities per proxy row, and the round that labelled each (0 = never). */
+  bank: { probs: Float32Array; labelledAt: Uint32Array };
 }
 
 /**
@@ -49,7 +50,7 @@ export class EnsembleStrategy implements Strategy {
     this.modelKind = cfg.student;
     this.model = buildModel({ kind: cfg.student, inputShape: proxy.shape, numClasses: proxy.numClasses, seed: cfg.seed });
     this.optimizer = tf.train.adam(cfg.distillLearningRate);
-    this.bank = { probs: new Float32Array(proxy.count * proxy.numClasses), filled: new Uint8Array(proxy.count) };
+    this.bank = { probs: new Float32Array(proxy.count * proxy.numClasses), labelledAt: new Uint32Array(proxy.count) };
     // One fixed shuffle of the proxy set; round r takes the r-th window of it, so every proxy row gets used
     // and a restarted server asks for the same rows.
     this.proxyOrder = Uint32Array.from(new Rng(`proxy-order/${cfg.seed}`).permutation(proxy.count));
@@ -117,9 +118,11 @@ export class EnsembleStrategy implements Strategy {
     const probs = aggregate(this.cfg.aggregator, teachers, n, c, { temperature: this.cfg.temperature });
     indices.forEach((row, i) => {
       this.bank.probs.set(probs.subarray(i * c, (i + 1) * c), row * c);
-      this.bank.filled[row] = 1;
+      this.bank.labelledAt[row] = ctx.round;
     });
-    const rows = Uint32Array.from(Array.from(this.bank.filled.keys()).filter((row) => this.bank.filled[row]));
+    const rows = Uint32Array.from(Array.from(this.bank.labelledAt.keys()).filter((row) => this.bank.labelledAt[row] > 0));
+    const decay = this.cfg.bankDecay;
+    const rowWeights = decay < 1 ? Float32Array.from(rows, (row) => decay ** (ctx.round - this.bank.labelledAt[row])) : undefined;
     const targets = new Float32Array(rows.length * c);
     rows.forEach((row, i) => targets.set(this.bank.probs.subarray(row * c, (row + 1) * c), i * c));
     const res = await trainOnSoftLabels(this.model, this.optimizer, subset(this.proxy, rows), targets, {
@@ -128,6 +131,7 @@ export class EnsembleStrategy implements Strategy {
       temperature: this.cfg.temperature,
       random: () => ctx.rng.next(),
       numClasses: c,
+      rowWeights,
     });
     this.version++;
     this.consensus = { indices, probs };

@@ -20,6 +20,8 @@ export interface KdLossOptions {
   alpha: number;
   /** int32 class ids, one per row. */
   labels?: tf.Tensor1D;
+  /** Non-negative weight per row for the KD term: KD = T²·Σ w_i KL_i / Σ w_i (e.g. to discount stale teacher labels). */
+  sampleWeights?: tf.Tensor1D;
 }
 
 /** Per-row KL(p ‖ softmax(logitsQ / T)) in nats, as a Tensor1D of length batch. Safe at p = 0. */
@@ -53,8 +55,12 @@ export function kdLoss(studentLogits: tf.Tensor2D, teacherProbs: tf.Tensor2D, op
   if (labels && (labels.rank !== 1 || labels.shape[0] !== batch)) {
     throw new Error(`kdLoss: labels shape ${JSON.stringify(labels.shape)} does not match batch ${batch}`);
   }
+  const w = opts.sampleWeights;
+  if (w && (w.rank !== 1 || w.shape[0] !== batch)) throw new Error(`kdLoss: sampleWeights shape ${JSON.stringify(w.shape)} does not match batch ${batch}`);
   return tf.tidy(() => {
-    const kd = tf.mul(tf.mean(klDivergence(teacherProbs, studentLogits, T)), T * T);
+    const kl = klDivergence(teacherProbs, studentLogits, T);
+    const meanKl = w ? tf.div(tf.sum(tf.mul(kl, w)), tf.maximum(tf.sum(w), 1e-12)) : tf.mean(kl);
+    const kd = tf.mul(meanKl, T * T);
     if (!labels) return kd as tf.Scalar;
     const ids = labels.dtype === 'int32' ? labels : labels.toInt();
     const oneHot = tf.oneHot(ids, c).toFloat();

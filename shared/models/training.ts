@@ -125,7 +125,15 @@ export async function trainOnSoftLabels(
   optimizer: tf.Optimizer,
   src: BatchSource,
   teacherProbs: Float32Array,
-  opts: { epochs: number; batchSize: number; temperature: number; random: () => number; numClasses: number },
+  opts: {
+    epochs: number;
+    batchSize: number;
+    temperature: number;
+    random: () => number;
+    numClasses: number;
+    /** Weight of each row's KD term (e.g. by the age of its teacher label); default all 1. */
+    rowWeights?: Float32Array;
+  },
 ): Promise<TrainResult> {
   const c = opts.numClasses;
   const t0 = performance.now();
@@ -137,12 +145,14 @@ export async function trainOnSoftLabels(
       const tp = new Float32Array(rows.length * c);
       for (let i = 0; i < rows.length; i++) tp.set(teacherProbs.subarray(rows[i] * c, rows[i] * c + c), i * c);
       const t = tf.tensor2d(tp, [rows.length, c]);
+      const w = opts.rowWeights ? tf.tensor1d(Float32Array.from(rows, (r) => opts.rowWeights![r])) : undefined;
       let argmax: tf.Tensor | null = null;
       const loss = optimizer.minimize(() => {
         const z = model.apply(x, { training: true }) as tf.Tensor2D;
         argmax = tf.keep(z.argMax(1));
-        return kdLoss(z, t, { temperature: opts.temperature, alpha: 1 });
+        return kdLoss(z, t, { temperature: opts.temperature, alpha: 1, sampleWeights: w });
       }, true)!;
+      w?.dispose();
       lossSum += (await loss.data())[0] * rows.length;
       const pred = await argmax!.data();
       for (let i = 0; i < rows.length; i++) {
