@@ -9,7 +9,7 @@ import { kb, pct, table } from './report.ts';
 
 const HELP = `fedistill simulate — a real aggregator and N real clients on Fashion-MNIST, on this machine
 
-  --strategy S          ensemble | fedavg | compare (ensemble, then FedAvg on the same split)   [compare]
+  --strategy S          ensemble | fedavg | compare (ensemble, then FedAvg on the same split)   [ensemble]
   --clients N           simulated clients (each its own socket.io connection)                  [${DEFAULT_SIMULATION.clients}]
   --rounds N            rounds                                                                  [${DEFAULT_SIMULATION.rounds}]
   --partition P         dirichlet | shards | iid                                                [dirichlet]
@@ -26,7 +26,7 @@ const HELP = `fedistill simulate — a real aggregator and N real clients on Fas
   --ntd-beta B          weight of not-true distillation from the student in local training (0 = off)  [0]
   --temperature T       distillation temperature                                                [${DEFAULT_SIMULATION.temperature}]
   --distill-epochs E    server distillation epochs per round                                    [${DEFAULT_SIMULATION.distillEpochs}]
-  --bank-decay D        weight of a teacher label per round of age in the student's loss (1 = no decay)   [1]
+  --bank-decay D        weight of a teacher label per round of age in the student's loss (1 = no decay)   [${DEFAULT_SIMULATION.bankDecay}]
   --client-eval N       test rows each client scores its own model on (0 = off)                 [${DEFAULT_SIMULATION.clientEvalSize}]
   --workers N           client worker processes                                                 [cores]
   --seed N              seed for split, partitions, models                                      [${DEFAULT_SIMULATION.seed}]
@@ -39,7 +39,7 @@ export async function main(argv: string[]): Promise<void> {
   const { values: v } = parseArgs({
     args: argv,
     options: {
-      strategy: { type: 'string', default: 'compare' },
+      strategy: { type: 'string', default: 'ensemble' },
       clients: { type: 'string' },
       rounds: { type: 'string' },
       partition: { type: 'string' },
@@ -125,8 +125,16 @@ function printSummary(r: SimulationResult): void {
   const s = r.summary;
   console.log(
     `\n${r.options.strategy}: final student accuracy ${pct(s.finalStudentAccuracy)} (best ${pct(s.bestStudentAccuracy)}) on ${r.data.test} test images` +
-      `${r.data.isSubset ? ' (SUBSET)' : ''}; uplink ${kb(s.uplinkPerClientRound)} and downlink ${kb(s.downlinkPerClientRound)} per client-round; ${s.seconds.toFixed(0)} s\n`,
+      `${r.data.isSubset ? ' (SUBSET)' : ''}; uplink ${kb(s.uplinkPerClientRound)} and downlink ${kb(s.downlinkPerClientRound)} per client-round; ${s.seconds.toFixed(0)} s`,
   );
+  if (r.options.strategy !== 'fedavg') {
+    const weights = r.studentParams * 4;
+    console.log(
+      `the student's weights are ${kb(weights)} (${r.studentParams} × 4 B): distillation uplink is ${((100 * s.uplinkPerClientRound) / weights).toFixed(1)}% of one FedAvg upload` +
+        ` (measure FedAvg itself on the same split: npm run demo:fedavg, or --strategy compare)`,
+    );
+  }
+  console.log();
 }
 
 function printComparison(kd: SimulationResult, avg: SimulationResult): void {
