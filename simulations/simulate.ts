@@ -6,43 +6,30 @@ import { accuracyOf } from '../shared/distill/aggregators.ts';
 import type { ModelKind } from '../shared/models/builders.ts';
 import { countParams } from '../shared/models/builders.ts';
 import type { LogitCodecName } from '../shared/tensor/logit-codec.ts';
-import type { AggregatorName } from '../shared/distill/aggregators.ts';
 import { initBackend, type BackendInfo } from '../shared/compute/backend.ts';
 import { createAggregator } from '../server/app.ts';
-import type { StrategyName } from '../server/config.ts';
+import type { ServerConfig } from '../server/config.ts';
 import type { RoundSummary } from '../server/coordinator.ts';
 import { loadFashionMnist } from '../server/data/fashion-mnist.ts';
 import { splitForFederation, type PartitionKind } from '../shared/data/federated-split.ts';
 import type { WorkerReport, WorkerStart } from './client-worker.ts';
 import { kb, pct, table } from './report.ts';
 
-export interface SimulationOptions {
+/** The server settings a simulation passes through unchanged. */
+type ServerKnobs = 'rounds' | 'strategy' | 'proxySubset' | 'localEpochs' | 'student' | 'aggregator' | 'logitAdjust' | 'ntdBeta' | 'temperature' | 'distillEpochs' | 'bankDecay' | 'batchSize' | 'learningRate' | 'seed' | 'roundTimeoutS';
+
+export interface SimulationOptions extends Pick<ServerConfig, ServerKnobs> {
   clients: number;
-  rounds: number;
-  strategy: StrategyName;
   partition: PartitionKind;
   alpha: number;
   shardsPerClient: number;
   proxySize: number;
-  proxySubset: number;
-  localEpochs: number;
   /** Client architectures, assigned round-robin (e.g. ['cnn','mlp'] = half and half). */
   models: ModelKind[];
-  student: ModelKind;
   codec: LogitCodecName;
-  aggregator: AggregatorName;
-  logitAdjust: boolean;
-  ntdBeta: number;
-  temperature: number;
-  distillEpochs: number;
-  bankDecay: number;
-  batchSize: number;
-  learningRate: number;
-  seed: number;
   workers: number;
   /** Test rows each client evaluates its own model on (0 = none); the student is always evaluated on the full test set. */
   clientEvalSize: number;
-  roundTimeoutS: number;
   dataDir?: string;
   backend?: string;
   log: (line: string) => void;

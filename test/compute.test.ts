@@ -6,18 +6,13 @@ import {
   PATCHABLE_KERNELS, patchedWasmKernels, registerWasmTrainingKernels, selfTestWasmKernels, unregisterWasmTrainingKernels,
 } from '../shared/compute/wasm-grad-kernels.ts';
 import { buildModel } from '../shared/models/builders.ts';
+import { Rng } from '../shared/data/rng.ts';
 
 const quiet = { log: (_m: string) => {} };
 
 function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  const r = new Rng(seed);
+  return () => r.next();
 }
 function uniform(rand: () => number, n: number, lo = -1, hi = 1): Float32Array {
   return Float32Array.from({ length: n }, () => lo + (hi - lo) * rand());
