@@ -106,6 +106,7 @@ async function activate(backendName: string): Promise<void> {
  */
 export async function initBackend(opts: InitBackendOptions = {}): Promise<BackendInfo> {
   const log = opts.log ?? ((m: string) => console.log(m));
+  quietCpuBanner();
   const prefer = opts.prefer ?? envPreference(log);
   if (!BACKEND_PREFERENCES.includes(prefer)) throw new Error(`initBackend: unknown prefer '${String(prefer)}'`);
   const start = prefer === 'auto' ? 0 : CHAIN.findIndex((c) => c.id === prefer);
@@ -172,4 +173,18 @@ async function initWasm(opts: InitBackendOptions, tried: BackendInfo['tried'], l
         'CNN training is NOT available on this backend (MLP training and inference still work).');
   }
   return info;
+}
+
+/**
+ * The pure-JS 'cpu' backend prints an "install tfjs-node" banner the first time it holds data (our self-test and
+ * small host-side ops use it even when training runs elsewhere). The chain above already reports, once and plainly,
+ * which backend was chosen and why, so the banner is switched off (it relies on the backend's `firstUse` field).
+ */
+function quietCpuBanner(): void {
+  try {
+    const cpu = tf.findBackend('cpu') as unknown as { firstUse?: boolean } | null;
+    if (cpu && 'firstUse' in cpu) cpu.firstUse = false;
+  } catch {
+    // not fatal: at worst the banner shows
+  }
 }
