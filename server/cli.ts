@@ -27,7 +27,7 @@ const HELP = `fedistill server — the aggregator (fastify + socket.io on one po
   --aggregator A         ${AGGREGATORS.join(' | ')}  [${DEFAULT_CONFIG.aggregator}]
   --temperature T        distillation temperature                              [${DEFAULT_CONFIG.temperature}]
   --distill-epochs E     student epochs per round                              [${DEFAULT_CONFIG.distillEpochs}]
-  --validation           evaluate the student on the Fashion-MNIST test set    [on]
+  --no-validation        don't evaluate the student on the Fashion-MNIST test set
   --data-dir DIR         where the Fashion-MNIST files are
   --seed N               [${DEFAULT_CONFIG.seed}]
   --backend B            auto | tensorflow-gpu | tensorflow | wasm | cpu (env FEDISTILL_BACKEND)
@@ -54,7 +54,6 @@ export async function main(argv: string[]): Promise<void> {
       aggregator: { type: 'string' },
       temperature: { type: 'string' },
       'distill-epochs': { type: 'string' },
-      validation: { type: 'boolean', default: true },
       'no-validation': { type: 'boolean' },
       'data-dir': { type: 'string' },
       seed: { type: 'string' },

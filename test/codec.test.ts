@@ -14,20 +14,15 @@ import {
   type EncodedMatrix,
   type LogitCodecName,
 } from '../shared/tensor/logit-codec.ts';
+import { Rng } from '../shared/data/rng.ts';
 
 // --- deterministic realistic logits: N(0,1)·5, ~2% of entries ±30 ---------------------------------
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+function seededRandom(seed: number): () => number {
+  const r = new Rng(seed);
+  return () => r.next();
 }
 function realisticLogits(rows: number, cols: number, seed = 7): Float32Array {
-  const rnd = mulberry32(seed);
+  const rnd = seededRandom(seed);
   const out = new Float32Array(rows * cols);
   for (let i = 0; i < out.length; i++) {
     const u = Math.max(rnd(), 1e-12);
@@ -88,7 +83,7 @@ test('fp16: every half round-trips; random floats match an independent reference
     if (Number.isNaN(x)) continue;
     assert.equal(float32ToFloat16Bits(x), h);
   }
-  const rnd = mulberry32(3);
+  const rnd = seededRandom(3);
   const f = new Float32Array(1);
   const u = new Uint32Array(f.buffer);
   for (let i = 0; i < 200_000; i++) {

@@ -13,6 +13,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
+import { Rng } from '../data/rng.ts';
 
 type TensorInfo = tf.TensorInfo;
 type Shape4 = [number, number, number, number];
@@ -522,16 +523,10 @@ async function wasmBackendInstance(): Promise<BackendWasm> {
   return b as unknown as BackendWasm;
 }
 
-/** Deterministic pseudo-random values (mulberry32) so failures are reproducible. */
+/** Deterministic pseudo-random values so failures are reproducible. */
 function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  const r = new Rng(seed);
+  return () => r.next();
 }
 
 function randArray(rand: () => number, size: number, lo = -1, hi = 1, step = 0): Float32Array {
