@@ -272,6 +272,9 @@ export class FedistillClient extends Emitter<ClientEvents> {
       random,
       logPrior: msg.logitAdjust ? logLabelPrior(this.o.data.labels!, this.o.data.numClasses) : undefined,
       anchor: adopted && msg.ntdBeta ? { model: this.anchorFrom(msg.model!.weights), beta: msg.ntdBeta, temperature: 1 } : undefined,
+      mimic: msg.mutual && msg.indices
+        ? { src: subset(proxy, msg.indices), probs: decodeMatrix(msg.mutual.probs), beta: msg.mutual.beta, temperature: msg.mutual.temperature, numClasses: proxy.numClasses }
+        : undefined,
     });
     const stats: ClientRoundStats = { trainLoss: train.loss, trainAccuracy: train.accuracy, trainSeconds: (performance.now() - t0) / 1000 };
     if (this.o.evalSet) stats.evalAccuracy = await evaluateAccuracy(this.model, this.o.evalSet);

@@ -8,15 +8,17 @@ import type { ClientToServerEvents, ServerToClientEvents } from '../shared/proto
 import { encodeFrame } from '../shared/protocol/frame-codec.ts';
 import type { ProxyInfo } from '../shared/protocol/messages.ts';
 import { backendInfo, type BackendInfo } from '../shared/compute/backend.ts';
-import { DEFAULT_CONFIG, type ServerConfig } from './config.ts';
+import { DEFAULT_CONFIG, STRATEGIES, type ServerConfig } from './config.ts';
 import { Coordinator } from './coordinator.ts';
 import { attachGateway } from './gateway.ts';
 import { Metrics } from './metrics.ts';
 import { healthRoutes } from './routes/health.ts';
 import { proxyRoutes } from './routes/proxy.ts';
 import { FileCheckpointStore, MemoryCheckpointStore } from './state/checkpoint-store.ts';
+import { FileUploadJournal, MemoryUploadJournal } from './state/upload-journal.ts';
 import { EnsembleStrategy } from './strategies/ensemble.ts';
 import { FedAvgStrategy } from './strategies/fedavg.ts';
+import { MutualStrategy } from './strategies/mutual.ts';
 import type { Strategy } from './strategies/strategy.ts';
 
 export const SERVER_VERSION = '0.1.0';
@@ -47,10 +49,12 @@ function makeStrategy(cfg: ServerConfig, proxy: Dataset, proxyHash: string): Str
   switch (cfg.strategy) {
     case 'ensemble':
       return new EnsembleStrategy(cfg, proxy, proxyHash);
+    case 'mutual':
+      return new MutualStrategy(cfg, proxy, proxyHash);
     case 'fedavg':
       return new FedAvgStrategy(cfg, proxy);
     default:
-      throw new Error(`unknown strategy '${cfg.strategy}' (ensemble, fedavg)`);
+      throw new Error(`unknown strategy '${cfg.strategy}' (${STRATEGIES.join(', ')})`);
   }
 }
 
@@ -64,7 +68,8 @@ export function createAggregator(o: AggregatorOptions): Aggregator {
 
   const strategy = makeStrategy(config, proxy, hash);
   const store = config.stateDir ? new FileCheckpointStore(config.stateDir, log) : new MemoryCheckpointStore();
-  const coordinator = new Coordinator({ config, strategy, proxy, proxyInfo, validation: o.validation ?? null, store, log, serverVersion: SERVER_VERSION });
+  const journal = config.stateDir ? new FileUploadJournal(config.stateDir, log) : new MemoryUploadJournal();
+  const coordinator = new Coordinator({ config, strategy, proxy, proxyInfo, validation: o.validation ?? null, store, journal, log, serverVersion: SERVER_VERSION });
   const metrics = new Metrics();
 
   const app = Fastify({ logger: false, bodyLimit: 1024 * 1024 });
@@ -108,6 +113,7 @@ export function createAggregator(o: AggregatorOptions): Aggregator {
       await coordinator.stop();
       io.close();
       await app.close();
+      if (journal instanceof FileUploadJournal) journal.close();
     },
   };
 }

@@ -3,7 +3,8 @@ import type { AggregatorName } from '../shared/distill/aggregators.ts';
 import type { LogitCodecName } from '../shared/tensor/logit-codec.ts';
 import { DEFAULT_FRAME_LIMITS, type FrameLimits } from '../shared/protocol/validate.ts';
 
-export type StrategyName = 'ensemble' | 'fedavg';
+export type StrategyName = 'ensemble' | 'mutual' | 'online' | 'fedavg';
+export const STRATEGIES: readonly StrategyName[] = ['ensemble', 'mutual', 'online', 'fedavg'];
 
 /** Everything the aggregator can be told, with defaults that a CLI flag or env var overrides. */
 export interface ServerConfig {
@@ -12,7 +13,7 @@ export interface ServerConfig {
   /** Shared secret clients present in the socket.io handshake and as an HTTP bearer token; '' disables auth. */
   token: string;
   strategy: StrategyName;
-  /** Rounds to run; 0 = forever (continual). */
+  /** Rounds to run (online: student versions to publish); 0 = forever (continual). */
   rounds: number;
   /** Clients needed before a round starts, and the fraction of connected clients selected each round. */
   minClients: number;
@@ -34,7 +35,20 @@ export interface ServerConfig {
   logitAdjust: boolean;
   /** β of not-true distillation from the student during local training (FedNTD); 0 = off. */
   ntdBeta: number;
+  /** Distillation temperature; with temperatureDecay k > 0 it is T_max of T(t) = T_max·exp(−k·t), t = round (floor 1). */
   temperature: number;
+  temperatureDecay: number;
+  /** λ of the previous-student term λ·T²·KL(p_prev ‖ p_student) in the server's distillation (continual rounds); 0 = off. */
+  prevStudentLambda: number;
+  /** Mutual: β of the client's β·T²·KL(p_student ‖ p_client) term on the round's proxy rows. */
+  mutualBeta: number;
+  /** Online: the student publishes a new version every this many training steps or seconds, whichever comes first. */
+  publishEverySteps: number;
+  publishEverySeconds: number;
+  /** Online: a contribution's teacher weight is (1 + staleness)^−stalenessExponent, staleness in student versions. */
+  stalenessExponent: number;
+  /** Online: an upload computed against a student more than this many versions old is refused with 'resync'. */
+  maxStaleness: number;
   distillEpochs: number;
   /** Teacher labels in the bank count decay^(rounds since labelled) in the student's loss; 1 = all alike. */
   bankDecay: number;
@@ -67,6 +81,13 @@ export const DEFAULT_CONFIG: ServerConfig = {
   logitAdjust: true,
   ntdBeta: 0,
   temperature: 2,
+  temperatureDecay: 0,
+  prevStudentLambda: 0,
+  mutualBeta: 1,
+  publishEverySteps: 40,
+  publishEverySeconds: 15,
+  stalenessExponent: 0.5,
+  maxStaleness: 20,
   distillEpochs: 3,
   bankDecay: 1,
   distillBatchSize: 128,

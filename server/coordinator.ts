@@ -7,6 +7,7 @@ import { PROTOCOL_VERSION } from '../shared/protocol/messages.ts';
 import { ProtocolError } from '../shared/protocol/validate.ts';
 import type { ServerConfig } from './config.ts';
 import type { CheckpointStore } from './state/checkpoint-store.ts';
+import type { JournalRecord, UploadJournal } from './state/upload-journal.ts';
 import type { AggregateReport, Participant, RoundContext, RoundTask, Strategy, Update } from './strategies/strategy.ts';
 
 /** How the coordinator reaches a client; the socket.io gateway implements it. Returns the frame's byte size. */
@@ -60,7 +61,21 @@ interface CoordinatorState {
   clients: (Participant & { resumeToken: string })[];
   history: RoundSummary[];
   strategy: unknown;
+  /** The last journal record this checkpoint covers: replay starts after it. */
+  journalSeq?: number;
 }
+
+/** A round that was open when the server stopped, rebuilt from the journal: who was selected, what was accepted. */
+interface ResumedRound {
+  round: number;
+  selected: string[];
+  deadline: number;
+  startedAt: number;
+  updates: Map<string, Update>;
+}
+
+/** How long a round resumed after a restart waits for its selected clients to reconnect before it may close. */
+export const RESUME_GRACE_MS = 15_000;
 
 /** How long a round waits for a selected client that dropped to reconnect and upload, once nobody else is pending. */
 export const RECONNECT_GRACE_MS = 5000;
@@ -72,6 +87,7 @@ export interface CoordinatorOptions {
   proxyInfo: WelcomeMsg['proxy'];
   validation: Dataset | null;
   store: CheckpointStore;
+  journal: UploadJournal;
   log: (msg: string) => void;
   serverVersion: string;
 }
@@ -90,6 +106,7 @@ export class Coordinator extends EventEmitter {
   private stopped = false;
   private wake: (() => void) | null = null;
   private running: Promise<void> | null = null;
+  private resumed: ResumedRound | null = null;
 
   constructor(private readonly o: CoordinatorOptions) {
     super();
@@ -106,17 +123,43 @@ export class Coordinator extends EventEmitter {
     this.transport = transport;
   }
 
-  /** Reload the newest valid checkpoint, if any: the student, the round number, the registry and the history. */
+  /**
+   * Reload the newest valid checkpoint (student, optimizer, round, registry, history), then replay the journal after
+   * it: registrations since, and the round that was open at the crash with the uploads it had already accepted.
+   */
   async restore(): Promise<boolean> {
     const ck = await this.o.store.loadLatest();
-    if (!ck) return false;
-    const s = ck.state as CoordinatorState;
-    await this.o.strategy.importState(s.strategy);
-    this.round = s.round;
-    this.history.push(...s.history);
-    for (const { resumeToken, ...p } of s.clients) this.clients.set(p.id, { participant: p, resumeToken, connected: false, registeredAt: Date.now(), lastSeen: 0 });
-    this.o.log(`restored from ${ck.file}: round ${s.round} done, student v${this.o.strategy.version}, ${s.clients.length} known clients`);
-    return true;
+    let after = 0;
+    if (ck) {
+      const s = ck.state as CoordinatorState;
+      await this.o.strategy.importState(s.strategy);
+      this.round = s.round;
+      this.history.push(...s.history);
+      for (const { resumeToken, ...p } of s.clients) this.clients.set(p.id, { participant: p, resumeToken, connected: false, registeredAt: Date.now(), lastSeen: 0 });
+      after = s.journalSeq ?? 0;
+      this.o.journal.advanceTo(after);
+      this.o.log(`restored from ${ck.file}: round ${s.round} done, student v${this.o.strategy.version}, ${s.clients.length} known clients`);
+    }
+    const records = this.o.journal.replay(after);
+    for (const r of records) this.replayRecord(r);
+    if (this.resumed) {
+      this.o.log(`journal: round ${this.resumed.round} was open at the crash; resuming it with ${this.resumed.updates.size} of ${this.resumed.selected.length} uploads already accepted`);
+    }
+    return ck !== null || records.length > 0;
+  }
+
+  private replayRecord(r: JournalRecord): void {
+    if (r.kind === 'client') {
+      const { participant, resumeToken } = r as unknown as { participant: Participant; resumeToken: string };
+      this.clients.set(participant.id, { participant, resumeToken, connected: false, registeredAt: Date.now(), lastSeen: 0 });
+    } else if (r.kind === 'open' && (r.round as number) === this.round + 1) {
+      const o = r as unknown as { round: number; selected: string[]; deadline: number; startedAt: number };
+      this.resumed = { round: o.round, selected: o.selected, deadline: o.deadline, startedAt: o.startedAt, updates: new Map() };
+    } else if (r.kind === 'update' && this.resumed && r.round === this.resumed.round) {
+      const u = r.update as Update;
+      this.resumed.updates.set(u.clientId, u);
+    }
+    // Anything about rounds at or below the checkpoint's is already in it: skipped, never counted twice.
   }
 
   // ---------------- registration ----------------
@@ -136,6 +179,7 @@ export class Coordinator extends EventEmitter {
       throw new ProtocolError('unauthorized', `client id '${p.id}' is connected; a reconnect must present the resumeToken its welcome gave`);
     }
     const resumeToken = prev && hello.resumeToken === prev.resumeToken ? prev.resumeToken : randomBytes(18).toString('base64url');
+    if (!prev || prev.resumeToken !== resumeToken || JSON.stringify(prev.participant) !== JSON.stringify(p)) this.o.journal.append('client', { participant: p, resumeToken });
     this.clients.set(p.id, { participant: p, resumeToken, connected: true, registeredAt: prev?.registeredAt ?? Date.now(), lastSeen: Date.now() });
     this.o.log(`client ${p.id} ${prev ? 're' : ''}registered (${p.model}, ${p.numSamples} samples, ${p.codec})`);
     this.poke();
@@ -201,14 +245,10 @@ export class Coordinator extends EventEmitter {
     if (open.updates.has(clientId)) throw new ProtocolError('duplicate', `round ${open.round} already has an upload from ${clientId}`);
     if (Date.now() > open.deadline) throw new ProtocolError('late', `round ${open.round}'s deadline has passed`);
     const payload = this.o.strategy.acceptUpdate(this.ctx(open.round), rec.participant, msg, task);
-    open.updates.set(clientId, {
-      clientId,
-      numSamples: rec.participant.numSamples,
-      classCounts: rec.participant.classCounts,
-      payload,
-      bytes,
-      stats: msg.stats,
-    });
+    const update: Update = { clientId, numSamples: rec.participant.numSamples, classCounts: rec.participant.classCounts, payload, bytes, stats: msg.stats };
+    // On disk before the ack goes out: a crash from here on cannot lose it.
+    this.o.journal.append('update', { round: open.round, update });
+    open.updates.set(clientId, update);
     open.pending.delete(clientId);
     if (open.pending.size === 0) open.done();
     else if (this.connectedPending(open) === 0) this.closeSoon(open);
@@ -258,6 +298,9 @@ export class Coordinator extends EventEmitter {
 
   private async loop(): Promise<void> {
     const cfg = this.o.config;
+    const resumed = this.resumed;
+    this.resumed = null;
+    if (resumed && !this.stopped) await this.runRound(resumed.round, [], resumed);
     while (!this.stopped && (cfg.rounds === 0 || this.round < cfg.rounds)) {
       const ready = this.eligibleConnected();
       if (ready.length < cfg.minClients) {
@@ -269,12 +312,15 @@ export class Coordinator extends EventEmitter {
     this.emit('finished', this.history);
   }
 
-  private async runRound(round: number, ready: Participant[]): Promise<void> {
+  private async runRound(round: number, ready: Participant[], resumed?: ResumedRound): Promise<void> {
     const cfg = this.o.config;
-    const startedAt = Date.now();
+    const startedAt = resumed?.startedAt ?? Date.now();
     const ctx = this.ctx(round);
     const k = Math.min(ready.length, Math.max(cfg.minClients, Math.ceil(cfg.fraction * ready.length)));
-    const selected = ctx.rng.shuffle([...ready].sort((a, b) => (a.id < b.id ? -1 : 1))).slice(0, k);
+    const selected = resumed
+      ? resumed.selected.map((id) => this.clients.get(id)?.participant).filter((p): p is Participant => p !== undefined)
+      : ctx.rng.shuffle([...ready].sort((a, b) => (a.id < b.id ? -1 : 1))).slice(0, k);
+    // Deterministic given the strategy's state and the round: a resumed round hands out the same tasks as before.
     const tasks = await this.o.strategy.configureRound(ctx, selected);
     if (this.stopped) return;
     let done!: () => void;
@@ -283,14 +329,15 @@ export class Coordinator extends EventEmitter {
       round,
       tasks,
       sent: new Map(),
-      pending: new Set(tasks.keys()),
-      updates: new Map(),
-      deadline: Date.now() + cfg.roundTimeoutS * 1000,
+      pending: new Set([...tasks.keys()].filter((id) => !resumed?.updates.has(id))),
+      updates: new Map(resumed?.updates ?? []),
+      deadline: resumed ? Math.max(resumed.deadline, Date.now() + RESUME_GRACE_MS) : Date.now() + cfg.roundTimeoutS * 1000,
       downlinkBytes: 0,
       done,
       timer: null,
     };
     this.open = open;
+    if (!resumed) this.o.journal.append('open', { round, selected: [...tasks.keys()], deadline: open.deadline, startedAt });
     for (const [id, task] of tasks) {
       const msg: RoundMsg = { type: 'round', round, strategy: this.o.strategy.name, deadline: open.deadline, ...task };
       open.sent.set(id, msg);
@@ -299,7 +346,8 @@ export class Coordinator extends EventEmitter {
     this.o.log(`round ${round}: ${selected.length} selected of ${ready.length} (${this.o.strategy.name})`);
     this.emit('round-start', round, [...tasks.keys()]);
     this.closeAt(open, open.deadline);
-    if (this.connectedPending(open) === 0) this.closeSoon(open); // everyone selected dropped while we configured
+    if (open.pending.size === 0) open.done();
+    else if (this.connectedPending(open) === 0 && !resumed) this.closeSoon(open); // everyone selected dropped while we configured
     await finished;
     if (open.timer) clearTimeout(open.timer);
     // Close the round before the slow part, so late uploads are refused as stale rather than raced.
@@ -368,8 +416,11 @@ export class Coordinator extends EventEmitter {
       clients: [...this.clients.values()].map((c) => ({ ...c.participant, resumeToken: c.resumeToken })),
       history: this.history,
       strategy: await this.o.strategy.exportState(),
+      journalSeq: this.o.journal.seq,
     };
     await this.o.store.save(this.round, state);
+    // Everything journaled so far is in the checkpoint now (a crash before this reset is harmless: replay skips it).
+    this.o.journal.reset();
   }
 
   /** For /status. */

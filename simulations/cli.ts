@@ -4,12 +4,14 @@ import { dirname } from 'node:path';
 import { MODEL_KINDS, type ModelKind } from '../shared/models/builders.ts';
 import { AGGREGATORS } from '../shared/distill/aggregators.ts';
 import { LOGIT_CODECS } from '../shared/tensor/logit-codec.ts';
+import { STRATEGIES } from '../server/config.ts';
 import { DEFAULT_SIMULATION, runSimulation, type SimulationOptions, type SimulationResult } from './simulate.ts';
 import { kb, pct, table } from './report.ts';
 
 const HELP = `fedistill simulate — a real aggregator and N real clients on Fashion-MNIST, on this machine
 
-  --strategy S          ensemble | fedavg | compare (ensemble, then FedAvg on the same split)   [ensemble]
+  --strategy S          ensemble | mutual | online | fedavg, or a comma list run one after the other on the
+                        same split and compared (e.g. ensemble,mutual); compare = ensemble,fedavg   [ensemble]
   --clients N           simulated clients (each its own socket.io connection)                  [${DEFAULT_SIMULATION.clients}]
   --rounds N            rounds                                                                  [${DEFAULT_SIMULATION.rounds}]
   --partition P         dirichlet | shards | iid                                                [dirichlet]
@@ -24,7 +26,10 @@ const HELP = `fedistill simulate — a real aggregator and N real clients on Fas
   --aggregator A        ${AGGREGATORS.join(' | ')}   [${DEFAULT_SIMULATION.aggregator}]
   --no-logit-adjust     clients train with plain CE instead of the logit-adjusted loss (ensemble)
   --ntd-beta B          weight of not-true distillation from the student in local training (0 = off)  [0]
-  --temperature T       distillation temperature                                                [${DEFAULT_SIMULATION.temperature}]
+  --temperature T       distillation temperature (T_max with --temperature-decay)               [${DEFAULT_SIMULATION.temperature}]
+  --temperature-decay K T(t) = T_max·exp(−K·t) per round, floored at 1 (0 = constant)          [0]
+  --mutual-beta B       mutual: weight of the client's KL to the student's soft labels          [${DEFAULT_SIMULATION.mutualBeta}]
+  --prev-lambda L       weight λ of the previous-student term in the server's distillation     [0]
   --distill-epochs E    server distillation epochs per round                                    [${DEFAULT_SIMULATION.distillEpochs}]
   --bank-decay D        weight of a teacher label per round of age in the student's loss (1 = no decay)   [${DEFAULT_SIMULATION.bankDecay}]
   --client-eval N       test rows each client scores its own model on (0 = off)                 [${DEFAULT_SIMULATION.clientEvalSize}]
@@ -53,6 +58,9 @@ export async function main(argv: string[]): Promise<void> {
       codec: { type: 'string' },
       aggregator: { type: 'string' },
       temperature: { type: 'string' },
+      'temperature-decay': { type: 'string' },
+      'mutual-beta': { type: 'string' },
+      'prev-lambda': { type: 'string' },
       'no-logit-adjust': { type: 'boolean' },
       'ntd-beta': { type: 'string' },
       'distill-epochs': { type: 'string' },
@@ -95,6 +103,9 @@ export async function main(argv: string[]): Promise<void> {
     codec: oneOf(v.codec, LOGIT_CODECS, 'codec'),
     aggregator: oneOf(v.aggregator, AGGREGATORS, 'aggregator'),
     temperature: num(v.temperature, 'temperature'),
+    temperatureDecay: num(v['temperature-decay'], 'temperature-decay'),
+    mutualBeta: num(v['mutual-beta'], 'mutual-beta'),
+    prevStudentLambda: num(v['prev-lambda'], 'prev-lambda'),
     logitAdjust: v['no-logit-adjust'] ? false : undefined,
     ntdBeta: num(v['ntd-beta'], 'ntd-beta'),
     distillEpochs: num(v['distill-epochs'], 'distill-epochs'),
@@ -106,18 +117,18 @@ export async function main(argv: string[]): Promise<void> {
     backend: v.backend,
   };
   for (const k of Object.keys(opts) as (keyof SimulationOptions)[]) if (opts[k] === undefined) delete opts[k];
-  const strategy = oneOf(v.strategy, ['ensemble', 'fedavg', 'compare'] as const, 'strategy')!;
+  const strategies = (v.strategy === 'compare' ? 'ensemble,fedavg' : v.strategy!).split(',').map((x) => oneOf(x.trim(), STRATEGIES, 'strategy')!);
 
   const results: SimulationResult[] = [];
-  for (const s of strategy === 'compare' ? (['ensemble', 'fedavg'] as const) : [strategy]) {
+  for (const s of strategies) {
     const r = await runSimulation({ ...opts, strategy: s });
     printSummary(r);
     results.push(r);
   }
-  if (results.length === 2) printComparison(results[0], results[1]);
-  const out = v.out ?? `results/simulate-${strategy}.json`;
+  if (results.length > 1) printComparison(results);
+  const out = v.out ?? `results/simulate-${strategies.join('-')}.json`;
   mkdirSync(dirname(out), { recursive: true });
-  writeFileSync(out, JSON.stringify(strategy === 'compare' ? { runs: results } : results[0], null, 2));
+  writeFileSync(out, JSON.stringify(results.length > 1 ? { runs: results } : results[0], null, 2));
   console.log(`\nresults written to ${out}`);
 }
 
@@ -137,14 +148,24 @@ function printSummary(r: SimulationResult): void {
   console.log();
 }
 
-function printComparison(kd: SimulationResult, avg: SimulationResult): void {
-  console.log('Distillation vs FedAvg (same split, same student architecture):');
+function printComparison(runs: SimulationResult[]): void {
+  console.log('Strategies compared (same split, same seed, same student architecture):');
   console.log(
     table(
-      ['strategy', 'final acc', 'best acc', 'uplink/client-round', 'downlink/client-round', 'total uplink', 'seconds'],
-      [kd, avg].map((r) => [r.options.strategy, pct(r.summary.finalStudentAccuracy), pct(r.summary.bestStudentAccuracy), kb(r.summary.uplinkPerClientRound), kb(r.summary.downlinkPerClientRound), kb(r.summary.uplinkBytes), r.summary.seconds.toFixed(0)]),
+      ['strategy', 'final student', 'best student', 'final client (mean)', 'uplink/client-round', 'downlink/client-round', 'seconds'],
+      runs.map((r) => [
+        r.options.strategy,
+        pct(r.summary.finalStudentAccuracy),
+        pct(r.summary.bestStudentAccuracy),
+        pct(r.summary.finalClientAccuracy),
+        kb(r.summary.uplinkPerClientRound),
+        kb(r.summary.downlinkPerClientRound),
+        r.summary.seconds.toFixed(0),
+      ]),
     ),
   );
-  const ratio = kd.summary.uplinkPerClientRound / avg.summary.uplinkPerClientRound;
-  console.log(`uplink per client-round: distillation sends ${(ratio * 100).toFixed(1)}% of FedAvg's bytes`);
+  const avg = runs.find((r) => r.options.strategy === 'fedavg');
+  for (const r of runs) {
+    if (avg && r !== avg) console.log(`uplink per client-round: ${r.options.strategy} sends ${((100 * r.summary.uplinkPerClientRound) / avg.summary.uplinkPerClientRound).toFixed(1)}% of FedAvg's bytes`);
+  }
 }

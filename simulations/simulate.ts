@@ -16,7 +16,10 @@ import type { WorkerReport, WorkerStart } from './client-worker.ts';
 import { kb, pct, table } from './report.ts';
 
 /** The server settings a simulation passes through unchanged. */
-type ServerKnobs = 'rounds' | 'strategy' | 'proxySubset' | 'localEpochs' | 'student' | 'aggregator' | 'logitAdjust' | 'ntdBeta' | 'temperature' | 'distillEpochs' | 'bankDecay' | 'batchSize' | 'learningRate' | 'seed' | 'roundTimeoutS';
+type ServerKnobs =
+  | 'rounds' | 'strategy' | 'proxySubset' | 'localEpochs' | 'student' | 'aggregator' | 'logitAdjust' | 'ntdBeta' | 'temperature'
+  | 'temperatureDecay' | 'prevStudentLambda' | 'mutualBeta' | 'publishEverySteps' | 'publishEverySeconds' | 'stalenessExponent'
+  | 'maxStaleness' | 'distillEpochs' | 'bankDecay' | 'batchSize' | 'learningRate' | 'seed' | 'roundTimeoutS';
 
 export interface SimulationOptions extends Pick<ServerConfig, ServerKnobs> {
   clients: number;
@@ -52,6 +55,13 @@ export const DEFAULT_SIMULATION: SimulationOptions = {
   logitAdjust: true,
   ntdBeta: 0,
   temperature: 2,
+  temperatureDecay: 0,
+  prevStudentLambda: 0,
+  mutualBeta: 1,
+  publishEverySteps: 40,
+  publishEverySeconds: 15,
+  stalenessExponent: 0.5,
+  maxStaleness: 20,
   distillEpochs: 3,
   bankDecay: 0.8,
   batchSize: 64,
@@ -77,6 +87,8 @@ export interface SimulationResult {
     finalStudentAccuracy?: number;
     bestStudentAccuracy?: number;
     finalTeacherAccuracy?: number;
+    /** Mean over clients of their own model's accuracy on their test rows, last round. */
+    finalClientAccuracy?: number;
     uplinkBytes: number;
     downlinkBytes: number;
     uplinkPerClientRound: number;
@@ -124,6 +136,13 @@ export async function runSimulation(opts: Partial<SimulationOptions> = {}): Prom
       logitAdjust: o.logitAdjust,
       ntdBeta: o.ntdBeta,
       temperature: o.temperature,
+      temperatureDecay: o.temperatureDecay,
+      prevStudentLambda: o.prevStudentLambda,
+      mutualBeta: o.mutualBeta,
+      publishEverySteps: o.publishEverySteps,
+      publishEverySeconds: o.publishEverySeconds,
+      stalenessExponent: o.stalenessExponent,
+      maxStaleness: o.maxStaleness,
       distillEpochs: o.distillEpochs,
       bankDecay: o.bankDecay,
     },
@@ -206,6 +225,7 @@ export async function runSimulation(opts: Partial<SimulationOptions> = {}): Prom
       finalStudentAccuracy: accs.at(-1),
       bestStudentAccuracy: accs.length ? Math.max(...accs) : undefined,
       finalTeacherAccuracy: done.at(-1)?.teacherAccuracy,
+      finalClientAccuracy: done.at(-1)?.meanClientEvalAccuracy,
       uplinkBytes: uplink,
       downlinkBytes: downlink,
       uplinkPerClientRound: uploads ? uplink / uploads : 0,

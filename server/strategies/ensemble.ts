@@ -1,8 +1,9 @@
 import * as tf from '@tensorflow/tfjs';
 import { subset, type Dataset } from '../../shared/data/dataset.ts';
-import { aggregate } from '../../shared/distill/aggregators.ts';
+import { aggregate, softmaxRows } from '../../shared/distill/aggregators.ts';
 import { buildModel, type ModelKind } from '../../shared/models/builders.ts';
-import { trainOnSoftLabels, evaluateAccuracy } from '../../shared/models/training.ts';
+import { trainOnSoftLabels, evaluateAccuracy, predictLogits } from '../../shared/models/training.ts';
+import { scheduledTemperature } from '../../shared/distill/continual-loss.ts';
 import { applyWireWeights, modelToWire } from '../../shared/models/wire.ts';
 import type { ClientMsg, WireModel, WireTensor } from '../../shared/protocol/messages.ts';
 import { ProtocolError, assertAllFinite } from '../../shared/protocol/validate.ts';
@@ -33,19 +34,19 @@ interface EnsembleState {
  * on all of its unlabelled data), and rows from earlier rounds keep it from drifting to this round's clients alone.
  */
 export class EnsembleStrategy implements Strategy {
-  readonly name = 'ensemble';
+  readonly name: string = 'ensemble';
   readonly model: tf.LayersModel;
   readonly modelKind: ModelKind;
   version = 0;
-  private readonly optimizer: tf.Optimizer;
+  protected readonly optimizer: tf.Optimizer;
   private consensus: EnsembleState['consensus'] = null;
   private bank: EnsembleState['bank'];
   private readonly proxyOrder: Uint32Array;
 
   constructor(
-    private readonly cfg: ServerConfig,
-    private readonly proxy: Dataset,
-    private readonly proxyHash: string,
+    protected readonly cfg: ServerConfig,
+    protected readonly proxy: Dataset,
+    protected readonly proxyHash: string,
   ) {
     this.modelKind = cfg.student;
     this.model = buildModel({ kind: cfg.student, inputShape: proxy.shape, numClasses: proxy.numClasses, seed: cfg.seed });
@@ -58,6 +59,11 @@ export class EnsembleStrategy implements Strategy {
 
   eligible(): boolean {
     return true;
+  }
+
+  /** The distillation temperature of a round: constant, or T_max·exp(−k·t) with --temperature-decay k. */
+  temperatureAt(round: number): number {
+    return scheduledTemperature(this.cfg.temperature, this.cfg.temperatureDecay, Math.max(0, round - 1));
   }
 
   proxyIndicesFor(round: number): Uint32Array {
@@ -75,7 +81,7 @@ export class EnsembleStrategy implements Strategy {
     const consensus = this.consensus && {
       indices: this.consensus.indices,
       probs: encodeMatrix(this.consensus.probs, this.consensus.indices.length, c, this.cfg.consensusCodec),
-      temperature: this.cfg.temperature,
+      temperature: this.temperatureAt(ctx.round - 1),
       epochs: this.cfg.consensusEpochs,
     };
     const tasks = new Map<string, RoundTask>();
@@ -114,8 +120,9 @@ export class EnsembleStrategy implements Strategy {
     const indices = tasks.values().next().value!.indices!;
     const n = indices.length;
     const c = this.proxy.numClasses;
+    const T = this.temperatureAt(ctx.round);
     const teachers = updates.map((u) => ({ logits: u.payload as Float32Array, weight: u.numSamples, classCounts: u.classCounts }));
-    const probs = aggregate(this.cfg.aggregator, teachers, n, c, { temperature: this.cfg.temperature });
+    const probs = aggregate(this.cfg.aggregator, teachers, n, c, { temperature: T });
     indices.forEach((row, i) => {
       this.bank.probs.set(probs.subarray(i * c, (i + 1) * c), row * c);
       this.bank.labelledAt[row] = ctx.round;
@@ -125,13 +132,18 @@ export class EnsembleStrategy implements Strategy {
     const rowWeights = decay < 1 ? Float32Array.from(rows, (row) => decay ** (ctx.round - this.bank.labelledAt[row])) : undefined;
     const targets = new Float32Array(rows.length * c);
     rows.forEach((row, i) => targets.set(this.bank.probs.subarray(row * c, (row + 1) * c), i * c));
-    const res = await trainOnSoftLabels(this.model, this.optimizer, subset(this.proxy, rows), targets, {
+    const rowsData = subset(this.proxy, rows);
+    // Continual rounds: the student as it was before this round, on the same rows, anchors what it already knew.
+    const lambda = this.cfg.prevStudentLambda;
+    const previous = lambda > 0 && this.version > 0 ? { probs: softmaxRows(await predictLogits(this.model, rowsData), rows.length, c, T), lambda } : undefined;
+    const res = await trainOnSoftLabels(this.model, this.optimizer, rowsData, targets, {
       epochs: this.cfg.distillEpochs,
       batchSize: this.cfg.distillBatchSize,
-      temperature: this.cfg.temperature,
+      temperature: T,
       random: () => ctx.rng.next(),
       numClasses: c,
       rowWeights,
+      previous,
     });
     this.version++;
     this.consensus = { indices, probs };

@@ -1,7 +1,8 @@
 import * as tf from '@tensorflow/tfjs';
 import type { Dataset } from '../data/dataset.ts';
-import { kdLoss } from '../distill/kd-loss.ts';
+import { continualDistillLoss } from '../distill/continual-loss.ts';
 import { notTrueDistillation } from '../distill/ntd-loss.ts';
+import { mutualLoss } from '../distill/mutual-loss.ts';
 import { accuracy } from '../metrics.ts';
 
 /** Images (0..255 bytes) → float tensor in [0,1], NHWC. */
@@ -73,12 +74,19 @@ export async function trainSupervised(
     logPrior?: Float32Array;
     /** A frozen copy of the global model to keep not-true-class knowledge from (FedNTD), with its weight β. */
     anchor?: { model: tf.LayersModel; beta: number; temperature: number };
+    /**
+     * Mutual learning: proxy rows with the student's probabilities at `temperature` (row i of `probs` for row i of
+     * `src`). Each private batch is paired with the next proxy batch and the loss gains β·T²·KL(p_student ‖ p_client).
+     */
+    mimic?: { src: BatchSource; probs: Float32Array; beta: number; temperature: number; numClasses: number };
   },
 ): Promise<TrainResult> {
   if (!data.labels) throw new Error('trainSupervised needs labels');
   const labels = data.labels;
   const prior = opts.logPrior ? tf.tensor1d(opts.logPrior) : null;
   const anchor = opts.anchor && opts.anchor.beta > 0 ? opts.anchor : null;
+  const mimic = opts.mimic && opts.mimic.beta > 0 && opts.mimic.src.count > 0 ? opts.mimic : null;
+  const proxyBatches = mimic ? cycledBatches(mimic.src, opts.batchSize, opts.random) : null;
   const t0 = performance.now();
   let lossSum = 0;
   let correct = 0;
@@ -89,13 +97,20 @@ export async function trainSupervised(
       const onehot = tf.oneHot(y, data.numClasses);
       let logitsOut: tf.Tensor | null = null;
       const zGlobal = anchor ? tf.tidy(() => anchor.model.apply(x, { training: false }) as tf.Tensor2D) : null;
+      const pb = proxyBatches?.next().value;
+      const studentProbs = pb ? tf.tensor2d(gatherRows(mimic!.probs, pb.rows, mimic!.numClasses), [pb.rows.length, mimic!.numClasses]) : null;
       const loss = optimizer.minimize(() => {
         const z = model.apply(x, { training: true }) as tf.Tensor2D;
         logitsOut = tf.keep(z.argMax(1));
+        if (pb) {
+          const zProxy = model.apply(pb.x, { training: true }) as tf.Tensor2D;
+          return mutualLoss(z, onehot as tf.Tensor2D, zProxy, studentProbs!, { beta: mimic!.beta, temperature: mimic!.temperature, logPrior: prior ?? undefined });
+        }
         const ce = tf.losses.softmaxCrossEntropy(onehot, prior ? z.add(prior) : z) as tf.Scalar;
         return anchor ? ce.add(notTrueDistillation(z, zGlobal!, onehot as tf.Tensor2D, anchor.temperature).mul(anchor.beta)) : ce;
       }, true)!;
       zGlobal?.dispose();
+      if (pb) tf.dispose([pb.x, studentProbs!]);
       lossSum += (await loss.data())[0] * rows.length;
       const pred = await logitsOut!.data();
       for (let i = 0; i < rows.length; i++) if (pred[i] === labels[rows[i]]) correct++;
@@ -106,6 +121,17 @@ export async function trainSupervised(
   }
   prior?.dispose();
   return { loss: lossSum / Math.max(1, seen), accuracy: correct / Math.max(1, seen), seconds: (performance.now() - t0) / 1000, samples: seen };
+}
+
+/** Endless shuffled batches of `src` (reshuffled every pass): the proxy side of mutual learning. */
+function* cycledBatches(src: BatchSource, batchSize: number, random: () => number): Generator<{ x: tf.Tensor4D; rows: Uint32Array }> {
+  for (;;) yield* batches(src, batchSize, shuffledOrder(src.count, random));
+}
+
+function gatherRows(m: Float32Array, rows: Uint32Array, c: number): Float32Array {
+  const out = new Float32Array(rows.length * c);
+  for (let i = 0; i < rows.length; i++) out.set(m.subarray(rows[i] * c, rows[i] * c + c), i * c);
+  return out;
 }
 
 /** log of the (add-one smoothed) label distribution of `labels`: the prior the logit-adjusted loss removes. */
@@ -133,6 +159,8 @@ export async function trainOnSoftLabels(
     numClasses: number;
     /** Weight of each row's KD term (e.g. by the age of its teacher label); default all 1. */
     rowWeights?: Float32Array;
+    /** Continual rounds: the previous student's probabilities at T (row-aligned with `src`) and the weight λ. */
+    previous?: { probs: Float32Array; lambda: number };
   },
 ): Promise<TrainResult> {
   const c = opts.numClasses;
@@ -146,13 +174,14 @@ export async function trainOnSoftLabels(
       for (let i = 0; i < rows.length; i++) tp.set(teacherProbs.subarray(rows[i] * c, rows[i] * c + c), i * c);
       const t = tf.tensor2d(tp, [rows.length, c]);
       const w = opts.rowWeights ? tf.tensor1d(Float32Array.from(rows, (r) => opts.rowWeights![r])) : undefined;
+      const prev = opts.previous && opts.previous.lambda > 0 ? tf.tensor2d(gatherRows(opts.previous.probs, rows, c), [rows.length, c]) : null;
       let argmax: tf.Tensor | null = null;
       const loss = optimizer.minimize(() => {
         const z = model.apply(x, { training: true }) as tf.Tensor2D;
         argmax = tf.keep(z.argMax(1));
-        return kdLoss(z, t, { temperature: opts.temperature, alpha: 1, sampleWeights: w });
+        return continualDistillLoss(z, t, prev, { temperature: opts.temperature, lambda: opts.previous?.lambda ?? 0, sampleWeights: w });
       }, true)!;
-      w?.dispose();
+      tf.dispose([w, prev].filter((v) => v !== undefined && v !== null) as tf.Tensor[]);
       lossSum += (await loss.data())[0] * rows.length;
       const pred = await argmax!.data();
       for (let i = 0; i < rows.length; i++) {

@@ -108,6 +108,13 @@ export interface RoundMsg {
   model?: WireModel;
   /** Consensus soft labels (teacher probabilities) from the previous round, for clients whose architecture differs. */
   consensus?: { indices: Uint32Array; probs: EncodedMatrix; temperature: number; epochs: number };
+  /**
+   * Mutual learning: the student's probabilities at `temperature` on this task's `indices`; the client adds
+   * β·T²·KL(p_student ‖ p_client) on those proxy rows to its private loss and keeps its own weights.
+   */
+  mutual?: { probs: EncodedMatrix; temperature: number; beta: number };
+  /** The student version this task was made against (online: the server tags each upload's staleness with it). */
+  studentVersion?: number;
 }
 
 export interface AckMsg {
@@ -139,6 +146,8 @@ export type ErrorCode =
   | 'wrong-proxy'
   | 'bad-shape'
   | 'non-finite'
+  /** Online: the upload was computed against a student too many versions old; the next task brings the latest. */
+  | 'resync'
   | 'internal';
 
 export interface RoundResultMsg {

@@ -1,0 +1,138 @@
+import { closeSync, existsSync, fdatasyncSync, ftruncateSync, mkdirSync, openSync, readFileSync, writeSync } from 'node:fs';
+import * as path from 'node:path';
+import { createHash } from 'node:crypto';
+import { decodeFrame, encodeFrame } from '../../shared/protocol/frame-codec.ts';
+
+/**
+ * A write-ahead journal of what the server accepted since its last checkpoint: round openings, registrations and
+ * uploads (sync rounds), teacher contributions and tasks (online). An upload is acked only after its record is on disk
+ * (write + fdatasync), so a SIGKILL loses nothing acked; a checkpoint records the journal sequence it covers and replay
+ * skips anything at or below it, so nothing is counted twice. Each record is `u32 length · 8-byte sha256 prefix ·
+ * msgpack body`: a torn tail (crash mid-append) fails its length or digest and is dropped with a log line.
+ */
+export interface JournalRecord {
+  seq: number;
+  kind: string;
+  [k: string]: unknown;
+}
+
+export interface UploadJournal {
+  /** Durably append; returns the record's sequence number. */
+  append(kind: string, data: Record<string, unknown>): number;
+  /** Records with seq > `after`, in order (the valid prefix of the file). */
+  replay(after: number): JournalRecord[];
+  /** Drop everything (call after a checkpoint that covers it all). */
+  reset(): void;
+  /** Continue numbering after a checkpoint's sequence (the journal may have been reset since). */
+  advanceTo(seq: number): void;
+  /** Sequence of the last appended record (0 = none yet). */
+  readonly seq: number;
+}
+
+const HEADER = 12;
+
+export class FileUploadJournal implements UploadJournal {
+  private fd: number;
+  private lastSeq = 0;
+  private readonly file: string;
+
+  constructor(dir: string, private readonly log: (msg: string) => void = () => {}) {
+    mkdirSync(dir, { recursive: true });
+    this.file = path.join(dir, 'journal.log');
+    const records = existsSync(this.file) ? this.read() : { records: [], validBytes: 0 };
+    this.lastSeq = records.records.at(-1)?.seq ?? 0;
+    this.fd = openSync(this.file, existsSync(this.file) ? 'r+' : 'w+');
+    // Cut a torn tail now, so new records don't land behind garbage.
+    ftruncateSync(this.fd, records.validBytes);
+    fdatasyncSync(this.fd);
+    this.offset = records.validBytes;
+  }
+
+  private offset = 0;
+
+  get seq(): number {
+    return this.lastSeq;
+  }
+
+  advanceTo(seq: number): void {
+    this.lastSeq = Math.max(this.lastSeq, seq);
+  }
+
+  append(kind: string, data: Record<string, unknown>): number {
+    const seq = ++this.lastSeq;
+    const body = encodeFrame({ ...data, seq, kind });
+    const rec = new Uint8Array(HEADER + body.byteLength);
+    new DataView(rec.buffer).setUint32(0, body.byteLength, true);
+    rec.set(createHash('sha256').update(body).digest().subarray(0, 8), 4);
+    rec.set(body, HEADER);
+    let off = 0;
+    while (off < rec.byteLength) off += writeSync(this.fd, rec, off, rec.byteLength - off, this.offset + off);
+    fdatasyncSync(this.fd);
+    this.offset += rec.byteLength;
+    return seq;
+  }
+
+  replay(after: number): JournalRecord[] {
+    return this.read().records.filter((r) => r.seq > after);
+  }
+
+  reset(): void {
+    ftruncateSync(this.fd, 0);
+    fdatasyncSync(this.fd);
+    this.offset = 0;
+  }
+
+  close(): void {
+    closeSync(this.fd);
+  }
+
+  private read(): { records: JournalRecord[]; validBytes: number } {
+    const buf = readFileSync(this.file);
+    const records: JournalRecord[] = [];
+    let off = 0;
+    while (off < buf.byteLength) {
+      const problem = (() => {
+        if (buf.byteLength - off < HEADER) return 'truncated header';
+        const len = buf.readUInt32LE(off);
+        if (buf.byteLength - off - HEADER < len) return `truncated record (${len} B announced)`;
+        const body = buf.subarray(off + HEADER, off + HEADER + len);
+        if (!createHash('sha256').update(body).digest().subarray(0, 8).equals(buf.subarray(off + 4, off + HEADER))) return 'digest mismatch';
+        try {
+          records.push(decodeFrame(body) as JournalRecord);
+        } catch (e) {
+          return `undecodable (${(e as Error).message})`;
+        }
+        off += HEADER + len;
+        return null;
+      })();
+      if (problem) {
+        this.log(`journal ${this.file}: torn or corrupt record at byte ${off} skipped with the ${buf.byteLength - off} B after it: ${problem}`);
+        break;
+      }
+    }
+    return { records, validBytes: off };
+  }
+}
+
+/** For servers without a state dir: nothing survives the process anyway. */
+export class MemoryUploadJournal implements UploadJournal {
+  private lastSeq = 0;
+  private records: JournalRecord[] = [];
+  get seq(): number {
+    return this.lastSeq;
+  }
+  advanceTo(seq: number): void {
+    this.lastSeq = Math.max(this.lastSeq, seq);
+  }
+  append(kind: string, data: Record<string, unknown>): number {
+    const seq = ++this.lastSeq;
+    this.records.push({ ...data, seq, kind });
+    return seq;
+  }
+  replay(after: number): JournalRecord[] {
+    return this.records.filter((r) => r.seq > after);
+  }
+  reset(): void {
+    this.records = [];
+  }
+}

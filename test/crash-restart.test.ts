@@ -1,0 +1,134 @@
+import { test, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { fork, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, readdirSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { FedistillClient, type RoundDone } from '../client/client.ts';
+import { subset } from '../shared/data/dataset.ts';
+import { splitForFederation } from '../shared/data/federated-split.ts';
+import { encodeFrame } from '../shared/protocol/frame-codec.ts';
+import { PROTOCOL_VERSION, type RoundMsg, type WelcomeMsg } from '../shared/protocol/messages.ts';
+import { encodeMatrix } from '../shared/tensor/logit-codec.ts';
+import { RawPeer, subsetData, TOKEN } from './helpers.ts';
+
+const FIXTURE = fileURLToPath(new URL('./fixtures/server-process.ts', import.meta.url));
+
+interface ServerProcess {
+  child: ChildProcess;
+  url: string;
+  logs: string[];
+}
+
+function startServer(port: number, stateDir: string, config: object): Promise<ServerProcess> {
+  const child = fork(FIXTURE, [String(port), stateDir, JSON.stringify(config)], { execArgv: ['--import', 'tsx'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  const logs: string[] = [];
+  after(() => child.kill('SIGKILL'));
+  return new Promise((resolve, reject) => {
+    child.on('message', (m: { type: string; line?: string; url?: string }) => {
+      if (m.type === 'log') logs.push(m.line!);
+      if (m.type === 'listening') resolve({ child, url: m.url!, logs });
+    });
+    child.once('exit', (code) => reject(new Error(`server process exited with ${code}: ${logs.join('\n')}`)));
+  });
+}
+
+async function status(url: string): Promise<any> {
+  return (await fetch(`${url}/status`)).json();
+}
+
+async function until<T>(what: string, f: () => Promise<T | undefined | false>, timeoutMs = 60_000): Promise<T> {
+  const t0 = Date.now();
+  for (;;) {
+    const v = await f().catch(() => undefined);
+    if (v) return v;
+    if (Date.now() - t0 > timeoutMs) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+/** A participant whose answers the test times: registers over a raw socket and uploads plausible logits on demand. */
+function rawParticipant(url: string) {
+  const peer = new RawPeer(url);
+  peer.send('hello', { type: 'hello', protocol: PROTOCOL_VERSION, clientId: 'raw', model: 'mlp', numSamples: 300, codec: 'fp32' });
+  return {
+    peer,
+    welcome: peer.next((m) => m.type === 'welcome') as Promise<WelcomeMsg>,
+    nextRound: () => peer.next((m) => m.type === 'round', 60_000) as Promise<RoundMsg>,
+    /** Sends the upload; returns its frame size (what the server must count for it). */
+    answer(round: RoundMsg, hash: string): number {
+      const rows = round.indices!.length;
+      const logits = Float32Array.from({ length: rows * 10 }, (_, i) => ((i * 7919) % 13) / 4 - 1.5);
+      const frame = encodeFrame({ type: 'logits', round: round.round, proxyHash: hash, logits: encodeMatrix(logits, rows, 10, 'fp32'), stats: { trainLoss: 1, trainAccuracy: 0.5, trainSeconds: 0.1 } });
+      peer.sendRaw('logits', frame);
+      return frame.byteLength;
+    },
+  };
+}
+
+test('SIGKILL mid-round: the restarted server resumes the open round with the uploads it had accepted, none lost or counted twice', async () => {
+  const stateDir = mkdtempSync(join(tmpdir(), 'fedistill-crash-'));
+  const config = { rounds: 3, minClients: 3, roundTimeoutS: 120, quorum: 1 };
+  let srv = await startServer(0, stateDir, config);
+  const port = Number(new URL(srv.url).port);
+
+  const { train } = await subsetData();
+  const split = splitForFederation(train, { proxySize: 400, numClients: 3, partition: 'dirichlet', alpha: 0.5, shardsPerClient: 2, seed: 3 });
+  const done: RoundDone[][] = [[], []];
+  const clients = [0, 1].map((i) => {
+    const c = new FedistillClient({ url: srv.url, token: TOKEN, clientId: `c${i}`, model: 'mlp', data: subset(train, split.clients[i]), log: () => {} });
+    c.on('round-done', (r) => done[i].push(r));
+    return c;
+  });
+  after(() => clients.forEach((c) => c.stop()));
+  const duplicates: string[] = [];
+  clients[0].on('server-error', (e) => duplicates.push(e.code));
+
+  let raw = rawParticipant(srv.url);
+  const hash = (await raw.welcome).proxy.hash;
+  await Promise.all(clients.map((c) => c.start()));
+  raw.answer(await raw.nextRound(), hash);
+  await until('round 1', async () => (await status(srv.url)).round >= 1);
+
+  // Round 2: both real clients upload and are acked; the raw participant holds its answer.
+  const r2 = await raw.nextRound();
+  assert.equal(r2.round, 2);
+  await until('2 accepted uploads in round 2', async () => (await status(srv.url)).openRound?.received === 2);
+  const c1Bytes = done[1].find((r) => r.round === 2)!.uploadBytes;
+  const c0Bytes = done[0].find((r) => r.round === 2)!.uploadBytes;
+  clients[1].stop(); // c1 leaves for good: its accepted upload exists only on the server's side now
+  raw.peer.close();
+  srv.child.kill('SIGKILL');
+  await new Promise((r) => srv.child.once('exit', r));
+
+  srv = await startServer(port, stateDir, config);
+  assert.ok(srv.logs.some((l) => /round 2 was open at the crash; resuming it with 2 of 3 uploads already accepted/.test(l)), srv.logs.join('\n'));
+  let st = await status(srv.url);
+  assert.equal(st.round, 1);
+  assert.equal(st.studentVersion, 1, 'student weights of round 1 restored');
+  assert.deepEqual(
+    st.clients.map((c: { id: string }) => c.id).sort(),
+    ['c0', 'c1', 'raw'],
+  );
+
+  // The raw participant reconnects and gets round 2's task again (not a new round); c0 reconnects by itself.
+  raw = rawParticipant(srv.url);
+  await raw.welcome;
+  const again = await raw.nextRound();
+  assert.equal(again.round, 2);
+  assert.deepEqual(again.indices, r2.indices, 'the resumed round asks for the same proxy rows');
+  const rawBytes = raw.answer(again, hash);
+  await until('round 2 done after restart', async () => (await status(srv.url)).round >= 2);
+  st = await status(srv.url);
+  const round2 = st.history[1];
+  assert.equal(round2.round, 2);
+  assert.equal(round2.status, 'completed');
+  assert.equal(round2.participants, 3, 'c1 uploaded before the crash and is gone: its upload survived in the journal');
+  assert.equal(round2.uplinkBytes, c0Bytes + c1Bytes + rawBytes, 'each accepted upload counted exactly once');
+  assert.equal(done[0].filter((r) => r.round === 2).length, 1, 'c0 was not asked to redo round 2');
+  assert.deepEqual(duplicates, []);
+  assert.ok(readdirSync(stateDir).includes('round-00000002.ckpt'));
+  raw.peer.close();
+  srv.child.kill('SIGKILL');
+});
