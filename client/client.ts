@@ -22,11 +22,21 @@ export interface ClientOptions {
   model: ModelKind;
   /** Private, labelled training data. It never leaves this object: only logits on the proxy set (or weights, FedAvg) do. */
   data: Dataset;
+  /**
+   * Continual learning: the private data as of a round, asked for at the start of each round (the data a device holds
+   * changes over time). Overrides `data` from then on; `setData()` does the same from outside.
+   */
+  dataAt?: (round: number) => Dataset;
   codec?: LogitCodecName;
   /** Optional labelled set to report local accuracy on (simulations); only the scalar travels. */
   evalSet?: Dataset | null;
   proxyCache?: ProxyCache;
   seed?: number;
+  /**
+   * Simulations only: emulate a device this many times slower by idling (slowdown − 1) × the local step's duration
+   * before uploading. 1 (default) = no delay.
+   */
+  slowdown?: number;
   /** Share the private label histogram (counts only) so the server can weight teachers per class. Default true. */
   shareClassCounts?: boolean;
   log?: (msg: string) => void;
@@ -75,9 +85,12 @@ export class FedistillClient extends Emitter<ClientEvents> {
   private latestRound = 0;
   /** An upload made while disconnected: sent after the next welcome, not before hello. */
   private heldUpload: Upload | null = null;
+  /** The private data the next local step trains on. */
+  private data: Dataset;
 
   constructor(private readonly o: ClientOptions) {
     super();
+    this.data = o.data;
     this.codec = o.codec ?? 'fp16';
     this.cache = o.proxyCache ?? new MemoryProxyCache();
     this.rng = new Rng(`client/${o.clientId}/${o.seed ?? 1}`);
@@ -101,8 +114,8 @@ export class FedistillClient extends Emitter<ClientEvents> {
       protocol: PROTOCOL_VERSION,
       clientId: this.o.clientId,
       model: this.o.model,
-      numSamples: this.o.data.count,
-      classCounts: this.o.shareClassCounts === false ? undefined : classHistogram(this.o.data.labels!, range(this.o.data.count), this.o.data.numClasses),
+      numSamples: this.data.count,
+      classCounts: this.o.shareClassCounts === false ? undefined : classHistogram(this.data.labels!, range(this.data.count), this.data.numClasses),
       codec: this.codec,
       resumeToken: this.resumeToken,
     } satisfies HelloMsg));
@@ -155,6 +168,12 @@ export class FedistillClient extends Emitter<ClientEvents> {
     return this.o.clientId;
   }
 
+  /** Replace the private data (continual learning: new samples arrived, old ones expired). Takes effect next round. */
+  setData(data: Dataset): void {
+    if (data.numClasses !== this.data.numClasses || data.shape.join() !== this.data.shape.join()) throw new Error('setData: new data must have the same shape and classes');
+    this.data = data;
+  }
+
   /** Waits for the round being processed, if any. */
   idle(): Promise<void> {
     return this.queue;
@@ -163,7 +182,7 @@ export class FedistillClient extends Emitter<ClientEvents> {
   /** A frozen copy of the received global model (same architecture as ours), reused across rounds. */
   private anchorModel: tf.LayersModel | null = null;
   private anchorFrom(weights: WireTensor[]): tf.LayersModel {
-    this.anchorModel ??= buildModel({ kind: this.o.model, inputShape: this.o.data.shape, numClasses: this.o.data.numClasses });
+    this.anchorModel ??= buildModel({ kind: this.o.model, inputShape: this.data.shape, numClasses: this.data.numClasses });
     applyWireWeights(this.anchorModel, weights);
     return this.anchorModel;
   }
@@ -236,6 +255,7 @@ export class FedistillClient extends Emitter<ClientEvents> {
       return;
     }
     if (!this.proxy) throw new Error('round before the proxy set is known');
+    if (this.o.dataAt) this.setData(this.o.dataAt(msg.round));
     const proxy = await this.proxy;
     const random = () => this.rng.next();
     let adopted = false;
@@ -266,11 +286,11 @@ export class FedistillClient extends Emitter<ClientEvents> {
       });
       digested = true;
     }
-    const train = await trainSupervised(this.model, optimizer, this.o.data, {
+    const train = await trainSupervised(this.model, optimizer, this.data, {
       epochs: msg.localEpochs,
       batchSize: msg.batchSize,
       random,
-      logPrior: msg.logitAdjust ? logLabelPrior(this.o.data.labels!, this.o.data.numClasses) : undefined,
+      logPrior: msg.logitAdjust ? logLabelPrior(this.data.labels!, this.data.numClasses) : undefined,
       anchor: adopted && msg.ntdBeta ? { model: this.anchorFrom(msg.model!.weights), beta: msg.ntdBeta, temperature: 1 } : undefined,
       mimic: msg.mutual && msg.indices
         ? { src: subset(proxy, msg.indices), probs: decodeMatrix(msg.mutual.probs), beta: msg.mutual.beta, temperature: msg.mutual.temperature, numClasses: proxy.numClasses }
@@ -278,13 +298,19 @@ export class FedistillClient extends Emitter<ClientEvents> {
     });
     const stats: ClientRoundStats = { trainLoss: train.loss, trainAccuracy: train.accuracy, trainSeconds: (performance.now() - t0) / 1000 };
     if (this.o.evalSet) stats.evalAccuracy = await evaluateAccuracy(this.model, this.o.evalSet);
+    const slowdown = this.o.slowdown ?? 1;
+    if (slowdown > 1) {
+      // unref: an emulated delay must not keep a stopped Node process alive (browsers have no unref).
+      await new Promise((r) => (setTimeout(r, (slowdown - 1) * stats.trainSeconds * 1000) as { unref?: () => void }).unref?.());
+      stats.trainSeconds *= slowdown;
+    }
     if (this.stopped) return;
     let uploadBytes: number;
     if (msg.task === 'logits') {
       const logits = await predictLogits(this.model, proxy, msg.indices!);
       uploadBytes = this.upload(msg.round, { type: 'logits', round: msg.round, proxyHash: this.proxyHash, logits: encodeMatrix(logits, msg.indices!.length, proxy.numClasses, this.codec), stats });
     } else {
-      uploadBytes = this.upload(msg.round, { type: 'weights', round: msg.round, numSamples: this.o.data.count, weights: weightsToWire(this.model), stats });
+      uploadBytes = this.upload(msg.round, { type: 'weights', round: msg.round, numSamples: this.data.count, weights: weightsToWire(this.model), stats });
     }
     this.emit('round-done', { round: msg.round, task: msg.task, stats, uploadBytes, adoptedStudent: adopted, digestedConsensus: digested });
   }

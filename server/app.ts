@@ -19,7 +19,9 @@ import { FileUploadJournal, MemoryUploadJournal } from './state/upload-journal.t
 import { EnsembleStrategy } from './strategies/ensemble.ts';
 import { FedAvgStrategy } from './strategies/fedavg.ts';
 import { MutualStrategy } from './strategies/mutual.ts';
-import type { Strategy } from './strategies/strategy.ts';
+import { OnlineStrategy } from './strategies/online.ts';
+import { OnlineCoordinator } from './online-coordinator.ts';
+import { isOnline, type AnyStrategy } from './strategies/strategy.ts';
 
 export const SERVER_VERSION = '0.1.0';
 
@@ -45,12 +47,14 @@ export interface Aggregator {
   close(): Promise<void>;
 }
 
-function makeStrategy(cfg: ServerConfig, proxy: Dataset, proxyHash: string): Strategy {
+function makeStrategy(cfg: ServerConfig, proxy: Dataset, proxyHash: string): AnyStrategy {
   switch (cfg.strategy) {
     case 'ensemble':
       return new EnsembleStrategy(cfg, proxy, proxyHash);
     case 'mutual':
       return new MutualStrategy(cfg, proxy, proxyHash);
+    case 'online':
+      return new OnlineStrategy(cfg, proxy, proxyHash);
     case 'fedavg':
       return new FedAvgStrategy(cfg, proxy);
     default:
@@ -69,7 +73,8 @@ export function createAggregator(o: AggregatorOptions): Aggregator {
   const strategy = makeStrategy(config, proxy, hash);
   const store = config.stateDir ? new FileCheckpointStore(config.stateDir, log) : new MemoryCheckpointStore();
   const journal = config.stateDir ? new FileUploadJournal(config.stateDir, log) : new MemoryUploadJournal();
-  const coordinator = new Coordinator({ config, strategy, proxy, proxyInfo, validation: o.validation ?? null, store, journal, log, serverVersion: SERVER_VERSION });
+  // Rounds or no rounds is the one scheduling choice; everything else is the strategy's.
+  const coordinator = new (isOnline(strategy) ? OnlineCoordinator : Coordinator)({ config, strategy, proxy, proxyInfo, validation: o.validation ?? null, store, journal, log, serverVersion: SERVER_VERSION });
   const metrics = new Metrics();
 
   const app = Fastify({ logger: false, bodyLimit: 1024 * 1024 });

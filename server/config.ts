@@ -45,6 +45,8 @@ export interface ServerConfig {
   /** Online: the student publishes a new version every this many training steps or seconds, whichever comes first. */
   publishEverySteps: number;
   publishEverySeconds: number;
+  /** Online: training steps the student owes per accepted upload (it idles when none are owed). */
+  stepsPerUpload: number;
   /** Online: a contribution's teacher weight is (1 + staleness)^−stalenessExponent, staleness in student versions. */
   stalenessExponent: number;
   /** Online: an upload computed against a student more than this many versions old is refused with 'resync'. */
@@ -84,10 +86,11 @@ export const DEFAULT_CONFIG: ServerConfig = {
   temperatureDecay: 0,
   prevStudentLambda: 0,
   mutualBeta: 1,
-  publishEverySteps: 40,
-  publishEverySeconds: 15,
+  publishEverySteps: 100,
+  publishEverySeconds: 30,
+  stepsPerUpload: 24,
   stalenessExponent: 0.5,
-  maxStaleness: 20,
+  maxStaleness: 30,
   distillEpochs: 3,
   bankDecay: 1,
   distillBatchSize: 128,

@@ -8,7 +8,7 @@ import { ProtocolError } from '../shared/protocol/validate.ts';
 import type { ServerConfig } from './config.ts';
 import type { CheckpointStore } from './state/checkpoint-store.ts';
 import type { JournalRecord, UploadJournal } from './state/upload-journal.ts';
-import type { AggregateReport, Participant, RoundContext, RoundTask, Strategy, Update } from './strategies/strategy.ts';
+import type { AggregateReport, AnyStrategy, Participant, RoundContext, RoundTask, Strategy, Update } from './strategies/strategy.ts';
 
 /** How the coordinator reaches a client; the socket.io gateway implements it. Returns the frame's byte size. */
 export interface Transport {
@@ -27,12 +27,16 @@ export interface RoundSummary {
   downlinkBytes: number;
   studentVersion: number;
   studentAccuracy?: number;
+  studentPerClassAccuracy?: number[];
   distillLoss?: number;
   aggregateSeconds: number;
   meanClientTrainSeconds: number;
   meanClientEvalAccuracy?: number;
   seconds: number;
   startedAt: number;
+  /** Online: training steps since the previous version, and the staleness (in versions) of the uploads taken in. */
+  trainSteps?: number;
+  staleness?: { count: number; mean: number; p50: number; p90: number; max: number };
 }
 
 interface OpenRound {
@@ -47,7 +51,7 @@ interface OpenRound {
   timer: ReturnType<typeof setTimeout> | null;
 }
 
-interface ClientRecord {
+export interface ClientRecord {
   participant: Participant;
   /** Issued at first registration; a hello for a connected id must carry it. */
   resumeToken: string;
@@ -56,13 +60,15 @@ interface ClientRecord {
   lastSeen: number;
 }
 
-interface CoordinatorState {
+export interface CoordinatorState {
   round: number;
   clients: (Participant & { resumeToken: string })[];
   history: RoundSummary[];
   strategy: unknown;
   /** The last journal record this checkpoint covers: replay starts after it. */
   journalSeq?: number;
+  /** What a subclass (the online coordinator) keeps besides. */
+  extra?: unknown;
 }
 
 /** A round that was open when the server stopped, rebuilt from the journal: who was selected, what was accepted. */
@@ -78,11 +84,11 @@ interface ResumedRound {
 export const RESUME_GRACE_MS = 15_000;
 
 /** How long a round waits for a selected client that dropped to reconnect and upload, once nobody else is pending. */
-export const RECONNECT_GRACE_MS = 5000;
+export const RECONNECT_GRACE_MS = 10_000;
 
 export interface CoordinatorOptions {
   config: ServerConfig;
-  strategy: Strategy;
+  strategy: AnyStrategy;
   proxy: Dataset;
   proxyInfo: WelcomeMsg['proxy'];
   validation: Dataset | null;
@@ -100,23 +106,27 @@ export interface CoordinatorOptions {
 export class Coordinator extends EventEmitter {
   round = 0;
   readonly history: RoundSummary[] = [];
-  private readonly clients = new Map<string, ClientRecord>();
+  protected readonly clients = new Map<string, ClientRecord>();
   private open: OpenRound | null = null;
-  private transport: Transport | null = null;
-  private stopped = false;
+  protected transport: Transport | null = null;
+  protected stopped = false;
   private wake: (() => void) | null = null;
   private running: Promise<void> | null = null;
   private resumed: ResumedRound | null = null;
 
-  constructor(private readonly o: CoordinatorOptions) {
+  constructor(protected readonly o: CoordinatorOptions) {
     super();
   }
 
   get config(): ServerConfig {
     return this.o.config;
   }
-  get strategy(): Strategy {
+  get strategy(): AnyStrategy {
     return this.o.strategy;
+  }
+
+  private get rounds(): Strategy {
+    return this.o.strategy as Strategy;
   }
 
   attach(transport: Transport): void {
@@ -133,6 +143,7 @@ export class Coordinator extends EventEmitter {
     if (ck) {
       const s = ck.state as CoordinatorState;
       await this.o.strategy.importState(s.strategy);
+      if (s.extra !== undefined) this.importExtra(s.extra);
       this.round = s.round;
       this.history.push(...s.history);
       for (const { resumeToken, ...p } of s.clients) this.clients.set(p.id, { participant: p, resumeToken, connected: false, registeredAt: Date.now(), lastSeen: 0 });
@@ -148,7 +159,13 @@ export class Coordinator extends EventEmitter {
     return ck !== null || records.length > 0;
   }
 
-  private replayRecord(r: JournalRecord): void {
+  /** Subclass state in checkpoints. */
+  protected exportExtra(): unknown {
+    return undefined;
+  }
+  protected importExtra(_extra: unknown): void {}
+
+  protected replayRecord(r: JournalRecord): void {
     if (r.kind === 'client') {
       const { participant, resumeToken } = r as unknown as { participant: Participant; resumeToken: string };
       this.clients.set(participant.id, { participant, resumeToken, connected: false, registeredAt: Date.now(), lastSeen: 0 });
@@ -273,11 +290,11 @@ export class Coordinator extends EventEmitter {
     await this.running;
   }
 
-  private poke(): void {
+  protected poke(): void {
     this.wake?.();
   }
 
-  private waitForChange(ms: number): Promise<void> {
+  protected waitForChange(ms: number): Promise<void> {
     return new Promise((resolve) => {
       const t = setTimeout(resolve, ms);
       this.wake = () => {
@@ -288,15 +305,15 @@ export class Coordinator extends EventEmitter {
     });
   }
 
-  private eligibleConnected(): Participant[] {
+  protected eligibleConnected(): Participant[] {
     return [...this.clients.values()].filter((c) => c.connected && this.o.strategy.eligible(c.participant)).map((c) => c.participant);
   }
 
-  private ctx(round: number): RoundContext {
+  protected ctx(round: number): RoundContext {
     return { round, config: this.o.config, proxy: this.o.proxy, validation: this.o.validation, rng: new Rng(`round/${this.o.config.seed}/${round}`), log: this.o.log };
   }
 
-  private async loop(): Promise<void> {
+  protected async loop(): Promise<void> {
     const cfg = this.o.config;
     const resumed = this.resumed;
     this.resumed = null;
@@ -321,7 +338,7 @@ export class Coordinator extends EventEmitter {
       ? resumed.selected.map((id) => this.clients.get(id)?.participant).filter((p): p is Participant => p !== undefined)
       : ctx.rng.shuffle([...ready].sort((a, b) => (a.id < b.id ? -1 : 1))).slice(0, k);
     // Deterministic given the strategy's state and the round: a resumed round hands out the same tasks as before.
-    const tasks = await this.o.strategy.configureRound(ctx, selected);
+    const tasks = await this.rounds.configureRound(ctx, selected);
     if (this.stopped) return;
     let done!: () => void;
     const finished = new Promise<void>((r) => (done = r));
@@ -359,11 +376,12 @@ export class Coordinator extends EventEmitter {
     const dropped = [...open.pending];
     let report: AggregateReport = { seconds: 0 };
     let accuracy: number | undefined;
+    let perClass: number[] | undefined;
     let status: RoundSummary['status'] = 'completed';
     if (updates.length >= needed) {
       try {
-        report = await this.o.strategy.aggregate(ctx, updates, new Map(updates.map((u) => [u.clientId, tasks.get(u.clientId)!])));
-        accuracy = (await this.o.strategy.evaluate(ctx)).accuracy;
+        report = await this.rounds.aggregate(ctx, updates, new Map(updates.map((u) => [u.clientId, tasks.get(u.clientId)!])));
+        ({ accuracy, perClassAccuracy: perClass } = await this.o.strategy.evaluate(ctx));
       } catch (e) {
         // A failure here is ours, not a peer's: record it and go on with the next round rather than die.
         status = 'failed';
@@ -385,6 +403,7 @@ export class Coordinator extends EventEmitter {
       downlinkBytes: open.downlinkBytes,
       studentVersion: this.o.strategy.version,
       studentAccuracy: accuracy,
+      studentPerClassAccuracy: perClass,
       distillLoss: report.distillLoss,
       aggregateSeconds: report.seconds,
       meanClientTrainSeconds: updates.reduce((n, u) => n + u.stats.trainSeconds, 0) / Math.max(1, updates.length),
@@ -410,17 +429,19 @@ export class Coordinator extends EventEmitter {
     this.emit('round', summary, report);
   }
 
-  private async checkpoint(): Promise<void> {
+  protected async checkpoint(): Promise<void> {
     const state: CoordinatorState = {
       round: this.round,
       clients: [...this.clients.values()].map((c) => ({ ...c.participant, resumeToken: c.resumeToken })),
       history: this.history,
       strategy: await this.o.strategy.exportState(),
       journalSeq: this.o.journal.seq,
+      extra: this.exportExtra(),
     };
     await this.o.store.save(this.round, state);
-    // Everything journaled so far is in the checkpoint now (a crash before this reset is harmless: replay skips it).
-    this.o.journal.reset();
+    // What the checkpoint covers leaves the journal (a crash before this is harmless: replay skips it); records
+    // appended while it was being written stay.
+    this.o.journal.compact(state.journalSeq!);
   }
 
   /** For /status. */

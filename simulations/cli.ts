@@ -7,6 +7,7 @@ import { LOGIT_CODECS } from '../shared/tensor/logit-codec.ts';
 import { STRATEGIES } from '../server/config.ts';
 import { DEFAULT_SIMULATION, runSimulation, type SimulationOptions, type SimulationResult } from './simulate.ts';
 import { kb, pct, table } from './report.ts';
+import { SCENARIOS } from './continual.ts';
 
 const HELP = `fedistill simulate — a real aggregator and N real clients on Fashion-MNIST, on this machine
 
@@ -29,7 +30,23 @@ const HELP = `fedistill simulate — a real aggregator and N real clients on Fas
   --temperature T       distillation temperature (T_max with --temperature-decay)               [${DEFAULT_SIMULATION.temperature}]
   --temperature-decay K T(t) = T_max·exp(−K·t) per round, floored at 1 (0 = constant)          [0]
   --mutual-beta B       mutual: weight of the client's KL to the student's soft labels          [${DEFAULT_SIMULATION.mutualBeta}]
-  --prev-lambda L       weight λ of the previous-student term in the server's distillation     [0]
+  --prev-lambda L       weight λ of the previous-student term in the server's distillation; a comma
+                        list (e.g. 0,1) runs each and compares forgetting                       [0]
+
+ online (asynchronous) distillation:
+  --publish-steps K     publish a new student version every K training steps ...                [${DEFAULT_SIMULATION.publishEverySteps}]
+  --publish-seconds S   ... or every S seconds, whichever comes first                           [${DEFAULT_SIMULATION.publishEverySeconds}]
+  --steps-per-upload N  student training steps owed per accepted upload                         [${DEFAULT_SIMULATION.stepsPerUpload}]
+  --staleness-exponent A  teacher weight (1 + staleness)^−A of an upload                        [${DEFAULT_SIMULATION.stalenessExponent}]
+  --max-staleness N     uploads more than N versions behind are refused with 'resync'           [${DEFAULT_SIMULATION.maxStaleness}]
+  --slowdown LIST       emulated device slowness per client, round-robin, e.g. 1,1,1,1,1,2,2,4,4,8   [1]
+  --targets LIST        accuracy levels to report the time to, e.g. 0.7,0.75,0.8                [0.7,0.75,0.8]
+
+ continual learning:
+  --scenario S          none | class-incremental | drift (the clients' data changes task by task)   [none]
+  --classes-per-task N  classes per task                                                        [${DEFAULT_SIMULATION.classesPerTask}]
+  --rounds-per-task N   rounds each task lasts (rounds = tasks × this)                         [${DEFAULT_SIMULATION.roundsPerTask}]
+
   --distill-epochs E    server distillation epochs per round                                    [${DEFAULT_SIMULATION.distillEpochs}]
   --bank-decay D        weight of a teacher label per round of age in the student's loss (1 = no decay)   [${DEFAULT_SIMULATION.bankDecay}]
   --client-eval N       test rows each client scores its own model on (0 = off)                 [${DEFAULT_SIMULATION.clientEvalSize}]
@@ -61,6 +78,16 @@ export async function main(argv: string[]): Promise<void> {
       'temperature-decay': { type: 'string' },
       'mutual-beta': { type: 'string' },
       'prev-lambda': { type: 'string' },
+      'publish-steps': { type: 'string' },
+      'publish-seconds': { type: 'string' },
+      'steps-per-upload': { type: 'string' },
+      'staleness-exponent': { type: 'string' },
+      'max-staleness': { type: 'string' },
+      slowdown: { type: 'string' },
+      targets: { type: 'string' },
+      scenario: { type: 'string' },
+      'classes-per-task': { type: 'string' },
+      'rounds-per-task': { type: 'string' },
       'no-logit-adjust': { type: 'boolean' },
       'ntd-beta': { type: 'string' },
       'distill-epochs': { type: 'string' },
@@ -105,7 +132,16 @@ export async function main(argv: string[]): Promise<void> {
     temperature: num(v.temperature, 'temperature'),
     temperatureDecay: num(v['temperature-decay'], 'temperature-decay'),
     mutualBeta: num(v['mutual-beta'], 'mutual-beta'),
-    prevStudentLambda: num(v['prev-lambda'], 'prev-lambda'),
+    publishEverySteps: num(v['publish-steps'], 'publish-steps'),
+    publishEverySeconds: num(v['publish-seconds'], 'publish-seconds'),
+    stepsPerUpload: num(v['steps-per-upload'], 'steps-per-upload'),
+    stalenessExponent: num(v['staleness-exponent'], 'staleness-exponent'),
+    maxStaleness: num(v['max-staleness'], 'max-staleness'),
+    slowdown: v.slowdown?.split(',').map((x) => num(x, 'slowdown')!),
+    accuracyTargets: v.targets?.split(',').map((x) => num(x, 'targets')!),
+    scenario: oneOf(v.scenario, SCENARIOS, 'scenario'),
+    classesPerTask: num(v['classes-per-task'], 'classes-per-task'),
+    roundsPerTask: num(v['rounds-per-task'], 'rounds-per-task'),
     logitAdjust: v['no-logit-adjust'] ? false : undefined,
     ntdBeta: num(v['ntd-beta'], 'ntd-beta'),
     distillEpochs: num(v['distill-epochs'], 'distill-epochs'),
@@ -119,16 +155,22 @@ export async function main(argv: string[]): Promise<void> {
   for (const k of Object.keys(opts) as (keyof SimulationOptions)[]) if (opts[k] === undefined) delete opts[k];
   const strategies = (v.strategy === 'compare' ? 'ensemble,fedavg' : v.strategy!).split(',').map((x) => oneOf(x.trim(), STRATEGIES, 'strategy')!);
 
+  const lambdas = (v['prev-lambda'] ?? '0').split(',').map((x) => num(x, 'prev-lambda')!);
+
+  const out = v.out ?? `results/simulate-${strategies.join('-')}${opts.scenario && opts.scenario !== 'none' ? `-${opts.scenario}` : ''}.json`;
+  mkdirSync(dirname(out), { recursive: true });
   const results: SimulationResult[] = [];
+  const total = strategies.length * lambdas.length;
   for (const s of strategies) {
-    const r = await runSimulation({ ...opts, strategy: s });
-    printSummary(r);
-    results.push(r);
+    for (const prevStudentLambda of lambdas) {
+      const r = await runSimulation({ ...opts, strategy: s, prevStudentLambda });
+      printSummary(r);
+      results.push(r);
+      // After every run, so a long comparison that is stopped midway keeps what it measured.
+      writeFileSync(out, JSON.stringify(total > 1 ? { runs: results } : results[0], null, 2));
+    }
   }
   if (results.length > 1) printComparison(results);
-  const out = v.out ?? `results/simulate-${strategies.join('-')}.json`;
-  mkdirSync(dirname(out), { recursive: true });
-  writeFileSync(out, JSON.stringify(results.length > 1 ? { runs: results } : results[0], null, 2));
   console.log(`\nresults written to ${out}`);
 }
 
@@ -138,6 +180,27 @@ function printSummary(r: SimulationResult): void {
     `\n${r.options.strategy}: final student accuracy ${pct(s.finalStudentAccuracy)} (best ${pct(s.bestStudentAccuracy)}) on ${r.data.test} test images` +
       `${r.data.isSubset ? ' (SUBSET)' : ''}; uplink ${kb(s.uplinkPerClientRound)} and downlink ${kb(s.downlinkPerClientRound)} per client-round; ${s.seconds.toFixed(0)} s`,
   );
+  if (s.timeToAccuracy.length) {
+    console.log(`time to accuracy (s from all clients connected): ${s.timeToAccuracy.map((t) => `${pct(t.target)}: ${t.seconds === null ? 'not reached' : t.seconds.toFixed(0)}`).join(', ')}`);
+  }
+  if (r.staleness) {
+    const st = r.staleness;
+    console.log(
+      `online: ${st.accepted} uploads taken in; staleness in student versions: mean ${st.staleness.mean.toFixed(2)}, median ${st.staleness.p50}, p90 ${st.staleness.p90}, max ${st.staleness.max}`,
+    );
+    console.log(`staleness histogram (versions behind: uploads): ${st.histogram.map((n, i) => `${i}: ${n}`).filter((_, i) => st.histogram[i] > 0).join(', ')}`);
+  }
+  if (r.continual) {
+    const c = r.continual;
+    console.log(`\n${c.scenario.kind}, ${c.scenario.tasks.length} tasks × ${c.scenario.roundsPerTask} rounds, previous-student λ = ${r.options.prevStudentLambda}:`);
+    console.log(
+      table(
+        ['task', 'classes', 'acc at end of task', 'best acc', 'final acc', 'forgetting'],
+        c.tasks.map((t) => [t.task, t.classes.join(','), pct(t.atEndOfTask), pct(t.best), pct(t.final), pct(t.forgetting)]),
+      ),
+    );
+    console.log(`average final accuracy over tasks ${pct(c.averageAccuracy)}, average forgetting (tasks 1..${c.tasks.length - 1}) ${pct(c.averageForgetting)}`);
+  }
   if (r.options.strategy !== 'fedavg') {
     const weights = r.studentParams * 4;
     console.log(
@@ -149,21 +212,32 @@ function printSummary(r: SimulationResult): void {
 }
 
 function printComparison(runs: SimulationResult[]): void {
-  console.log('Strategies compared (same split, same seed, same student architecture):');
+  const label = (r: SimulationResult) => r.options.strategy + (runs.some((x) => x.options.prevStudentLambda !== runs[0].options.prevStudentLambda) ? ` λ=${r.options.prevStudentLambda}` : '');
+  console.log('Runs compared (same split, same seed, same student architecture):');
   console.log(
     table(
-      ['strategy', 'final student', 'best student', 'final client (mean)', 'uplink/client-round', 'downlink/client-round', 'seconds'],
+      ['run', 'final student', 'best student', 'final client (mean)', 'uplink/client-round', 'downlink/client-round', ...runs[0].summary.timeToAccuracy.map((t) => `to ${pct(t.target)} s`), 'seconds'],
       runs.map((r) => [
-        r.options.strategy,
+        label(r),
         pct(r.summary.finalStudentAccuracy),
         pct(r.summary.bestStudentAccuracy),
         pct(r.summary.finalClientAccuracy),
         kb(r.summary.uplinkPerClientRound),
         kb(r.summary.downlinkPerClientRound),
+        ...r.summary.timeToAccuracy.map((t) => (t.seconds === null ? '-' : t.seconds.toFixed(0))),
         r.summary.seconds.toFixed(0),
       ]),
     ),
   );
+  if (runs.every((r) => r.continual)) {
+    console.log('\nForgetting (best minus final accuracy per task):');
+    console.log(
+      table(
+        ['run', ...runs[0].continual!.tasks.map((t) => `T${t.task} {${t.classes.join(',')}}`), 'avg forgetting', 'avg final acc'],
+        runs.map((r) => [label(r), ...r.continual!.tasks.map((t) => pct(t.forgetting)), pct(r.continual!.averageForgetting), pct(r.continual!.averageAccuracy)]),
+      ),
+    );
+  }
   const avg = runs.find((r) => r.options.strategy === 'fedavg');
   for (const r of runs) {
     if (avg && r !== avg) console.log(`uplink per client-round: ${r.options.strategy} sends ${((100 * r.summary.uplinkPerClientRound) / avg.summary.uplinkPerClientRound).toFixed(1)}% of FedAvg's bytes`);

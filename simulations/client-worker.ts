@@ -16,6 +16,10 @@ export interface WorkerClientSpec {
   model: ModelKind;
   codec: LogitCodecName;
   rows: number[];
+  /** Emulated device slowness (1 = as fast as this machine). */
+  slowdown: number;
+  /** Continual scenarios: the client's private rows during each task (round r trains on task ⌊(r−1)/roundsPerTask⌋). */
+  taskRows?: number[][];
 }
 
 export interface WorkerStart {
@@ -28,6 +32,7 @@ export interface WorkerStart {
   seed: number;
   proxyCacheDir?: string;
   backend?: string;
+  roundsPerTask?: number;
 }
 
 export type WorkerReport =
@@ -59,10 +64,14 @@ process.on('message', async (m: WorkerStart | { type: 'stop' }) => {
           clientId: spec.clientId,
           model: spec.model,
           codec: spec.codec,
-          data: subset(train, spec.rows),
+          data: subset(train, spec.taskRows?.[0] ?? spec.rows),
+          dataAt: spec.taskRows
+            ? (round) => subset(train, spec.taskRows![Math.min(spec.taskRows!.length - 1, Math.floor((round - 1) / m.roundsPerTask!))])
+            : undefined,
           evalSet,
           proxyCache: cache,
           seed: m.seed,
+          slowdown: spec.slowdown,
           log: (msg) => process.env.FEDISTILL_VERBOSE && console.error(`[${spec.clientId}] ${msg}`),
         }),
     );

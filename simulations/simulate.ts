@@ -14,11 +14,13 @@ import { loadFashionMnist } from '../server/data/fashion-mnist.ts';
 import { splitForFederation, type PartitionKind } from '../shared/data/federated-split.ts';
 import type { WorkerReport, WorkerStart } from './client-worker.ts';
 import { kb, pct, table } from './report.ts';
+import { continualReport, makeScenario, rowsPerTask, taskAccuracy, taskOfRound, type ContinualReport, type ScenarioKind } from './continual.ts';
+import { OnlineCoordinator } from '../server/online-coordinator.ts';
 
 /** The server settings a simulation passes through unchanged. */
 type ServerKnobs =
   | 'rounds' | 'strategy' | 'proxySubset' | 'localEpochs' | 'student' | 'aggregator' | 'logitAdjust' | 'ntdBeta' | 'temperature'
-  | 'temperatureDecay' | 'prevStudentLambda' | 'mutualBeta' | 'publishEverySteps' | 'publishEverySeconds' | 'stalenessExponent'
+  | 'temperatureDecay' | 'prevStudentLambda' | 'mutualBeta' | 'publishEverySteps' | 'publishEverySeconds' | 'stepsPerUpload' | 'stalenessExponent'
   | 'maxStaleness' | 'distillEpochs' | 'bankDecay' | 'batchSize' | 'learningRate' | 'seed' | 'roundTimeoutS';
 
 export interface SimulationOptions extends Pick<ServerConfig, ServerKnobs> {
@@ -33,6 +35,14 @@ export interface SimulationOptions extends Pick<ServerConfig, ServerKnobs> {
   workers: number;
   /** Test rows each client evaluates its own model on (0 = none); the student is always evaluated on the full test set. */
   clientEvalSize: number;
+  /** Emulated device slowness per client, round-robin (e.g. [1, 1, 4] = every third client 4× slower). */
+  slowdown: number[];
+  /** Continual-learning scenario: the clients' private data changes task by task. */
+  scenario: ScenarioKind;
+  classesPerTask: number;
+  roundsPerTask: number;
+  /** Accuracy levels to report the time to (seconds from all clients connected). */
+  accuracyTargets: number[];
   dataDir?: string;
   backend?: string;
   log: (line: string) => void;
@@ -58,10 +68,11 @@ export const DEFAULT_SIMULATION: SimulationOptions = {
   temperatureDecay: 0,
   prevStudentLambda: 0,
   mutualBeta: 1,
-  publishEverySteps: 40,
-  publishEverySeconds: 15,
+  publishEverySteps: 100,
+  publishEverySeconds: 30,
+  stepsPerUpload: 24,
   stalenessExponent: 0.5,
-  maxStaleness: 20,
+  maxStaleness: 30,
   distillEpochs: 3,
   bankDecay: 0.8,
   batchSize: 64,
@@ -70,11 +81,21 @@ export const DEFAULT_SIMULATION: SimulationOptions = {
   workers: Math.max(1, availableParallelism()),
   clientEvalSize: 1000,
   roundTimeoutS: 600,
+  slowdown: [1],
+  scenario: 'none',
+  classesPerTask: 2,
+  roundsPerTask: 4,
+  accuracyTargets: [0.7, 0.75, 0.8],
   log: (l) => console.log(l),
 };
 
 export interface RoundRow extends RoundSummary {
   teacherAccuracy?: number;
+  /** Seconds since every client was connected, when this round (or student version) was done. */
+  elapsedSeconds: number;
+  /** Continual scenarios: the task the round trained on (1-based) and the student's accuracy on each task's classes. */
+  task?: number;
+  taskAccuracy?: number[];
 }
 
 export interface SimulationResult {
@@ -94,7 +115,12 @@ export interface SimulationResult {
     uplinkPerClientRound: number;
     downlinkPerClientRound: number;
     seconds: number;
+    /** Seconds from all clients connected until the student first reached each accuracy target (null: never). */
+    timeToAccuracy: { target: number; seconds: number | null }[];
   };
+  /** Online: staleness (in student versions) of every accepted upload. */
+  staleness?: ReturnType<OnlineCoordinator['onlineStats']>;
+  continual?: ContinualReport;
 }
 
 const WORKER = fileURLToPath(new URL('./client-worker.ts', import.meta.url));
@@ -102,6 +128,8 @@ const WORKER = fileURLToPath(new URL('./client-worker.ts', import.meta.url));
 /** Start a real aggregator on loopback and real clients in worker processes, run the rounds, report. */
 export async function runSimulation(opts: Partial<SimulationOptions> = {}): Promise<SimulationResult> {
   const o: SimulationOptions = { ...DEFAULT_SIMULATION, ...opts };
+  const scenario = o.scenario === 'none' ? null : makeScenario(o.scenario, 10, o.classesPerTask, o.roundsPerTask);
+  if (scenario) o.rounds = scenario.tasks.length * scenario.roundsPerTask;
   const log = o.log;
   const t0 = performance.now();
   const backend = await initBackend({ prefer: (o.backend as never) ?? undefined, log });
@@ -141,6 +169,7 @@ export async function runSimulation(opts: Partial<SimulationOptions> = {}): Prom
       mutualBeta: o.mutualBeta,
       publishEverySteps: o.publishEverySteps,
       publishEverySeconds: o.publishEverySeconds,
+      stepsPerUpload: o.stepsPerUpload,
       stalenessExponent: o.stalenessExponent,
       maxStaleness: o.maxStaleness,
       distillEpochs: o.distillEpochs,
@@ -156,7 +185,22 @@ export async function runSimulation(opts: Partial<SimulationOptions> = {}): Prom
   const url = await agg.start();
 
   const rows: RoundRow[] = [];
-  const headers = ['round', 'uploads', 'uplink', 'downlink', 'teacher acc (proxy)', 'student acc (test)', 'client acc', 'aggregate s', 's'];
+  const online = agg.coordinator instanceof OnlineCoordinator;
+  const testRowsPerClass = Array.from({ length: data.test.numClasses }, (_, j) => data.test.labels!.reduce((n, y) => n + (y === j ? 1 : 0), 0));
+  const headers = [
+    online ? 'version' : 'round',
+    ...(scenario ? ['task'] : []),
+    'uploads',
+    'uplink',
+    'downlink',
+    ...(online ? ['steps', 'staleness mean/max'] : ['teacher acc (proxy)']),
+    'student acc (test)',
+    ...(scenario ? scenario.tasks.map((c) => `T{${c.join(',')}}`) : []),
+    'client acc',
+    online ? 'train s' : 'aggregate s',
+    'elapsed s',
+  ];
+  let connectedAt = 0;
   let printedHeader = false;
   agg.coordinator.on('round', (s: RoundSummary, report: { teacher?: { indices: Uint32Array; probs: Float32Array } }) => {
     let teacherAccuracy: number | undefined;
@@ -164,9 +208,25 @@ export async function runSimulation(opts: Partial<SimulationOptions> = {}): Prom
       const { indices, probs } = report.teacher;
       teacherAccuracy = accuracyOf(probs, Array.from(indices, (row) => proxyLabels[row]), indices.length, proxy.numClasses);
     }
-    const row: RoundRow = { ...s, teacherAccuracy };
+    const row: RoundRow = { ...s, teacherAccuracy, elapsedSeconds: (Date.now() - connectedAt) / 1000 };
+    if (scenario && s.studentPerClassAccuracy) {
+      row.task = taskOfRound(scenario, s.round) + 1;
+      row.taskAccuracy = scenario.tasks.map((classes) => taskAccuracy(s.studentPerClassAccuracy!, classes, testRowsPerClass));
+    }
     rows.push(row);
-    const cells = [s.round, `${s.participants}/${s.selected}`, kb(s.uplinkBytes), kb(s.downlinkBytes), pct(teacherAccuracy), pct(s.studentAccuracy), pct(s.meanClientEvalAccuracy), s.aggregateSeconds.toFixed(1), s.seconds.toFixed(1)];
+    const cells = [
+      s.round,
+      ...(scenario ? [row.task ?? '-'] : []),
+      online ? String(s.participants) : `${s.participants}/${s.selected}`,
+      kb(s.uplinkBytes),
+      kb(s.downlinkBytes),
+      ...(online ? [s.trainSteps ?? 0, s.staleness ? `${s.staleness.mean.toFixed(2)}/${s.staleness.max}` : '-'] : [pct(teacherAccuracy)]),
+      pct(s.studentAccuracy),
+      ...(row.taskAccuracy ?? []).map(pct),
+      pct(s.meanClientEvalAccuracy),
+      s.aggregateSeconds.toFixed(1),
+      row.elapsedSeconds.toFixed(1),
+    ];
     const lines = table(headers, [cells]).split('\n');
     if (!printedHeader) {
       log(lines[0]);
@@ -180,19 +240,29 @@ export async function runSimulation(opts: Partial<SimulationOptions> = {}): Prom
   // Clients: round-robin over worker processes, each client its own connection and partition.
   const nWorkers = Math.max(1, Math.min(o.workers, o.clients));
   const workers: ChildProcess[] = [];
+  let readyWorkers = 0;
   const workerFailed = new Promise<never>((_, reject) => {
     for (let w = 0; w < nWorkers; w++) {
       const specs = [];
       for (let i = w; i < o.clients; i += nWorkers) {
-        specs.push({ clientId: `client-${String(i).padStart(2, '0')}`, model: o.models[i % o.models.length], codec: o.codec, rows: Array.from(split.clients[i]) });
+        const id = `client-${String(i).padStart(2, '0')}`;
+        specs.push({
+          clientId: id,
+          model: o.models[i % o.models.length],
+          codec: o.codec,
+          rows: Array.from(split.clients[i]),
+          slowdown: o.slowdown[i % o.slowdown.length],
+          taskRows: scenario ? rowsPerTask(scenario, split.clients[i], data.train.labels!, `${o.seed}/${id}`) : undefined,
+        });
       }
       const child = fork(WORKER, [], { execArgv: ['--import', 'tsx'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
       child.on('message', (m: WorkerReport) => {
+        if (m.type === 'ready' && ++readyWorkers === nWorkers) connectedAt = Date.now();
         if (m.type === 'fatal') reject(new Error(`client worker failed: ${m.message}`));
         if (m.type === 'server-error') log(`[${m.clientId}] server refused: ${m.code}: ${m.message}`);
       });
       child.on('exit', (code) => code && reject(new Error(`client worker exited with code ${code}`)));
-      const start: WorkerStart = { type: 'start', url, token, dataDir: data.dir, clients: specs, evalSize: o.clientEvalSize, seed: o.seed, backend: o.backend };
+      const start: WorkerStart = { type: 'start', url, token, dataDir: data.dir, clients: specs, evalSize: o.clientEvalSize, seed: o.seed, backend: o.backend, roundsPerTask: scenario?.roundsPerTask };
       child.send(start);
       workers.push(child);
     }
@@ -231,6 +301,9 @@ export async function runSimulation(opts: Partial<SimulationOptions> = {}): Prom
       uplinkPerClientRound: uploads ? uplink / uploads : 0,
       downlinkPerClientRound: uploads ? downlink / uploads : 0,
       seconds: (performance.now() - t0) / 1000,
+      timeToAccuracy: o.accuracyTargets.map((target) => ({ target, seconds: rows.find((r) => (r.studentAccuracy ?? 0) >= target)?.elapsedSeconds ?? null })),
     },
+    staleness: agg.coordinator instanceof OnlineCoordinator ? agg.coordinator.onlineStats() : undefined,
+    continual: scenario ? continualReport(scenario, done.map((r) => r.studentPerClassAccuracy ?? []), testRowsPerClass) : undefined,
   };
 }

@@ -119,7 +119,7 @@ test('SIGKILL mid-round: the restarted server resumes the open round with the up
   assert.equal(again.round, 2);
   assert.deepEqual(again.indices, r2.indices, 'the resumed round asks for the same proxy rows');
   const rawBytes = raw.answer(again, hash);
-  await until('round 2 done after restart', async () => (await status(srv.url)).round >= 2);
+  await until('round 2 done and checkpointed after restart', async () => readdirSync(stateDir).includes('round-00000002.ckpt'));
   st = await status(srv.url);
   const round2 = st.history[1];
   assert.equal(round2.round, 2);
@@ -128,7 +128,67 @@ test('SIGKILL mid-round: the restarted server resumes the open round with the up
   assert.equal(round2.uplinkBytes, c0Bytes + c1Bytes + rawBytes, 'each accepted upload counted exactly once');
   assert.equal(done[0].filter((r) => r.round === 2).length, 1, 'c0 was not asked to redo round 2');
   assert.deepEqual(duplicates, []);
-  assert.ok(readdirSync(stateDir).includes('round-00000002.ckpt'));
   raw.peer.close();
+  srv.child.kill('SIGKILL');
+});
+
+test('SIGKILL during online training: the restarted server has every accepted upload exactly once and the last student version', async () => {
+  const stateDir = mkdtempSync(join(tmpdir(), 'fedistill-crash-online-'));
+  // Two uploads make a version (6 steps owed per upload, a version every 12 steps).
+  const config = { strategy: 'online', rounds: 0, minClients: 2, stepsPerUpload: 6, publishEverySteps: 12, publishEverySeconds: 600, roundTimeoutS: 120 };
+  let srv = await startServer(0, stateDir, config);
+  const port = Number(new URL(srv.url).port);
+  const hello = (peer: RawPeer, id: string) => peer.send('hello', { type: 'hello', protocol: PROTOCOL_VERSION, clientId: id, model: 'mlp', numSamples: 300, codec: 'fp32' });
+  const peers = ['p0', 'p1'].map((id) => {
+    const peer = new RawPeer(srv.url);
+    hello(peer, id);
+    return peer;
+  });
+  const hash = ((await peers[0].next((m) => m.type === 'welcome')) as WelcomeMsg).proxy.hash;
+  const upload = (peer: RawPeer, task: RoundMsg) => {
+    const rows = task.indices!.length;
+    const logits = Float32Array.from({ length: rows * 10 }, (_, i) => ((i * 31) % 17) / 5 - 1.6);
+    const frame = encodeFrame({ type: 'logits', round: task.round, proxyHash: hash, logits: encodeMatrix(logits, rows, 10, 'fp32'), stats: { trainLoss: 1, trainAccuracy: 0.5, trainSeconds: 0.1 } });
+    peer.sendRaw('logits', frame);
+    return peer.next((m) => m.type === 'ack' || m.type === 'error');
+  };
+  const task = (peer: RawPeer) => peer.next((m) => m.type === 'round', 60_000) as Promise<RoundMsg>;
+  assert.equal((await upload(peers[0], await task(peers[0]))).type, 'ack');
+  assert.equal((await upload(peers[1], await task(peers[1]))).type, 'ack');
+  await until('student v1 checkpointed', async () => readdirSync(stateDir).includes('round-00000001.ckpt'));
+  // A third upload lands after v1's checkpoint: it lives only in the journal when the server dies.
+  const third = await task(peers[0]);
+  const ack = await upload(peers[0], third);
+  assert.equal(ack.type, 'ack');
+  const before = await status(srv.url);
+  assert.equal(before.online.accepted, 3);
+  assert.equal(before.studentVersion, 1);
+  peers.forEach((p) => p.close());
+  const firstLogs = srv.logs;
+  srv.child.kill('SIGKILL');
+  await new Promise((r) => srv.child.once('exit', r));
+
+  srv = await startServer(port, stateDir, config);
+  assert.ok(srv.logs.some((l) => /online: student v1, 3 uploads taken in so far/.test(l)), srv.logs.join("\n") + "\nBEFORE:\n" + firstLogs.join("\n"));
+  const afterRestart = await status(srv.url);
+  assert.equal(afterRestart.studentVersion, 1);
+  assert.equal(afterRestart.online.accepted, 3, 'nothing accepted lost, nothing counted twice');
+  assert.deepEqual(afterRestart.online.histogram.reduce((a: number, n: number) => a + n, 0), 3);
+  // p0 comes back: its acked upload for the old task is not taken in again, and new tasks never reuse a ticket.
+  const p0 = new RawPeer(srv.url);
+  hello(p0, 'p0');
+  const p1 = new RawPeer(srv.url);
+  hello(p1, 'p1');
+  const retry = await upload(p0, third);
+  assert.equal(retry.type, 'error');
+  assert.equal((retry as { code: string }).code, 'stale-round');
+  const fresh = await task(p0);
+  assert.ok(fresh.round > third.round, `ticket ${fresh.round} after ${third.round}`);
+  assert.equal((await status(srv.url)).online.accepted, 3);
+  assert.equal((await upload(p0, fresh)).type, 'ack');
+  await until('student v2 after restart', async () => (await status(srv.url)).studentVersion >= 2);
+  assert.equal((await status(srv.url)).online.accepted, 4);
+  p0.close();
+  p1.close();
   srv.child.kill('SIGKILL');
 });

@@ -23,8 +23,8 @@ export class FileCheckpointStore implements CheckpointStore {
   ) {}
 
   async save(round: number, state: unknown): Promise<string> {
+    const body = encodeFrame(state); // before any await: the state is captured as it is now
     await fs.mkdir(this.dir, { recursive: true });
-    const body = encodeFrame(state);
     const digest = createHash('sha256').update(body).digest('hex');
     const frame = encodeFrame({ magic: MAGIC, round, sha256: digest, body });
     const file = path.join(this.dir, `round-${String(round).padStart(8, '0')}.ckpt`);

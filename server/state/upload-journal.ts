@@ -1,4 +1,4 @@
-import { closeSync, existsSync, fdatasyncSync, ftruncateSync, mkdirSync, openSync, readFileSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, fdatasyncSync, ftruncateSync, mkdirSync, openSync, readFileSync, renameSync, writeSync } from 'node:fs';
 import * as path from 'node:path';
 import { createHash } from 'node:crypto';
 import { decodeFrame, encodeFrame } from '../../shared/protocol/frame-codec.ts';
@@ -21,8 +21,8 @@ export interface UploadJournal {
   append(kind: string, data: Record<string, unknown>): number;
   /** Records with seq > `after`, in order (the valid prefix of the file). */
   replay(after: number): JournalRecord[];
-  /** Drop everything (call after a checkpoint that covers it all). */
-  reset(): void;
+  /** Drop the records a checkpoint covers (seq ≤ `seq`), keeping any appended while it was being written. */
+  compact(seq: number): void;
   /** Continue numbering after a checkpoint's sequence (the journal may have been reset since). */
   advanceTo(seq: number): void;
   /** Sequence of the last appended record (0 = none yet). */
@@ -30,6 +30,15 @@ export interface UploadJournal {
 }
 
 const HEADER = 12;
+
+function frameRecord(r: JournalRecord): Uint8Array {
+  const body = encodeFrame(r);
+  const rec = new Uint8Array(HEADER + body.byteLength);
+  new DataView(rec.buffer).setUint32(0, body.byteLength, true);
+  rec.set(createHash('sha256').update(body).digest().subarray(0, 8), 4);
+  rec.set(body, HEADER);
+  return rec;
+}
 
 export class FileUploadJournal implements UploadJournal {
   private fd: number;
@@ -60,11 +69,7 @@ export class FileUploadJournal implements UploadJournal {
 
   append(kind: string, data: Record<string, unknown>): number {
     const seq = ++this.lastSeq;
-    const body = encodeFrame({ ...data, seq, kind });
-    const rec = new Uint8Array(HEADER + body.byteLength);
-    new DataView(rec.buffer).setUint32(0, body.byteLength, true);
-    rec.set(createHash('sha256').update(body).digest().subarray(0, 8), 4);
-    rec.set(body, HEADER);
+    const rec = frameRecord({ ...data, seq, kind });
     let off = 0;
     while (off < rec.byteLength) off += writeSync(this.fd, rec, off, rec.byteLength - off, this.offset + off);
     fdatasyncSync(this.fd);
@@ -76,10 +81,29 @@ export class FileUploadJournal implements UploadJournal {
     return this.read().records.filter((r) => r.seq > after);
   }
 
-  reset(): void {
-    ftruncateSync(this.fd, 0);
-    fdatasyncSync(this.fd);
-    this.offset = 0;
+  compact(seq: number): void {
+    const keep = this.read().records.filter((r) => r.seq > seq);
+    if (keep.length === 0) {
+      ftruncateSync(this.fd, 0);
+      fdatasyncSync(this.fd);
+      this.offset = 0;
+      return;
+    }
+    // Records appended while the checkpoint was written survive: rewrite them to a temp file and rename it in place.
+    const tmp = `${this.file}.tmp`;
+    const fd = openSync(tmp, 'w');
+    let off = 0;
+    for (const r of keep) {
+      const rec = frameRecord(r);
+      writeSync(fd, rec, 0, rec.byteLength, off);
+      off += rec.byteLength;
+    }
+    fdatasyncSync(fd);
+    closeSync(fd);
+    renameSync(tmp, this.file);
+    closeSync(this.fd);
+    this.fd = openSync(this.file, 'r+');
+    this.offset = off;
   }
 
   close(): void {
@@ -132,7 +156,7 @@ export class MemoryUploadJournal implements UploadJournal {
   replay(after: number): JournalRecord[] {
     return this.records.filter((r) => r.seq > after);
   }
-  reset(): void {
-    this.records = [];
+  compact(seq: number): void {
+    this.records = this.records.filter((r) => r.seq > seq);
   }
 }

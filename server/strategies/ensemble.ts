@@ -2,16 +2,16 @@ import * as tf from '@tensorflow/tfjs';
 import { subset, type Dataset } from '../../shared/data/dataset.ts';
 import { aggregate, softmaxRows } from '../../shared/distill/aggregators.ts';
 import { buildModel, type ModelKind } from '../../shared/models/builders.ts';
-import { trainOnSoftLabels, evaluateAccuracy, predictLogits } from '../../shared/models/training.ts';
+import { trainOnSoftLabels, predictLogits } from '../../shared/models/training.ts';
 import { scheduledTemperature } from '../../shared/distill/continual-loss.ts';
 import { applyWireWeights, modelToWire } from '../../shared/models/wire.ts';
 import type { ClientMsg, WireModel, WireTensor } from '../../shared/protocol/messages.ts';
-import { ProtocolError, assertAllFinite } from '../../shared/protocol/validate.ts';
-import { decodeMatrix, encodeMatrix } from '../../shared/tensor/logit-codec.ts';
+import { acceptLogits } from './logits-upload.ts';
+import { encodeMatrix } from '../../shared/tensor/logit-codec.ts';
 import { Rng } from '../../shared/data/rng.ts';
 import type { ServerConfig } from '../config.ts';
 import { exportOptimizer, importOptimizer } from './optimizer-state.ts';
-import type { AggregateReport, EvalReport, Participant, RoundContext, RoundTask, Strategy, Update } from './strategy.ts';
+import { evaluateStudent, type AggregateReport, type EvalReport, type Participant, type RoundContext, type RoundTask, type Strategy, type Update } from './strategy.ts';
 
 interface EnsembleState {
   proxyHash: string;
@@ -103,16 +103,7 @@ export class EnsembleStrategy implements Strategy {
   }
 
   acceptUpdate(_ctx: RoundContext, _p: Participant, msg: ClientMsg, task: RoundTask): Float32Array {
-    if (msg.type !== 'logits') throw new ProtocolError('bad-message', `strategy '${this.name}' expects 'logits' this round, got '${msg.type}'`);
-    if (msg.proxyHash !== this.proxyHash) throw new ProtocolError('wrong-proxy', `logits were computed on proxy set ${msg.proxyHash}; this server's is ${this.proxyHash}`);
-    const rows = task.indices!.length;
-    const cols = this.proxy.numClasses;
-    if (msg.logits.rows !== rows || msg.logits.cols !== cols) {
-      throw new ProtocolError('bad-shape', `logits must be ${rows}×${cols} (round's proxy subset × classes), got ${msg.logits.rows}×${msg.logits.cols}`);
-    }
-    const values = decodeMatrix(msg.logits);
-    assertAllFinite(values, 'logits');
-    return values;
+    return acceptLogits(this.name, msg, task, this.proxyHash, this.proxy.numClasses);
   }
 
   async aggregate(ctx: RoundContext, updates: Update[], tasks: Map<string, RoundTask>): Promise<AggregateReport> {
@@ -151,7 +142,7 @@ export class EnsembleStrategy implements Strategy {
   }
 
   async evaluate(ctx: RoundContext): Promise<EvalReport> {
-    return ctx.validation ? { accuracy: await evaluateAccuracy(this.model, ctx.validation) } : {};
+    return evaluateStudent(this.model, ctx);
   }
 
   async exportState(): Promise<EnsembleState> {

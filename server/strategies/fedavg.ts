@@ -1,12 +1,11 @@
 import * as tf from '@tensorflow/tfjs';
 import type { Dataset } from '../../shared/data/dataset.ts';
 import { buildModel, type ModelKind } from '../../shared/models/builders.ts';
-import { evaluateAccuracy } from '../../shared/models/training.ts';
 import { applyWireWeights, modelToWire, weightsToWire } from '../../shared/models/wire.ts';
 import type { ClientMsg, WireModel, WireTensor } from '../../shared/protocol/messages.ts';
 import { ProtocolError } from '../../shared/protocol/validate.ts';
 import type { ServerConfig } from '../config.ts';
-import type { AggregateReport, EvalReport, Participant, RoundContext, RoundTask, Strategy, Update } from './strategy.ts';
+import { evaluateStudent, type AggregateReport, type EvalReport, type Participant, type RoundContext, type RoundTask, type Strategy, type Update } from './strategy.ts';
 
 /** The weight-sharing baseline (McMahan et al. 2017) over the same transport, for side-by-side accuracy and bytes. */
 export class FedAvgStrategy implements Strategy {
@@ -63,7 +62,7 @@ export class FedAvgStrategy implements Strategy {
   }
 
   async evaluate(ctx: RoundContext): Promise<EvalReport> {
-    return ctx.validation ? { accuracy: await evaluateAccuracy(this.model, ctx.validation) } : {};
+    return evaluateStudent(this.model, ctx);
   }
 
   async exportState(): Promise<{ version: number; model: WireModel }> {

@@ -1,4 +1,5 @@
 import type * as tf from '@tensorflow/tfjs';
+import { evaluatePerClass } from '../../shared/models/training.ts';
 import type { Dataset } from '../../shared/data/dataset.ts';
 import type { Rng } from '../../shared/data/rng.ts';
 import type { ModelKind } from '../../shared/models/builders.ts';
@@ -51,13 +52,19 @@ export interface AggregateReport {
 
 export interface EvalReport {
   accuracy?: number;
+  /** Accuracy on each class's validation rows (NaN: none). */
+  perClassAccuracy?: number[];
 }
 
-/**
- * One strategy per file, Flower's split: configure → (clients fit) → accept → aggregate → evaluate.
- * The coordinator owns rounds, selection, deadlines, transport and checkpoints; a strategy owns the math and its model.
- */
-export interface Strategy {
+/** The student on the operator's labelled validation set, if there is one. */
+export async function evaluateStudent(model: tf.LayersModel, ctx: RoundContext): Promise<EvalReport> {
+  if (!ctx.validation) return {};
+  const r = await evaluatePerClass(model, ctx.validation);
+  return { accuracy: r.accuracy, perClassAccuracy: r.perClass };
+}
+
+/** What every strategy has: a student, its version, upload checks, evaluation and checkpointable state. */
+export interface StrategyBase {
   readonly name: string;
   /** The global model (student) the strategy maintains. */
   readonly model: tf.LayersModel;
@@ -66,11 +73,40 @@ export interface Strategy {
   readonly version: number;
   /** Which clients can take part (e.g. FedAvg needs the global architecture). */
   eligible(p: Participant): boolean;
-  configureRound(ctx: RoundContext, participants: Participant[]): Promise<Map<string, RoundTask>>;
   /** Check an upload against the task it answers; throws ProtocolError to refuse it. */
   acceptUpdate(ctx: RoundContext, p: Participant, msg: ClientMsg, task: RoundTask): unknown;
-  aggregate(ctx: RoundContext, updates: Update[], tasks: Map<string, RoundTask>): Promise<AggregateReport>;
   evaluate(ctx: RoundContext): Promise<EvalReport>;
   exportState(): Promise<unknown>;
   importState(state: unknown): Promise<void>;
+}
+
+/**
+ * A round-based strategy, one per file, Flower's split: configure → (clients fit) → accept → aggregate → evaluate.
+ * The coordinator owns rounds, selection, deadlines, transport and checkpoints; a strategy owns the math and its model.
+ */
+export interface Strategy extends StrategyBase {
+  readonly mode?: 'rounds';
+  configureRound(ctx: RoundContext, participants: Participant[]): Promise<Map<string, RoundTask>>;
+  aggregate(ctx: RoundContext, updates: Update[], tasks: Map<string, RoundTask>): Promise<AggregateReport>;
+}
+
+/**
+ * An asynchronous strategy: no rounds. The online coordinator hands each idle client its own task, feeds every accepted
+ * upload in at once, and calls trainStep() in a background loop; publish() makes the trained student the next version.
+ */
+export interface OnlineStrategy extends StrategyBase {
+  readonly mode: 'online';
+  /** Client `p`'s n-th task; `heldVersion` is the student version it last received (−1: none). */
+  configureTask(ctx: RoundContext, p: Participant, n: number, heldVersion: number): Promise<RoundTask>;
+  /** Take an accepted upload (acceptUpdate's payload) into the teacher. */
+  ingest(update: Update, task: Pick<RoundTask, 'indices' | 'studentVersion'>): void;
+  /** One training step of the student on the current teacher; null when there is nothing to learn from yet. */
+  trainStep(ctx: RoundContext): Promise<number | null>;
+  publish(): void;
+}
+
+export type AnyStrategy = Strategy | OnlineStrategy;
+
+export function isOnline(s: AnyStrategy): s is OnlineStrategy {
+  return s.mode === 'online';
 }

@@ -198,6 +198,27 @@ export async function trainOnSoftLabels(
   return { loss: lossSum / Math.max(1, seen), accuracy: agree / Math.max(1, seen), seconds: (performance.now() - t0) / 1000, samples: seen };
 }
 
+/**
+ * One distillation step on the given rows of `src` against teacher probabilities (row-aligned with `rows`): the unit
+ * of the online strategy's background loop, which interleaves steps with serving clients. Returns the loss.
+ */
+export async function distillStep(
+  model: tf.LayersModel,
+  optimizer: tf.Optimizer,
+  src: BatchSource,
+  rows: Uint32Array,
+  teacherProbs: Float32Array,
+  opts: { temperature: number; numClasses: number },
+): Promise<number> {
+  const { value } = batches(src, rows.length, rows).next();
+  const { x } = value!;
+  const t = tf.tensor2d(teacherProbs, [rows.length, opts.numClasses]);
+  const loss = optimizer.minimize(() => continualDistillLoss(model.apply(x, { training: true }) as tf.Tensor2D, t, null, { temperature: opts.temperature, lambda: 0 }), true)!;
+  const v = (await loss.data())[0];
+  tf.dispose([x, t, loss]);
+  return v;
+}
+
 /** Logits for rows `indices` of `src` (all rows when omitted), batched (model.predict defaults to batch 32). */
 export async function predictLogits(
   model: tf.LayersModel,
@@ -220,6 +241,27 @@ export async function predictLogits(
     off += a.length;
   }
   return total;
+}
+
+/** Top-1 accuracy overall and per class (NaN for a class with no rows): continual reports read tasks off the classes. */
+export async function evaluatePerClass(model: tf.LayersModel, data: Dataset): Promise<{ accuracy: number; perClass: number[] }> {
+  if (!data.labels) throw new Error('evaluatePerClass needs labels');
+  const c = data.numClasses;
+  const z = await predictLogits(model, data);
+  const hit = new Array<number>(c).fill(0);
+  const total = new Array<number>(c).fill(0);
+  let correct = 0;
+  for (let i = 0; i < data.count; i++) {
+    let best = 0;
+    for (let j = 1; j < c; j++) if (z[i * c + j] > z[i * c + best]) best = j;
+    const y = data.labels[i];
+    total[y]++;
+    if (best === y) {
+      hit[y]++;
+      correct++;
+    }
+  }
+  return { accuracy: correct / Math.max(1, data.count), perClass: hit.map((h, j) => (total[j] ? h / total[j] : NaN)) };
 }
 
 /** Top-1 accuracy of a model on a labelled dataset. */

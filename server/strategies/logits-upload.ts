@@ -1,0 +1,17 @@
+import type { ClientMsg } from '../../shared/protocol/messages.ts';
+import { ProtocolError, assertAllFinite } from '../../shared/protocol/validate.ts';
+import { decodeMatrix } from '../../shared/tensor/logit-codec.ts';
+import type { RoundTask } from './strategy.ts';
+
+/** The checks every logit-distillation strategy makes on an upload: type, proxy set, shape against the task, finiteness. */
+export function acceptLogits(strategy: string, msg: ClientMsg, task: RoundTask, proxyHash: string, numClasses: number): Float32Array {
+  if (msg.type !== 'logits') throw new ProtocolError('bad-message', `strategy '${strategy}' expects 'logits', got '${msg.type}'`);
+  if (msg.proxyHash !== proxyHash) throw new ProtocolError('wrong-proxy', `logits were computed on proxy set ${msg.proxyHash}; this server's is ${proxyHash}`);
+  const rows = task.indices!.length;
+  if (msg.logits.rows !== rows || msg.logits.cols !== numClasses) {
+    throw new ProtocolError('bad-shape', `logits must be ${rows}×${numClasses} (the task's proxy rows × classes), got ${msg.logits.rows}×${msg.logits.cols}`);
+  }
+  const values = decodeMatrix(msg.logits);
+  assertAllFinite(values, 'logits');
+  return values;
+}
