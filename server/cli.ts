@@ -5,7 +5,7 @@ import { AGGREGATORS } from '../shared/distill/aggregators.ts';
 import { MODEL_KINDS } from '../shared/models/builders.ts';
 import { proxyRows } from '../shared/data/federated-split.ts';
 import { createAggregator } from './app.ts';
-import { DEFAULT_CONFIG, type ServerConfig } from './config.ts';
+import { DEFAULT_CONFIG, STRATEGIES, type ServerConfig } from './config.ts';
 import { loadFashionMnist } from './data/fashion-mnist.ts';
 
 const HELP = `fedistill server — the aggregator (fastify + socket.io on one port)
@@ -13,8 +13,8 @@ const HELP = `fedistill server — the aggregator (fastify + socket.io on one po
   --host H               listen address (env FEDISTILL_HOST)                  [${DEFAULT_CONFIG.host}]
   --port N               port, 0 = any free (env PORT)                         [${DEFAULT_CONFIG.port}]
   --token T              shared client token (env FEDISTILL_TOKEN); empty = no auth
-  --strategy S           ensemble | fedavg                                     [${DEFAULT_CONFIG.strategy}]
-  --rounds N             rounds to run, 0 = forever                            [${DEFAULT_CONFIG.rounds}]
+  --strategy S           ${STRATEGIES.join(' | ')}                  [${DEFAULT_CONFIG.strategy}]
+  --rounds N             rounds to run (online: student versions), 0 = forever [${DEFAULT_CONFIG.rounds}]
   --min-clients N        clients needed to start a round                       [${DEFAULT_CONFIG.minClients}]
   --fraction F           fraction of connected clients selected per round      [${DEFAULT_CONFIG.fraction}]
   --round-timeout S      round deadline in seconds                             [${DEFAULT_CONFIG.roundTimeoutS}]
@@ -25,7 +25,15 @@ const HELP = `fedistill server — the aggregator (fastify + socket.io on one po
   --proxy-subset N       proxy rows per round                                  [${DEFAULT_CONFIG.proxySubset}]
   --local-epochs E       epochs clients train per round                        [${DEFAULT_CONFIG.localEpochs}]
   --aggregator A         ${AGGREGATORS.join(' | ')}  [${DEFAULT_CONFIG.aggregator}]
-  --temperature T        distillation temperature                              [${DEFAULT_CONFIG.temperature}]
+  --temperature T        distillation temperature (T_max with a decay)         [${DEFAULT_CONFIG.temperature}]
+  --temperature-decay K  T(t) = T_max·exp(−K·t) per round, floored at 1        [${DEFAULT_CONFIG.temperatureDecay}]
+  --prev-lambda L        λ of the previous-student term (continual rounds)    [${DEFAULT_CONFIG.prevStudentLambda}]
+  --mutual-beta B        mutual/online: client's weight on the student's labels [${DEFAULT_CONFIG.mutualBeta}]
+  --publish-steps K      online: new student version every K steps ...         [${DEFAULT_CONFIG.publishEverySteps}]
+  --publish-seconds S    ... or S seconds                                      [${DEFAULT_CONFIG.publishEverySeconds}]
+  --steps-per-upload N   online: student steps owed per accepted upload        [${DEFAULT_CONFIG.stepsPerUpload}]
+  --staleness-exponent A online: teacher weight (1 + staleness)^−A             [${DEFAULT_CONFIG.stalenessExponent}]
+  --max-staleness N      online: older uploads are refused with 'resync'       [${DEFAULT_CONFIG.maxStaleness}]
   --distill-epochs E     student epochs per round                              [${DEFAULT_CONFIG.distillEpochs}]
   --no-validation        don't evaluate the student on the Fashion-MNIST test set
   --data-dir DIR         where the Fashion-MNIST files are
@@ -53,6 +61,14 @@ export async function main(argv: string[]): Promise<void> {
       'local-epochs': { type: 'string' },
       aggregator: { type: 'string' },
       temperature: { type: 'string' },
+      'temperature-decay': { type: 'string' },
+      'prev-lambda': { type: 'string' },
+      'mutual-beta': { type: 'string' },
+      'publish-steps': { type: 'string' },
+      'publish-seconds': { type: 'string' },
+      'steps-per-upload': { type: 'string' },
+      'staleness-exponent': { type: 'string' },
+      'max-staleness': { type: 'string' },
       'distill-epochs': { type: 'string' },
       'no-validation': { type: 'boolean' },
       'data-dir': { type: 'string' },
@@ -79,6 +95,14 @@ export async function main(argv: string[]): Promise<void> {
     localEpochs: n(v['local-epochs']),
     aggregator: v.aggregator as ServerConfig['aggregator'],
     temperature: n(v.temperature),
+    temperatureDecay: n(v['temperature-decay']),
+    prevStudentLambda: n(v['prev-lambda']),
+    mutualBeta: n(v['mutual-beta']),
+    publishEverySteps: n(v['publish-steps']),
+    publishEverySeconds: n(v['publish-seconds']),
+    stepsPerUpload: n(v['steps-per-upload']),
+    stalenessExponent: n(v['staleness-exponent']),
+    maxStaleness: n(v['max-staleness']),
     distillEpochs: n(v['distill-epochs']),
     seed: n(v.seed),
   };
@@ -86,6 +110,7 @@ export async function main(argv: string[]): Promise<void> {
     if (val === undefined) delete config[k as keyof ServerConfig];
     else if (typeof val === 'number' && !Number.isFinite(val)) throw new Error(`--${k} must be a number`);
   }
+  if (config.strategy && !STRATEGIES.includes(config.strategy)) throw new Error(`--strategy must be one of ${STRATEGIES.join(', ')}`);
   if (config.student && !MODEL_KINDS.includes(config.student)) throw new Error(`--student must be one of ${MODEL_KINDS.join(', ')}`);
   if (config.aggregator && !AGGREGATORS.includes(config.aggregator)) throw new Error(`--aggregator must be one of ${AGGREGATORS.join(', ')}`);
 
@@ -105,7 +130,7 @@ export async function main(argv: string[]): Promise<void> {
     config,
   });
   await agg.start();
-  agg.coordinator.once('finished', () => log(`all ${agg.config.rounds} rounds done; still serving /status (Ctrl-C to stop)`));
+  agg.coordinator.once('finished', () => log(`all ${agg.config.rounds} ${agg.config.strategy === 'online' ? 'student versions' : 'rounds'} done; still serving /status (Ctrl-C to stop)`));
   const shutdown = async (sig: string) => {
     log(`${sig}: shutting down`);
     await agg.close();

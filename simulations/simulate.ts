@@ -198,6 +198,7 @@ export async function runSimulation(opts: Partial<SimulationOptions> = {}): Prom
     ...(scenario ? scenario.tasks.map((c) => `T{${c.join(',')}}`) : []),
     'client acc',
     online ? 'train s' : 'aggregate s',
+    's',
     'elapsed s',
   ];
   let connectedAt = 0;
@@ -225,6 +226,7 @@ export async function runSimulation(opts: Partial<SimulationOptions> = {}): Prom
       ...(row.taskAccuracy ?? []).map(pct),
       pct(s.meanClientEvalAccuracy),
       s.aggregateSeconds.toFixed(1),
+      s.seconds.toFixed(1),
       row.elapsedSeconds.toFixed(1),
     ];
     const lines = table(headers, [cells]).split('\n');

@@ -62,3 +62,33 @@ test('checkpoints are sealed: a flipped byte is detected and the previous one is
   assert.deepEqual((latest?.state as { w: Float32Array }).w, new Float32Array([1, 2, 3]));
   assert.ok(logs.some((l) => /round-00000002\.ckpt skipped: checksum mismatch/.test(l)), logs.join('\n'));
 });
+
+test('upload journal: durable appends, a torn tail is cut with a log line, compaction keeps records written after the checkpoint', async () => {
+  const { FileUploadJournal } = await import('../server/state/upload-journal.ts');
+  const { appendFileSync, statSync } = await import('node:fs');
+  const dir = mkdtempSync(join(tmpdir(), 'fedistill-journal-'));
+  const logs: string[] = [];
+  const j = new FileUploadJournal(dir, (m) => logs.push(m));
+  assert.equal(j.append('open', { round: 1, selected: ['a', 'b'] }), 1);
+  assert.equal(j.append('update', { round: 1, update: { clientId: 'a', payload: new Float32Array([1.5, -2]) } }), 2);
+  assert.equal(j.append('update', { round: 1, update: { clientId: 'b', payload: new Float32Array([3]) } }), 3);
+  j.close();
+  // A crash mid-append leaves half a record behind.
+  appendFileSync(join(dir, 'journal.log'), new Uint8Array([200, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]));
+  const k = new FileUploadJournal(dir, (m) => logs.push(m));
+  assert.ok(logs.some((l) => /torn or corrupt record at byte \d+ .*truncated record/.test(l)), logs.join('\n'));
+  assert.equal(k.seq, 3, 'numbering goes on after the last good record');
+  const records = k.replay(0);
+  assert.deepEqual(records.map((r) => [r.seq, r.kind]), [[1, 'open'], [2, 'update'], [3, 'update']]);
+  assert.deepEqual((records[1].update as { payload: Float32Array }).payload, new Float32Array([1.5, -2]));
+  assert.deepEqual(k.replay(2).map((r) => r.seq), [3]);
+  // A checkpoint covering seq ≤ 2 was written while record 3 (and now 4) came in: those must survive compaction.
+  k.append('update', { round: 2, update: { clientId: 'a' } });
+  k.compact(2);
+  assert.deepEqual(k.replay(0).map((r) => r.seq), [3, 4]);
+  k.compact(4);
+  assert.deepEqual(k.replay(0), []);
+  assert.equal(statSync(join(dir, 'journal.log')).size, 0);
+  assert.equal(k.append('client', { participant: { id: 'c' } }), 5);
+  k.close();
+});
