@@ -40,6 +40,7 @@ const HELP = `fedistill simulate — a real aggregator and N real clients on Fas
   --staleness-exponent A  teacher weight (1 + staleness)^−A of an upload                        [${DEFAULT_SIMULATION.stalenessExponent}]
   --max-staleness N     uploads more than N versions behind are refused with 'resync'           [${DEFAULT_SIMULATION.maxStaleness}]
   --slowdown LIST       emulated device slowness per client, round-robin, e.g. 1,1,1,1,1,2,2,4,4,8   [1]
+  --time-budget S       stop each run S seconds after all clients connected (compare by time)  [off]
   --targets LIST        accuracy levels to report the time to, e.g. 0.7,0.75,0.8                [0.7,0.75,0.8]
 
  continual learning:
@@ -85,6 +86,7 @@ export async function main(argv: string[]): Promise<void> {
       'max-staleness': { type: 'string' },
       slowdown: { type: 'string' },
       targets: { type: 'string' },
+      'time-budget': { type: 'string' },
       scenario: { type: 'string' },
       'classes-per-task': { type: 'string' },
       'rounds-per-task': { type: 'string' },
@@ -138,6 +140,7 @@ export async function main(argv: string[]): Promise<void> {
     stalenessExponent: num(v['staleness-exponent'], 'staleness-exponent'),
     maxStaleness: num(v['max-staleness'], 'max-staleness'),
     slowdown: v.slowdown?.split(',').map((x) => num(x, 'slowdown')!),
+    timeBudgetS: num(v['time-budget'], 'time-budget'),
     accuracyTargets: v.targets?.split(',').map((x) => num(x, 'targets')!),
     scenario: oneOf(v.scenario, SCENARIOS, 'scenario'),
     classesPerTask: num(v['classes-per-task'], 'classes-per-task'),

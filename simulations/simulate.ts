@@ -41,6 +41,8 @@ export interface SimulationOptions extends Pick<ServerConfig, ServerKnobs> {
   scenario: ScenarioKind;
   classesPerTask: number;
   roundsPerTask: number;
+  /** Stop after this many seconds from all clients connected (rounds/versions then only cap it); 0 = no budget. */
+  timeBudgetS: number;
   /** Accuracy levels to report the time to (seconds from all clients connected). */
   accuracyTargets: number[];
   dataDir?: string;
@@ -86,6 +88,7 @@ export const DEFAULT_SIMULATION: SimulationOptions = {
   classesPerTask: 2,
   roundsPerTask: 4,
   accuracyTargets: [0.7, 0.75, 0.8],
+  timeBudgetS: 0,
   log: (l) => console.log(l),
 };
 
@@ -237,7 +240,12 @@ export async function runSimulation(opts: Partial<SimulationOptions> = {}): Prom
     }
     log(lines[2]);
   });
-  const finished = new Promise<void>((resolve) => agg.coordinator.once('finished', () => resolve()));
+  let stopAt: (() => void) | null = null;
+  const finished = new Promise<void>((resolve) => {
+    agg.coordinator.once('finished', () => resolve());
+    stopAt = resolve;
+  });
+  let budgetTimer: ReturnType<typeof setTimeout> | null = null;
 
   // Clients: round-robin over worker processes, each client its own connection and partition.
   const nWorkers = Math.max(1, Math.min(o.workers, o.clients));
@@ -259,7 +267,11 @@ export async function runSimulation(opts: Partial<SimulationOptions> = {}): Prom
       }
       const child = fork(WORKER, [], { execArgv: ['--import', 'tsx'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
       child.on('message', (m: WorkerReport) => {
-        if (m.type === 'ready' && ++readyWorkers === nWorkers) connectedAt = Date.now();
+        if (m.type === 'ready' && ++readyWorkers === nWorkers) {
+          connectedAt = Date.now();
+          // A wall-clock budget: compare strategies by what they reach in the same time, not the same round count.
+          if (o.timeBudgetS > 0) budgetTimer = setTimeout(() => (log(`time budget of ${o.timeBudgetS} s reached`), stopAt?.()), o.timeBudgetS * 1000);
+        }
         if (m.type === 'fatal') reject(new Error(`client worker failed: ${m.message}`));
         if (m.type === 'server-error') log(`[${m.clientId}] server refused: ${m.code}: ${m.message}`);
       });
@@ -273,6 +285,7 @@ export async function runSimulation(opts: Partial<SimulationOptions> = {}): Prom
   try {
     await Promise.race([finished, workerFailed]);
   } finally {
+    if (budgetTimer) clearTimeout(budgetTimer);
     for (const w of workers) {
       w.removeAllListeners('exit');
       if (w.connected) w.send({ type: 'stop' });

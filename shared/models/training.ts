@@ -12,8 +12,14 @@ export function imagesToTensor(images: Uint8Array, count: number, shape: [number
   return tf.tensor4d(f, [count, ...shape]);
 }
 
-/** Let the event loop breathe between batches so sockets keep heartbeating during long training. */
-const breathe = () => new Promise<void>((r) => setTimeout(r, 0));
+/**
+ * Let the event loop breathe between batches so sockets keep heartbeating during long training. In Node this must be
+ * setImmediate: several clients in one process re-arming setTimeout(0) after each long batch keep Node's timers phase
+ * busy (it re-reads the clock and runs newly expired timers), starving socket I/O until pings time out. Browsers run
+ * timers and network events as separate tasks, so setTimeout is fine there.
+ */
+const breathe: () => Promise<void> =
+  typeof setImmediate === 'function' ? () => new Promise<void>((r) => setImmediate(r)) : () => new Promise<void>((r) => setTimeout(r, 0));
 
 export interface TrainResult {
   loss: number;
