@@ -8,7 +8,7 @@ import { countParams } from '../shared/models/builders.ts';
 import type { LogitCodecName } from '../shared/tensor/logit-codec.ts';
 import { initBackend, type BackendInfo } from '../shared/compute/backend.ts';
 import { createAggregator } from '../server/app.ts';
-import type { ServerConfig } from '../server/config.ts';
+import { DEFAULT_CONFIG, type ServerConfig } from '../server/config.ts';
 import type { RoundSummary } from '../server/coordinator.ts';
 import { loadFashionMnist } from '../server/data/fashion-mnist.ts';
 import { splitForFederation, type PartitionKind } from '../shared/data/federated-split.ts';
@@ -18,10 +18,12 @@ import { continualReport, makeScenario, rowsPerTask, taskAccuracy, taskOfRound, 
 import { OnlineCoordinator } from '../server/online-coordinator.ts';
 
 /** The server settings a simulation passes through unchanged. */
-type ServerKnobs =
-  | 'rounds' | 'strategy' | 'proxySubset' | 'localEpochs' | 'student' | 'aggregator' | 'logitAdjust' | 'ntdBeta' | 'temperature'
-  | 'temperatureDecay' | 'prevStudentLambda' | 'mutualBeta' | 'publishEverySteps' | 'publishEverySeconds' | 'stepsPerUpload' | 'stalenessExponent'
-  | 'maxStaleness' | 'distillEpochs' | 'bankDecay' | 'batchSize' | 'learningRate' | 'seed' | 'roundTimeoutS';
+const SERVER_KNOBS = [
+  'rounds', 'strategy', 'proxySubset', 'localEpochs', 'student', 'aggregator', 'logitAdjust', 'ntdBeta', 'temperature',
+  'temperatureDecay', 'prevStudentLambda', 'mutualBeta', 'publishEverySteps', 'publishEverySeconds', 'stepsPerUpload',
+  'stalenessExponent', 'maxStaleness', 'distillEpochs', 'bankDecay', 'batchSize', 'learningRate', 'seed', 'roundTimeoutS',
+] as const satisfies readonly (keyof ServerConfig)[];
+type ServerKnobs = (typeof SERVER_KNOBS)[number];
 
 export interface SimulationOptions extends Pick<ServerConfig, ServerKnobs> {
   clients: number;
@@ -50,39 +52,24 @@ export interface SimulationOptions extends Pick<ServerConfig, ServerKnobs> {
   log: (line: string) => void;
 }
 
+/** The server's own defaults for every knob passed through, overridden where a study wants otherwise. */
+const SERVER_DEFAULTS = Object.fromEntries(SERVER_KNOBS.map((k) => [k, DEFAULT_CONFIG[k]])) as Pick<ServerConfig, ServerKnobs>;
+
 export const DEFAULT_SIMULATION: SimulationOptions = {
-  clients: 10,
+  ...SERVER_DEFAULTS,
   rounds: 20,
-  strategy: 'ensemble',
+  proxySubset: 1500,
+  bankDecay: 0.8,
+  roundTimeoutS: 600,
+  clients: 10,
   partition: 'dirichlet',
   alpha: 0.5,
   shardsPerClient: 2,
   proxySize: 10000,
-  proxySubset: 1500,
-  localEpochs: 2,
   models: ['cnn'],
-  student: 'cnn',
   codec: 'topk',
-  aggregator: 'confidence',
-  logitAdjust: true,
-  ntdBeta: 0,
-  temperature: 2,
-  temperatureDecay: 0,
-  prevStudentLambda: 0,
-  mutualBeta: 1,
-  publishEverySteps: 100,
-  publishEverySeconds: 30,
-  stepsPerUpload: 24,
-  stalenessExponent: 0.5,
-  maxStaleness: 30,
-  distillEpochs: 3,
-  bankDecay: 0.8,
-  batchSize: 64,
-  learningRate: 0.001,
-  seed: 1,
   workers: Math.max(1, availableParallelism()),
   clientEvalSize: 1000,
-  roundTimeoutS: 600,
   slowdown: [1],
   scenario: 'none',
   classesPerTask: 2,
@@ -149,34 +136,12 @@ export async function runSimulation(opts: Partial<SimulationOptions> = {}): Prom
     backend,
     log: (m) => process.env.FEDISTILL_VERBOSE && log(`[server] ${m}`),
     config: {
+      ...(Object.fromEntries(SERVER_KNOBS.map((k) => [k, o[k]])) as Pick<ServerConfig, ServerKnobs>),
       host: '127.0.0.1',
       port: 0,
       token,
-      strategy: o.strategy,
-      rounds: o.rounds,
       minClients: o.clients,
       fraction: 1,
-      roundTimeoutS: o.roundTimeoutS,
-      seed: o.seed,
-      student: o.student,
-      proxySubset: o.proxySubset,
-      localEpochs: o.localEpochs,
-      batchSize: o.batchSize,
-      learningRate: o.learningRate,
-      aggregator: o.aggregator,
-      logitAdjust: o.logitAdjust,
-      ntdBeta: o.ntdBeta,
-      temperature: o.temperature,
-      temperatureDecay: o.temperatureDecay,
-      prevStudentLambda: o.prevStudentLambda,
-      mutualBeta: o.mutualBeta,
-      publishEverySteps: o.publishEverySteps,
-      publishEverySeconds: o.publishEverySeconds,
-      stepsPerUpload: o.stepsPerUpload,
-      stalenessExponent: o.stalenessExponent,
-      maxStaleness: o.maxStaleness,
-      distillEpochs: o.distillEpochs,
-      bankDecay: o.bankDecay,
     },
   });
   const studentParams = countParams(agg.coordinator.strategy.model);

@@ -31,6 +31,17 @@ export interface UploadJournal {
 
 const HEADER = 12;
 
+/** Sequence numbering shared by both journals: numbers go on across checkpoints, never reused. */
+abstract class Sequenced {
+  protected lastSeq = 0;
+  get seq(): number {
+    return this.lastSeq;
+  }
+  advanceTo(seq: number): void {
+    this.lastSeq = Math.max(this.lastSeq, seq);
+  }
+}
+
 function frameRecord(r: JournalRecord): Uint8Array {
   const body = encodeFrame(r);
   const rec = new Uint8Array(HEADER + body.byteLength);
@@ -40,12 +51,12 @@ function frameRecord(r: JournalRecord): Uint8Array {
   return rec;
 }
 
-export class FileUploadJournal implements UploadJournal {
+export class FileUploadJournal extends Sequenced implements UploadJournal {
   private fd: number;
-  private lastSeq = 0;
   private readonly file: string;
 
   constructor(dir: string, private readonly log: (msg: string) => void = () => {}) {
+    super();
     mkdirSync(dir, { recursive: true });
     this.file = path.join(dir, 'journal.log');
     const records = existsSync(this.file) ? this.read() : { records: [], validBytes: 0 };
@@ -58,14 +69,6 @@ export class FileUploadJournal implements UploadJournal {
   }
 
   private offset = 0;
-
-  get seq(): number {
-    return this.lastSeq;
-  }
-
-  advanceTo(seq: number): void {
-    this.lastSeq = Math.max(this.lastSeq, seq);
-  }
 
   append(kind: string, data: Record<string, unknown>): number {
     const seq = ++this.lastSeq;
@@ -139,15 +142,8 @@ export class FileUploadJournal implements UploadJournal {
 }
 
 /** For servers without a state dir: nothing survives the process anyway. */
-export class MemoryUploadJournal implements UploadJournal {
-  private lastSeq = 0;
+export class MemoryUploadJournal extends Sequenced implements UploadJournal {
   private records: JournalRecord[] = [];
-  get seq(): number {
-    return this.lastSeq;
-  }
-  advanceTo(seq: number): void {
-    this.lastSeq = Math.max(this.lastSeq, seq);
-  }
   append(kind: string, data: Record<string, unknown>): number {
     const seq = ++this.lastSeq;
     this.records.push({ ...data, seq, kind });

@@ -1,23 +1,15 @@
-import * as tf from '@tensorflow/tfjs';
 import { subset, type Dataset } from '../../shared/data/dataset.ts';
 import { aggregate, softmaxRows } from '../../shared/distill/aggregators.ts';
-import { buildModel, type ModelKind } from '../../shared/models/builders.ts';
 import { trainOnSoftLabels, predictLogits } from '../../shared/models/training.ts';
 import { scheduledTemperature } from '../../shared/distill/continual-loss.ts';
-import { applyWireWeights, modelToWire } from '../../shared/models/wire.ts';
-import type { ClientMsg, WireModel, WireTensor } from '../../shared/protocol/messages.ts';
-import { acceptLogits } from './logits-upload.ts';
+import type { ClientMsg } from '../../shared/protocol/messages.ts';
 import { encodeMatrix } from '../../shared/tensor/logit-codec.ts';
-import { Rng } from '../../shared/data/rng.ts';
 import type { ServerConfig } from '../config.ts';
-import { exportOptimizer, importOptimizer } from './optimizer-state.ts';
-import { evaluateStudent, type AggregateReport, type EvalReport, type Participant, type RoundContext, type RoundTask, type Strategy, type Update } from './strategy.ts';
+import { acceptLogits, logitsTask } from './logits-task.ts';
+import { HasStudent, Student, type StudentCheckpoint } from './student.ts';
+import type { AggregateReport, Participant, RoundContext, RoundTask, Strategy, Update } from './strategy.ts';
 
-interface EnsembleState {
-  proxyHash: string;
-  version: number;
-  model: WireModel;
-  optimizer: WireTensor[];
+interface EnsembleState extends StudentCheckpoint {
   consensus: { indices: Uint32Array; probs: Float32Array } | null;
   /** Latest teacher probabilities per proxy row, and the round that labelled each (0 = never). */
   bank: { probs: Float32Array; labelledAt: Uint32Array };
@@ -33,32 +25,20 @@ interface EnsembleState {
  * subset: uplink stays `subset × classes` per client while the student learns from the whole proxy set (FedDF distills
  * on all of its unlabelled data), and rows from earlier rounds keep it from drifting to this round's clients alone.
  */
-export class EnsembleStrategy implements Strategy {
+export class EnsembleStrategy extends HasStudent implements Strategy {
   readonly name: string = 'ensemble';
-  readonly model: tf.LayersModel;
-  readonly modelKind: ModelKind;
-  version = 0;
-  protected readonly optimizer: tf.Optimizer;
+  protected readonly student: Student;
   private consensus: EnsembleState['consensus'] = null;
   private bank: EnsembleState['bank'];
-  private readonly proxyOrder: Uint32Array;
 
   constructor(
     protected readonly cfg: ServerConfig,
     protected readonly proxy: Dataset,
-    protected readonly proxyHash: string,
+    proxyHash: string,
   ) {
-    this.modelKind = cfg.student;
-    this.model = buildModel({ kind: cfg.student, inputShape: proxy.shape, numClasses: proxy.numClasses, seed: cfg.seed });
-    this.optimizer = tf.train.adam(cfg.distillLearningRate);
+    super();
+    this.student = new Student(cfg, proxy, proxyHash);
     this.bank = { probs: new Float32Array(proxy.count * proxy.numClasses), labelledAt: new Uint32Array(proxy.count) };
-    // One fixed shuffle of the proxy set; round r takes the r-th window of it, so every proxy row gets used
-    // and a restarted server asks for the same rows.
-    this.proxyOrder = Uint32Array.from(new Rng(`proxy-order/${cfg.seed}`).permutation(proxy.count));
-  }
-
-  eligible(): boolean {
-    return true;
   }
 
   /** The distillation temperature of a round: constant, or T_max·exp(−k·t) with --temperature-decay k. */
@@ -66,17 +46,14 @@ export class EnsembleStrategy implements Strategy {
     return scheduledTemperature(this.cfg.temperature, this.cfg.temperatureDecay, Math.max(0, round - 1));
   }
 
+  /** Round r asks for the r-th window of the proxy set's fixed shuffle. */
   proxyIndicesFor(round: number): Uint32Array {
-    const n = Math.min(this.cfg.proxySubset, this.proxy.count);
-    const start = ((round - 1) * n) % this.proxy.count;
-    const out = new Uint32Array(n);
-    for (let i = 0; i < n; i++) out[i] = this.proxyOrder[(start + i) % this.proxy.count];
-    return out.sort();
+    return this.student.window(round);
   }
 
   async configureRound(ctx: RoundContext, participants: Participant[]): Promise<Map<string, RoundTask>> {
     const indices = this.proxyIndicesFor(ctx.round);
-    const student = modelToWire(this.model, this.modelKind, this.version);
+    const student = this.student.toWire();
     const c = this.proxy.numClasses;
     const consensus = this.consensus && {
       indices: this.consensus.indices,
@@ -88,12 +65,7 @@ export class EnsembleStrategy implements Strategy {
     for (const p of participants) {
       const same = p.model === this.modelKind;
       tasks.set(p.id, {
-        task: 'logits',
-        indices,
-        localEpochs: this.cfg.localEpochs,
-        batchSize: this.cfg.batchSize,
-        learningRate: this.cfg.learningRate,
-        logitAdjust: this.cfg.logitAdjust,
+        ...logitsTask(this.cfg, indices),
         ntdBeta: same ? this.cfg.ntdBeta : undefined,
         model: same ? student : undefined,
         consensus: !same && consensus ? consensus : undefined,
@@ -103,7 +75,7 @@ export class EnsembleStrategy implements Strategy {
   }
 
   acceptUpdate(_ctx: RoundContext, _p: Participant, msg: ClientMsg, task: RoundTask): Float32Array {
-    return acceptLogits(this.name, msg, task, this.proxyHash, this.proxy.numClasses);
+    return acceptLogits(this.name, msg, task, this.student.proxyHash, this.proxy.numClasses);
   }
 
   async aggregate(ctx: RoundContext, updates: Update[], tasks: Map<string, RoundTask>): Promise<AggregateReport> {
@@ -127,7 +99,7 @@ export class EnsembleStrategy implements Strategy {
     // Continual rounds: the student as it was before this round, on the same rows, anchors what it already knew.
     const lambda = this.cfg.prevStudentLambda;
     const previous = lambda > 0 && this.version > 0 ? { probs: softmaxRows(await predictLogits(this.model, rowsData), rows.length, c, T), lambda } : undefined;
-    const res = await trainOnSoftLabels(this.model, this.optimizer, rowsData, targets, {
+    const res = await trainOnSoftLabels(this.model, this.student.optimizer, rowsData, targets, {
       epochs: this.cfg.distillEpochs,
       batchSize: this.cfg.distillBatchSize,
       temperature: T,
@@ -136,34 +108,18 @@ export class EnsembleStrategy implements Strategy {
       rowWeights,
       previous,
     });
-    this.version++;
+    this.student.version++;
     this.consensus = { indices, probs };
     return { seconds: (performance.now() - t0) / 1000, distillLoss: res.loss, teacher: { indices, probs } };
   }
 
-  async evaluate(ctx: RoundContext): Promise<EvalReport> {
-    return evaluateStudent(this.model, ctx);
-  }
-
   async exportState(): Promise<EnsembleState> {
-    return {
-      proxyHash: this.proxyHash,
-      version: this.version,
-      model: modelToWire(this.model, this.modelKind, this.version),
-      optimizer: await exportOptimizer(this.optimizer),
-      consensus: this.consensus,
-      bank: this.bank,
-    };
+    return { ...(await this.student.exportState()), consensus: this.consensus, bank: this.bank };
   }
 
   async importState(raw: unknown): Promise<void> {
     const s = raw as EnsembleState;
-    if (s.proxyHash !== this.proxyHash) {
-      throw new Error(`checkpoint was made with proxy set ${s.proxyHash}, this server has ${this.proxyHash}: use the same --proxy and --seed, or a new --state-dir`);
-    }
-    applyWireWeights(this.model, s.model.weights);
-    await importOptimizer(this.optimizer, s.optimizer);
-    this.version = s.version;
+    await this.student.importState(s);
     this.consensus = s.consensus;
     this.bank = s.bank;
   }

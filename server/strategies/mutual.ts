@@ -1,8 +1,5 @@
-import { subset } from '../../shared/data/dataset.ts';
-import { softmaxRows } from '../../shared/distill/aggregators.ts';
-import { predictLogits } from '../../shared/models/training.ts';
-import { encodeMatrix } from '../../shared/tensor/logit-codec.ts';
 import { EnsembleStrategy } from './ensemble.ts';
+import { logitsTask } from './logits-task.ts';
 import type { Participant, RoundContext, RoundTask } from './strategy.ts';
 
 /**
@@ -17,26 +14,12 @@ export class MutualStrategy extends EnsembleStrategy {
 
   override async configureRound(ctx: RoundContext, participants: Participant[]): Promise<Map<string, RoundTask>> {
     const indices = this.proxyIndicesFor(ctx.round);
-    const c = this.proxy.numClasses;
     const T = this.temperatureAt(ctx.round);
     // Round 1's student is untrained: its soft labels would only pull clients toward noise.
     const mutual =
       this.version > 0 && this.cfg.mutualBeta > 0
-        ? { probs: encodeMatrix(softmaxRows(await predictLogits(this.model, subset(this.proxy, indices)), indices.length, c, T), indices.length, c, this.cfg.consensusCodec), temperature: T, beta: this.cfg.mutualBeta }
+        ? { probs: await this.student.softLabels(indices, T, this.cfg.consensusCodec), temperature: T, beta: this.cfg.mutualBeta }
         : undefined;
-    const tasks = new Map<string, RoundTask>();
-    for (const p of participants) {
-      tasks.set(p.id, {
-        task: 'logits',
-        indices,
-        localEpochs: this.cfg.localEpochs,
-        batchSize: this.cfg.batchSize,
-        learningRate: this.cfg.learningRate,
-        logitAdjust: this.cfg.logitAdjust,
-        mutual,
-        studentVersion: this.version,
-      });
-    }
-    return tasks;
+    return new Map(participants.map((p) => [p.id, { ...logitsTask(this.cfg, indices), mutual, studentVersion: this.version }]));
   }
 }
