@@ -4,7 +4,9 @@ import { mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createAggregator } from '../server/app.ts';
+import type * as tf from '@tensorflow/tfjs';
 import { weightsToWire } from '../shared/models/wire.ts';
+import { exportOptimizer } from '../server/strategies/optimizer-state.ts';
 import { makeClient, roundsDone, startBench, TOKEN } from './helpers.ts';
 
 test('a server restarted on the same state dir continues from its last completed round', async () => {
@@ -16,6 +18,8 @@ test('a server restarted on the same state dir continues from its last completed
   after(() => clients.forEach((c) => c.stop()));
   await roundsDone(b, 2);
   const before = weightsToWire(b.agg.coordinator.strategy.model);
+  const adam = (agg: typeof b.agg) => exportOptimizer((agg.coordinator.strategy as unknown as { student: { optimizer: tf.Optimizer } }).student.optimizer);
+  const adamBefore = await adam(b.agg);
   const historyBefore = b.agg.coordinator.history.map((r) => ({ ...r }));
   const port = Number(new URL(b.url).port);
   await b.agg.close(); // the clients stay up and keep trying to reconnect
@@ -37,6 +41,10 @@ test('a server restarted on the same state dir continues from its last completed
   assert.equal(again.coordinator.strategy.version, 2);
   const restored = weightsToWire(again.coordinator.strategy.model);
   restored.forEach((w, i) => assert.deepEqual(w.data, before[i].data));
+  // Adam's moments and step count come back too, so the next round's updates are the ones an uninterrupted server makes.
+  const adamAfter = await adam(again);
+  assert.ok(adamBefore.length > 1);
+  assert.deepEqual(adamAfter.map((w) => w.data), adamBefore.map((w) => w.data));
   assert.deepEqual(again.coordinator.history, historyBefore);
   // The same client objects reconnect by themselves (with their resume tokens); round 3 runs, rounds 1-2 are not redone.
   await roundsDone({ ...b, agg: again, url }, 3);
