@@ -109,16 +109,7 @@ export class FedistillClient extends Emitter<ClientEvents> {
       reconnectionDelayMax: 3000,
     });
     this.socket = socket;
-    socket.on('connect', () => this.send({
-      type: 'hello',
-      protocol: PROTOCOL_VERSION,
-      clientId: this.o.clientId,
-      model: this.o.model,
-      numSamples: this.data.count,
-      classCounts: this.o.shareClassCounts === false ? undefined : classHistogram(this.data.labels!, range(this.data.count), this.data.numClasses),
-      codec: this.codec,
-      resumeToken: this.resumeToken,
-    } satisfies HelloMsg));
+    socket.on('connect', () => this.send(this.hello()));
     socket.on('connect_error', (e) => this.log(`connect error: ${e.message}`));
     socket.on('disconnect', (reason) => {
       this.registered = false;
@@ -171,7 +162,26 @@ export class FedistillClient extends Emitter<ClientEvents> {
   /** Replace the private data (continual learning: new samples arrived, old ones expired). Takes effect next round. */
   setData(data: Dataset): void {
     if (data.numClasses !== this.data.numClasses || data.shape.join() !== this.data.shape.join()) throw new Error('setData: new data must have the same shape and classes');
+    if (data === this.data) return;
+    const before = this.hello();
     this.data = data;
+    const after = this.hello();
+    // The server weighs teachers by sample and class counts: tell it when they change (a re-hello on the same
+    // connection, with our resume token, updates the registration and keeps any round in progress).
+    if (this.registered && (after.numSamples !== before.numSamples || String(after.classCounts) !== String(before.classCounts))) this.send(after);
+  }
+
+  private hello(): HelloMsg {
+    return {
+      type: 'hello',
+      protocol: PROTOCOL_VERSION,
+      clientId: this.o.clientId,
+      model: this.o.model,
+      numSamples: this.data.count,
+      classCounts: this.o.shareClassCounts === false ? undefined : classHistogram(this.data.labels!, range(this.data.count), this.data.numClasses),
+      codec: this.codec,
+      resumeToken: this.resumeToken,
+    };
   }
 
   /** Waits for the round being processed, if any. */

@@ -62,11 +62,13 @@ export function attachGateway(io: Server<ClientToServerEvents, ServerToClientEve
         if (clientId && clientId !== msg.clientId) throw new ProtocolError('bad-message', `this connection is already client '${clientId}'`);
         const welcome = coordinator.register(msg);
         const prior = sockets.get(msg.clientId);
+        // A hello again on the same live connection only updates the registration (e.g. new sample counts).
+        const refresh = clientId === msg.clientId && prior === socket;
         clientId = msg.clientId;
         sockets.set(clientId, socket);
         if (prior && prior !== socket) prior.disconnect(true); // the newest connection of a client wins
         send(socket, welcome);
-        coordinator.resumeIfSelected(clientId);
+        if (!refresh) coordinator.resumeIfSelected(clientId);
       } catch (e) {
         refuse(socket, e, 'hello');
       }

@@ -34,6 +34,9 @@ test('online: student versions keep coming while a slow client is still on its f
   assert.ok(stats.staleness.max >= 1, JSON.stringify(stats));
   const status = await (await fetch(`${b.url}/status`)).json();
   assert.ok(status.online.accepted >= stats.accepted);
+  const metrics = await (await fetch(`${b.url}/metrics`)).text();
+  assert.match(metrics, /^fedistill_online_uploads_accepted \d+/m);
+  assert.match(metrics, /^fedistill_online_staleness_mean [\d.]+/m);
 });
 
 test('online: an upload too many versions behind is refused with resync and the next task brings the latest student', async () => {
