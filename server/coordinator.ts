@@ -113,6 +113,8 @@ export class Coordinator extends EventEmitter {
   private wake: (() => void) | null = null;
   private running: Promise<void> | null = null;
   private resumed: ResumedRound | null = null;
+  /** A round completed but its checkpoint failed: no new round opens until one succeeds (replay resumes one round). */
+  private checkpointOwed = false;
 
   constructor(protected readonly o: CoordinatorOptions) {
     super();
@@ -319,6 +321,17 @@ export class Coordinator extends EventEmitter {
     this.resumed = null;
     if (resumed && !this.stopped) await this.runRound(resumed.round, [], resumed);
     while (!this.stopped && (cfg.rounds === 0 || this.round < cfg.rounds)) {
+      if (this.checkpointOwed) {
+        try {
+          await this.checkpoint();
+          this.checkpointOwed = false;
+          this.o.log(`round ${this.round}: checkpoint written on retry`);
+        } catch (e) {
+          this.o.log(`round ${this.round}: checkpoint still failing, retrying in 5 s: ${(e as Error).message}`);
+          await this.waitForChange(5000);
+          continue;
+        }
+      }
       const ready = this.eligibleConnected();
       if (ready.length < cfg.minClients) {
         await this.waitForChange(1000);
@@ -416,7 +429,8 @@ export class Coordinator extends EventEmitter {
     try {
       await this.checkpoint();
     } catch (e) {
-      this.o.log(`round ${round}: checkpoint failed (state kept in memory, next round will retry): ${(e as Error).message}`);
+      this.checkpointOwed = true;
+      this.o.log(`round ${round}: checkpoint failed (state kept in memory; retried before the next round opens): ${(e as Error).message}`);
     }
     this.o.log(
       `round ${round} ${status}: ${updates.length}/${tasks.size} uploads, up ${summary.uplinkBytes} B, down ${summary.downlinkBytes} B` +
@@ -430,11 +444,13 @@ export class Coordinator extends EventEmitter {
   }
 
   protected async checkpoint(): Promise<void> {
+    const strategy = await this.o.strategy.exportState();
+    // Everything else is read in one synchronous step with the journal position it corresponds to.
     const state: CoordinatorState = {
       round: this.round,
       clients: [...this.clients.values()].map((c) => ({ ...c.participant, resumeToken: c.resumeToken })),
       history: this.history,
-      strategy: await this.o.strategy.exportState(),
+      strategy,
       journalSeq: this.o.journal.seq,
       extra: this.exportExtra(),
     };

@@ -1,4 +1,4 @@
-import type { ClientMsg, RoundMsg } from '../shared/protocol/messages.ts';
+import type { ClientMsg, HelloMsg, RoundMsg, WelcomeMsg } from '../shared/protocol/messages.ts';
 import { ProtocolError } from '../shared/protocol/validate.ts';
 import { stalenessSummary } from '../shared/distill/staleness.ts';
 import { Coordinator, type RoundSummary } from './coordinator.ts';
@@ -114,6 +114,13 @@ export class OnlineCoordinator extends Coordinator {
     this.stalenessHist[staleness]++;
   }
 
+  override register(hello: HelloMsg): WelcomeMsg {
+    const welcome = super.register(hello);
+    // A new resume token means a new client process (no model in memory): its next task must bring the student.
+    if (welcome.resumeToken !== hello.resumeToken) this.heldVersion.delete(hello.clientId);
+    return welcome;
+  }
+
   override resumeIfSelected(clientId: string): void {
     const t = this.tickets.get(clientId);
     if (t) this.transport?.send(clientId, t.msg); // the client re-sends its upload or keeps working on it
@@ -142,6 +149,7 @@ export class OnlineCoordinator extends Coordinator {
     this.poke(); // its next task goes out from the loop
     if (staleness > this.o.config.maxStaleness) {
       this.win.resyncs.push(clientId);
+      this.heldVersion.delete(clientId);
       throw new ProtocolError('resync', `task ${t.ticket} was computed against student v${studentVersion}, ${staleness} versions behind v${this.online.version} (max ${this.o.config.maxStaleness}); your next task brings the latest student`);
     }
     const update: Update = { clientId, numSamples: rec.participant.numSamples, classCounts: rec.participant.classCounts, payload, bytes, stats: msg.stats };
@@ -162,7 +170,12 @@ export class OnlineCoordinator extends Coordinator {
   /** Give every connected, idle, eligible client its next task (and drop tasks past their deadline). */
   private async dispatch(): Promise<void> {
     const now = Date.now();
-    for (const [id, t] of this.tickets) if (now > t.deadline) this.tickets.delete(id);
+    for (const [id, t] of this.tickets) {
+      if (now > t.deadline) {
+        this.tickets.delete(id);
+        this.heldVersion.delete(id); // it may never have taken that task's student: send it again
+      }
+    }
     for (const p of this.eligibleConnected()) {
       if (this.tickets.has(p.id) || this.issuing.has(p.id)) continue;
       this.issuing.add(p.id);
@@ -203,6 +216,12 @@ export class OnlineCoordinator extends Coordinator {
       }
       await this.dispatch();
       if (this.budget <= 0) {
+        // Nothing owed: publish what was trained once the interval is up (clients may have gone quiet), then wait.
+        if (this.win.steps > 0 && Date.now() - lastPublish >= cfg.publishEverySeconds * 1000) {
+          await this.publish();
+          lastPublish = Date.now();
+          continue;
+        }
         await this.waitForChange(500); // an upload (or a connect) wakes us
         continue;
       }

@@ -51,7 +51,7 @@ export function taskAccuracy(perClass: number[], classes: number[], rowsPerClass
   let hit = 0;
   let n = 0;
   for (const j of classes) {
-    if (Number.isNaN(perClass[j])) continue;
+    if (perClass[j] === undefined || Number.isNaN(perClass[j])) continue;
     hit += perClass[j] * rowsPerClass[j];
     n += rowsPerClass[j];
   }
@@ -76,14 +76,14 @@ export interface ContinualReport {
   averageForgetting: number;
 }
 
-/** Per-task report from the student's per-class accuracy after each round (index = round − 1). */
+/** Per-task report from the student's per-class accuracy after each round (index = round − 1; [] = round not completed). */
 export function continualReport(s: Scenario, perRound: number[][], rowsPerClass: number[]): ContinualReport {
   const tasks = s.tasks.map((classes, k) => {
     const accs = perRound.map((pc) => taskAccuracy(pc, classes, rowsPerClass));
     const from = k * s.roundsPerTask; // a task can only be forgotten once it has been learned
     const seen = accs.slice(from).filter((a) => !Number.isNaN(a));
     const endIdx = Math.min(accs.length - 1, (k + 1) * s.roundsPerTask - 1);
-    const final = accs.at(-1) ?? NaN;
+    const final = accs.filter((a) => !Number.isNaN(a)).at(-1) ?? NaN;
     const best = seen.length ? Math.max(...seen) : NaN;
     return { task: k + 1, classes, atEndOfTask: accs[endIdx] ?? NaN, best, final, forgetting: best - final };
   });

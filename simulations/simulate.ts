@@ -119,6 +119,9 @@ const WORKER = fileURLToPath(new URL('./client-worker.ts', import.meta.url));
 export async function runSimulation(opts: Partial<SimulationOptions> = {}): Promise<SimulationResult> {
   const o: SimulationOptions = { ...DEFAULT_SIMULATION, ...opts };
   const scenario = o.scenario === 'none' ? null : makeScenario(o.scenario, 10, o.classesPerTask, o.roundsPerTask);
+  if (scenario && o.strategy === 'online') {
+    throw new Error("--scenario needs rounds (its tasks are counted in rounds); the online strategy has none: use ensemble, mutual or fedavg");
+  }
   if (scenario) o.rounds = scenario.tasks.length * scenario.roundsPerTask;
   const log = o.log;
   const t0 = performance.now();
@@ -284,6 +287,9 @@ export async function runSimulation(opts: Partial<SimulationOptions> = {}): Prom
       timeToAccuracy: o.accuracyTargets.map((target) => ({ target, seconds: rows.find((r) => (r.studentAccuracy ?? 0) >= target)?.elapsedSeconds ?? null })),
     },
     staleness: agg.coordinator instanceof OnlineCoordinator ? agg.coordinator.onlineStats() : undefined,
-    continual: scenario ? continualReport(scenario, done.map((r) => r.studentPerClassAccuracy ?? []), testRowsPerClass) : undefined,
+    // Indexed by round: a round that did not complete (no quorum, failure) is a gap, not a shift of every later task.
+    continual: scenario
+      ? continualReport(scenario, Array.from({ length: o.rounds }, (_, i) => done.find((r) => r.round === i + 1)?.studentPerClassAccuracy ?? []), testRowsPerClass)
+      : undefined,
   };
 }

@@ -2,7 +2,7 @@ import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
 import * as tf from '@tensorflow/tfjs';
 import { mutualLoss } from '../shared/distill/mutual-loss.ts';
-import { continualDistillLoss, scheduledTemperature } from '../shared/distill/continual-loss.ts';
+import { continualDistillLoss, retemper, scheduledTemperature } from '../shared/distill/continual-loss.ts';
 import { stalenessSummary, stalenessWeight, staleTeacherRow } from '../shared/distill/staleness.ts';
 import { klDivergence } from '../shared/distill/kd-loss.ts';
 import { buildModel } from '../shared/models/builders.ts';
@@ -87,6 +87,12 @@ test('temperature schedule T(t) = T_max·exp(−k·t), floored at 1', () => {
   close(scheduledTemperature(4, 0.1, 10), 4 * Math.exp(-1));
   assert.equal(scheduledTemperature(4, 0.1, 100), 1);
   assert.throws(() => scheduledTemperature(0, 0.1, 1), /T_max/);
+  // A bank label made at T=4 moved to T=2 equals the softmax at T=2 of the same logits.
+  const zRow = [1, -0.5, 2.5];
+  const out = new Float64Array(3);
+  retemper(softmaxRows(zRow, 1, 3, 4), 4 / 2, out);
+  const want = softmaxRows(zRow, 1, 3, 2);
+  out.forEach((v, j) => close(v, want[j], 1e-6));
 });
 
 test('online staleness weighting: (1+s)^−a, per-row teacher of the latest contributions, and the summary', () => {

@@ -36,7 +36,7 @@ test('bad input gets a clear error, the server lives on and loses no accepted da
   peer.send('hello', { ...hello('peer'), numSamples: -5 });
   assert.match((await peer.error()).message, /numSamples/);
 
-  peer.send('hello', { ...hello('peer'), numSamples: 0 });
+  peer.send('hello', { ...hello('peer'), numSamples: 2.5 });
   assert.match((await peer.error()).message, /numSamples/);
   peer.send('hello', { ...hello('peer'), classCounts: [1, 2, 3] });
   assert.equal((await peer.error()).code, 'bad-shape');

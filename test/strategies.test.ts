@@ -68,6 +68,9 @@ test('continual scenarios: tasks, per-client task rows, per-task accuracy and fo
   assert.ok(Math.abs(r.tasks[0].forgetting - 0.6) < 1e-12);
   assert.ok(Math.abs(r.averageForgetting - 0.6) < 1e-12, 'the last task is not counted');
   assert.ok(Math.abs(r.averageAccuracy - 0.55) < 1e-12);
+  // A round that did not complete is a gap ([]), not a shift: task 1 still ends at round 1 and is scored at round 3.
+  const gap = continualReport(makeScenario('class-incremental', 4, 2, 1), [[0.9, 0.9, 0, 0], [], [0.4, 0.4, 0.7, 0.7]], rows);
+  assert.deepEqual(gap.tasks.map((t) => [t.atEndOfTask, t.best, t.final]), [[0.9, 0.9, 0.4], [NaN, 0.7, 0.7]]);
 });
 
 test('a client whose private data changes tells the server its new counts, without disturbing the round', async () => {

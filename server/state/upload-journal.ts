@@ -1,4 +1,4 @@
-import { closeSync, existsSync, fdatasyncSync, ftruncateSync, mkdirSync, openSync, readFileSync, renameSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, fdatasyncSync, fsyncSync, ftruncateSync, mkdirSync, openSync, readFileSync, renameSync, writeSync } from 'node:fs';
 import * as path from 'node:path';
 import { createHash } from 'node:crypto';
 import { decodeFrame, encodeFrame } from '../../shared/protocol/frame-codec.ts';
@@ -42,6 +42,11 @@ abstract class Sequenced {
   }
 }
 
+function writeFully(fd: number, bytes: Uint8Array, position: number): void {
+  let off = 0;
+  while (off < bytes.byteLength) off += writeSync(fd, bytes, off, bytes.byteLength - off, position + off);
+}
+
 function frameRecord(r: JournalRecord): Uint8Array {
   const body = encodeFrame(r);
   const rec = new Uint8Array(HEADER + body.byteLength);
@@ -73,8 +78,7 @@ export class FileUploadJournal extends Sequenced implements UploadJournal {
   append(kind: string, data: Record<string, unknown>): number {
     const seq = ++this.lastSeq;
     const rec = frameRecord({ ...data, seq, kind });
-    let off = 0;
-    while (off < rec.byteLength) off += writeSync(this.fd, rec, off, rec.byteLength - off, this.offset + off);
+    writeFully(this.fd, rec, this.offset);
     fdatasyncSync(this.fd);
     this.offset += rec.byteLength;
     return seq;
@@ -98,12 +102,16 @@ export class FileUploadJournal extends Sequenced implements UploadJournal {
     let off = 0;
     for (const r of keep) {
       const rec = frameRecord(r);
-      writeSync(fd, rec, 0, rec.byteLength, off);
+      writeFully(fd, rec, off);
       off += rec.byteLength;
     }
     fdatasyncSync(fd);
     closeSync(fd);
     renameSync(tmp, this.file);
+    // The rename itself must be durable, or a power loss could bring back the old file without later records.
+    const dir = openSync(path.dirname(this.file), 'r');
+    fsyncSync(dir);
+    closeSync(dir);
     closeSync(this.fd);
     this.fd = openSync(this.file, 'r+');
     this.offset = off;

@@ -1,7 +1,7 @@
 import { subset, type Dataset } from '../../shared/data/dataset.ts';
 import { aggregate, softmaxRows } from '../../shared/distill/aggregators.ts';
 import { trainOnSoftLabels, predictLogits } from '../../shared/models/training.ts';
-import { scheduledTemperature } from '../../shared/distill/continual-loss.ts';
+import { retemper, scheduledTemperature } from '../../shared/distill/continual-loss.ts';
 import type { ClientMsg } from '../../shared/protocol/messages.ts';
 import { encodeMatrix } from '../../shared/tensor/logit-codec.ts';
 import type { ServerConfig } from '../config.ts';
@@ -94,7 +94,12 @@ export class EnsembleStrategy extends HasStudent implements Strategy {
     const decay = this.cfg.bankDecay;
     const rowWeights = decay < 1 ? Float32Array.from(rows, (row) => decay ** (ctx.round - this.bank.labelledAt[row])) : undefined;
     const targets = new Float32Array(rows.length * c);
-    rows.forEach((row, i) => targets.set(this.bank.probs.subarray(row * c, (row + 1) * c), i * c));
+    rows.forEach((row, i) => {
+      const p = this.bank.probs.subarray(row * c, (row + 1) * c);
+      const tOld = this.temperatureAt(this.bank.labelledAt[row]);
+      if (tOld === T) targets.set(p, i * c);
+      else retemper(p, tOld / T, targets.subarray(i * c, (i + 1) * c)); // labelled at another temperature (schedule)
+    });
     const rowsData = subset(this.proxy, rows);
     // Continual rounds: the student as it was before this round, on the same rows, anchors what it already knew.
     const lambda = this.cfg.prevStudentLambda;
@@ -124,3 +129,4 @@ export class EnsembleStrategy extends HasStudent implements Strategy {
     this.bank = s.bank;
   }
 }
+

@@ -75,7 +75,8 @@ function checkHello(m: Record<string, unknown>): HelloMsg {
   str(m, 'clientId', 128);
   if (!/^[A-Za-z0-9_.:-]+$/.test(m.clientId as string)) fail('bad-message', "clientId may use only letters, digits and '_.:-'");
   if (!MODEL_KINDS.includes(m.model as never)) fail('bad-message', `model must be one of ${MODEL_KINDS.join(', ')}`);
-  int(m, 'numSamples', 1, 1e9);
+  // 0 is a real state in continual learning (a device whose data all expired): it then weighs nothing.
+  int(m, 'numSamples', 0, 1e9);
   if (m.resumeToken !== undefined) str(m, 'resumeToken', 128);
   if (m.classCounts !== undefined) {
     const cc = m.classCounts;
@@ -126,7 +127,7 @@ export function checkWireTensors(ts: unknown, field = 'weights'): WireTensor[] {
 
 function checkWeights(m: Record<string, unknown>): WeightsMsg {
   int(m, 'round', 0);
-  int(m, 'numSamples', 1, 1e9);
+  int(m, 'numSamples', 0, 1e9);
   checkWireTensors(m.weights);
   checkStats(m.stats);
   return m as unknown as WeightsMsg;
