@@ -74,22 +74,24 @@ test('continual scenarios: tasks, per-client task rows, per-task accuracy and fo
 });
 
 test('a client whose private data changes tells the server its new counts, without disturbing the round', async () => {
-  const b = await startBench(2, { rounds: 2 });
+  const b = await startBench(2, { rounds: 3 });
   after(() => b.agg.close());
   const small = subset(b.parts[0], Uint32Array.from({ length: 50 }, (_, i) => i));
-  // Round 1 on the full partition, round 2 on its first 50 rows (a device whose data expired).
-  const c0 = makeClient(b, 0, { dataAt: (round) => (round >= 2 ? small : b.parts[0]) });
+  const none = subset(b.parts[0], new Uint32Array(0));
+  // Round 1 on the full partition, round 2 on its first 50 rows, round 3 on nothing (all its data expired).
+  const c0 = makeClient(b, 0, { dataAt: (round) => (round >= 3 ? none : round === 2 ? small : b.parts[0]) });
   const c1 = makeClient(b, 1);
   const welcomes: number[] = [];
   c0.on('welcome', () => welcomes.push(Date.now()));
   await Promise.all([c0.start(), c1.start()]);
   after(() => (c0.stop(), c1.stop()));
-  await roundsDone(b, 2);
-  const st = await (await fetch(`${b.url}/status`)).json();
-  const rec = st.clients.find((c: { id: string }) => c.id === 'c0');
-  assert.equal(rec.numSamples, 50);
-  assert.equal(welcomes.length, 2, 'one re-registration, on the same connection');
-  assert.deepEqual(b.agg.coordinator.history.map((r) => r.participants), [2, 2]);
+  const counts: number[] = [];
+  b.agg.coordinator.on('round', () => counts.push(b.agg.coordinator.status().clients.find((c) => c.id === 'c0')!.numSamples));
+  await roundsDone(b, 3);
+  assert.deepEqual(counts, [b.parts[0].count, 50, 0], 'the server knew each round what the client trained on');
+  assert.equal(welcomes.length, 3, 'a re-registration per change, on the same connection');
+  // With no data left the client still answers (its logits are what its model knows) and weighs nothing by count.
+  assert.deepEqual(b.agg.coordinator.history.map((r) => r.participants), [2, 2, 2]);
   // The re-hello did not make the server send round 2 again: both rounds' downlink is one task per client.
   const [r1, r2] = b.agg.coordinator.history;
   assert.ok(Math.abs(r2.downlinkBytes - r1.downlinkBytes) < 0.05 * r1.downlinkBytes, `${r1.downlinkBytes} vs ${r2.downlinkBytes}`);
