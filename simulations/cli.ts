@@ -32,6 +32,14 @@ const HELP = `fedistill simulate — a real aggregator and N real clients on Fas
   --mutual-beta B       mutual: weight of the client's KL to the student's soft labels          [${DEFAULT_SIMULATION.mutualBeta}]
   --prev-lambda L       weight λ of the previous-student term in the server's distillation; a comma
                         list (e.g. 0,1) runs each and compares forgetting                       [0]
+  --distill-epochs E    server distillation epochs per round                                    [${DEFAULT_SIMULATION.distillEpochs}]
+  --bank-decay D        weight of a teacher label per round of age in the student's loss (1 = no decay)   [${DEFAULT_SIMULATION.bankDecay}]
+  --client-eval N       test rows each client scores its own model on (0 = off)                 [${DEFAULT_SIMULATION.clientEvalSize}]
+  --workers N           client worker processes                                                 [cores]
+  --seed N              seed for split, partitions, models                                      [${DEFAULT_SIMULATION.seed}]
+  --data-dir DIR        Fashion-MNIST idx files (else cache, Debian package, download, subset)
+  --backend B           auto | tensorflow-gpu | tensorflow | wasm | cpu (also FEDISTILL_BACKEND)
+  --out FILE            results JSON                                                            [results/simulate-<strategies>[-<scenario>].json]
 
  online (asynchronous) distillation:
   --publish-steps K     publish a new student version every K training steps ...                [${DEFAULT_SIMULATION.publishEverySteps}]
@@ -47,15 +55,6 @@ const HELP = `fedistill simulate — a real aggregator and N real clients on Fas
   --scenario S          none | class-incremental | drift (the clients' data changes task by task)   [none]
   --classes-per-task N  classes per task                                                        [${DEFAULT_SIMULATION.classesPerTask}]
   --rounds-per-task N   rounds each task lasts (rounds = tasks × this)                         [${DEFAULT_SIMULATION.roundsPerTask}]
-
-  --distill-epochs E    server distillation epochs per round                                    [${DEFAULT_SIMULATION.distillEpochs}]
-  --bank-decay D        weight of a teacher label per round of age in the student's loss (1 = no decay)   [${DEFAULT_SIMULATION.bankDecay}]
-  --client-eval N       test rows each client scores its own model on (0 = off)                 [${DEFAULT_SIMULATION.clientEvalSize}]
-  --workers N           client worker processes                                                 [cores]
-  --seed N              seed for split, partitions, models                                      [${DEFAULT_SIMULATION.seed}]
-  --data-dir DIR        Fashion-MNIST idx files (else cache, Debian package, download, subset)
-  --backend B           auto | tensorflow-gpu | tensorflow | wasm | cpu (also FEDISTILL_BACKEND)
-  --out FILE            results JSON                                                            [results/simulate-<strategy>.json]
 `;
 
 export async function main(argv: string[]): Promise<void> {
