@@ -5,7 +5,7 @@ import { Coordinator, type RoundSummary } from './coordinator.ts';
 import type { JournalRecord } from './state/upload-journal.ts';
 import type { OnlineStrategy, RoundContext, RoundTask, Update } from './strategies/strategy.ts';
 
-/** A task handed to one client, open until its upload arrives or its deadline passes. */
+/** A task handed to one client, open until its upload arrives or its deadline passes (a disconnect keeps it open). */
 interface Ticket {
   ticket: number;
   clientId: string;
@@ -125,10 +125,6 @@ export class OnlineCoordinator extends Coordinator {
     const t = this.tickets.get(clientId);
     if (t) this.transport?.send(clientId, t.msg); // the client re-sends its upload or keeps working on it
     this.poke();
-  }
-
-  override disconnected(clientId: string): void {
-    super.disconnected(clientId); // keeps its ticket until the deadline: a reconnect can still deliver
   }
 
   override submit(clientId: string, msg: ClientMsg, bytes: number): number {

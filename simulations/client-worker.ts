@@ -65,9 +65,7 @@ process.on('message', async (m: WorkerStart | { type: 'stop' }) => {
           model: spec.model,
           codec: spec.codec,
           data: subset(train, spec.taskRows?.[0] ?? spec.rows),
-          dataAt: spec.taskRows
-            ? (round) => subset(train, spec.taskRows![Math.min(spec.taskRows!.length - 1, Math.floor((round - 1) / m.roundsPerTask!))])
-            : undefined,
+          dataAt: spec.taskRows ? taskData(train, spec.taskRows, m.roundsPerTask!) : undefined,
           evalSet,
           proxyCache: cache,
           seed: m.seed,
@@ -91,3 +89,13 @@ process.on('message', async (m: WorkerStart | { type: 'stop' }) => {
 });
 
 process.on('disconnect', () => process.exit(0));
+
+/** The client's private data for round r: its rows of the task r falls in, built once per task. */
+function taskData(train: Dataset, taskRows: number[][], roundsPerTask: number): (round: number) => Dataset {
+  const cache = new Map<number, Dataset>();
+  return (round) => {
+    const k = Math.min(taskRows.length - 1, Math.floor((round - 1) / roundsPerTask));
+    if (!cache.has(k)) cache.set(k, subset(train, taskRows[k]));
+    return cache.get(k)!;
+  };
+}

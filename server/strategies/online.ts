@@ -101,10 +101,6 @@ export class OnlineStrategy extends HasStudent implements OnlineStrategyApi {
     return out;
   }
 
-  get labelledRows(): number {
-    return this.labelled.length;
-  }
-
   async trainStep(ctx: RoundContext): Promise<number | null> {
     if (this.labelled.length === 0) return null;
     const n = Math.min(this.cfg.distillBatchSize, this.labelled.length);

@@ -176,8 +176,7 @@ export async function trainOnSoftLabels(
   let seen = 0;
   for (let e = 0; e < opts.epochs; e++) {
     for (const { x, rows } of batches(src, opts.batchSize, shuffledOrder(src.count, opts.random))) {
-      const tp = new Float32Array(rows.length * c);
-      for (let i = 0; i < rows.length; i++) tp.set(teacherProbs.subarray(rows[i] * c, rows[i] * c + c), i * c);
+      const tp = gatherRows(teacherProbs, rows, c);
       const t = tf.tensor2d(tp, [rows.length, c]);
       const w = opts.rowWeights ? tf.tensor1d(Float32Array.from(rows, (r) => opts.rowWeights![r])) : undefined;
       const prev = opts.previous && opts.previous.lambda > 0 ? tf.tensor2d(gatherRows(opts.previous.probs, rows, c), [rows.length, c]) : null;
