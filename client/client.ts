@@ -13,6 +13,9 @@ import { classHistogram } from '../shared/data/partition.ts';
 import { decodeMatrix, encodeMatrix, type LogitCodecName } from '../shared/tensor/logit-codec.ts';
 import { Emitter } from './emitter.ts';
 import { MemoryProxyCache, type ProxyCache } from './proxy-cache.ts';
+import { backendInfo } from '../shared/compute/backend.ts';
+
+const CPU_TRAINING_WARNING = "training on the pure-JS 'cpu' TensorFlow.js backend: about 100x slower than wasm or a GPU";
 
 export interface ClientOptions {
   url: string;
@@ -39,7 +42,24 @@ export interface ClientOptions {
   slowdown?: number;
   /** Share the private label histogram (counts only) so the server can weight teachers per class. Default true. */
   shareClassCounts?: boolean;
+  /**
+   * The resume token a previous session of this client id was welcomed with (e.g. kept in a browser's
+   * sessionStorage across a reload): lets the new session take over the id at once, even while the server still
+   * holds the old connection. Read the current one from `resumeToken` or the `welcome` event.
+   */
+  resumeToken?: string;
   log?: (msg: string) => void;
+}
+
+/** Where the local step of a round is: one event per batch (`done` of `total` batches over all epochs). */
+export interface RoundProgress {
+  round: number;
+  /** 'digest': learning the consensus soft labels (FedMD); 'train': the private data; 'logits': computing the upload. */
+  phase: 'digest' | 'train' | 'logits';
+  epoch: number;
+  epochs: number;
+  done: number;
+  total: number;
 }
 
 export interface RoundDone {
@@ -52,7 +72,12 @@ export interface RoundDone {
 }
 
 type ClientEvents = {
+  /** At start(): the TensorFlow.js backend this client trains on, and any warning about it (e.g. the slow 'cpu'). */
+  backend: (b: { name: string; warning?: string }) => void;
   welcome: (w: WelcomeMsg) => void;
+  /** A round this client was selected for, as it starts its local step. */
+  'round-start': (r: RoundMsg) => void;
+  progress: (p: RoundProgress) => void;
   'round-done': (r: RoundDone) => void;
   ack: (a: AckMsg) => void;
   'server-error': (e: ErrorMsg) => void;
@@ -77,7 +102,7 @@ export class FedistillClient extends Emitter<ClientEvents> {
   private stopped = false;
   /** Registered on the current connection (welcome received since the last connect). */
   private registered = false;
-  private resumeToken: string | undefined;
+  private resumeTokenValue: string | undefined;
   /** Rounds taken on: 'working', or the upload frame once sent (re-sent if the server asks again). */
   private readonly rounds = new Map<number, 'working' | Upload>();
   /** Counts welcomes: an upload is re-sent on request only if it did not already go over this registration. */
@@ -91,6 +116,7 @@ export class FedistillClient extends Emitter<ClientEvents> {
   constructor(private readonly o: ClientOptions) {
     super();
     this.data = o.data;
+    this.resumeTokenValue = o.resumeToken;
     this.codec = o.codec ?? 'fp16';
     this.cache = o.proxyCache ?? new MemoryProxyCache();
     this.rng = new Rng(`client/${o.clientId}/${o.seed ?? 1}`);
@@ -100,6 +126,9 @@ export class FedistillClient extends Emitter<ClientEvents> {
 
   /** Connect and register; resolves on the first welcome. Rounds are then handled until stop(). */
   async start(): Promise<WelcomeMsg> {
+    const info = backendInfo();
+    const name = tf.getBackend();
+    this.emit('backend', { name, warning: info?.name === name ? info.warning : name === 'cpu' ? CPU_TRAINING_WARNING : undefined });
     const welcomed = this.once('welcome');
     const socket: Socket<ServerToClientEvents, ClientToServerEvents> = io(this.o.url, {
       auth: { token: this.o.token ?? '' },
@@ -159,6 +188,11 @@ export class FedistillClient extends Emitter<ClientEvents> {
     return this.o.clientId;
   }
 
+  /** The secret the server's last welcome gave this client id (undefined before the first welcome). */
+  get resumeToken(): string | undefined {
+    return this.resumeTokenValue;
+  }
+
   /** Replace the private data (continual learning: new samples arrived, old ones expired). Takes effect next round. */
   setData(data: Dataset): void {
     if (data.numClasses !== this.data.numClasses || data.shape.join() !== this.data.shape.join()) throw new Error('setData: new data must have the same shape and classes');
@@ -180,7 +214,8 @@ export class FedistillClient extends Emitter<ClientEvents> {
       numSamples: this.data.count,
       classCounts: this.o.shareClassCounts === false ? undefined : classHistogram(this.data.labels!, range(this.data.count), this.data.numClasses),
       codec: this.codec,
-      resumeToken: this.resumeToken,
+      resumeToken: this.resumeTokenValue,
+      backend: tf.getBackend(),
     };
   }
 
@@ -222,7 +257,7 @@ export class FedistillClient extends Emitter<ClientEvents> {
   private onWelcome(w: WelcomeMsg): void {
     this.registered = true;
     this.epoch++;
-    this.resumeToken = w.resumeToken;
+    this.resumeTokenValue = w.resumeToken;
     if (w.proxy.hash !== this.proxyHash) {
       this.proxyHash = w.proxy.hash;
       const loading = this.loadProxy(w);
@@ -267,6 +302,7 @@ export class FedistillClient extends Emitter<ClientEvents> {
     if (!this.proxy) throw new Error('round before the proxy set is known');
     if (this.o.dataAt) this.setData(this.o.dataAt(msg.round));
     const proxy = await this.proxy;
+    this.emit('round-start', msg);
     const random = () => this.rng.next();
     let adopted = false;
     if (msg.model && msg.model.kind === this.o.model) {
@@ -293,6 +329,7 @@ export class FedistillClient extends Emitter<ClientEvents> {
         temperature: c.temperature,
         random,
         numClasses: proxy.numClasses,
+        onProgress: (p) => this.emit('progress', { round: msg.round, phase: 'digest', ...p }),
       });
       digested = true;
     }
@@ -305,6 +342,7 @@ export class FedistillClient extends Emitter<ClientEvents> {
       mimic: msg.mutual && msg.indices
         ? { src: subset(proxy, msg.indices), probs: decodeMatrix(msg.mutual.probs), beta: msg.mutual.beta, temperature: msg.mutual.temperature, numClasses: proxy.numClasses }
         : undefined,
+      onProgress: (p) => this.emit('progress', { round: msg.round, phase: 'train', ...p }),
     });
     const stats: ClientRoundStats = { trainLoss: train.loss, trainAccuracy: train.accuracy, trainSeconds: (performance.now() - t0) / 1000 };
     if (this.o.evalSet) stats.evalAccuracy = await evaluateAccuracy(this.model, this.o.evalSet);
@@ -317,6 +355,7 @@ export class FedistillClient extends Emitter<ClientEvents> {
     if (this.stopped) return;
     let uploadBytes: number;
     if (msg.task === 'logits') {
+      this.emit('progress', { round: msg.round, phase: 'logits', epoch: 0, epochs: 1, done: 0, total: 1 });
       const logits = await predictLogits(this.model, proxy, msg.indices!);
       uploadBytes = this.upload(msg.round, { type: 'logits', round: msg.round, proxyHash: this.proxyHash, logits: encodeMatrix(logits, msg.indices!.length, proxy.numClasses, this.codec), stats });
     } else {

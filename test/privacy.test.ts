@@ -41,7 +41,7 @@ test('a client sends no private sample or label: only proxy logits and metadata'
     if (m?.[1]) assert.match(JSON.parse(m[1])[0], /^(hello|logits|weights)$/);
   }
   const allowed: Record<string, string[]> = {
-    hello: ['type', 'protocol', 'clientId', 'model', 'numSamples', 'classCounts', 'codec', 'resumeToken'],
+    hello: ['type', 'protocol', 'clientId', 'model', 'numSamples', 'classCounts', 'codec', 'resumeToken', 'backend'],
     logits: ['type', 'round', 'proxyHash', 'logits', 'stats'],
   };
   const frames = binary.map((f) => decodeFrame(f) as Record<string, any>);

@@ -21,6 +21,9 @@ export function imagesToTensor(images: Uint8Array, count: number, shape: [number
 const breathe: () => Promise<void> =
   typeof setImmediate === 'function' ? () => new Promise<void>((r) => setImmediate(r)) : () => new Promise<void>((r) => setTimeout(r, 0));
 
+/** Called after every batch: where a long local step is (for progress bars). `done`/`total` count batches. */
+export type ProgressFn = (p: { epoch: number; epochs: number; done: number; total: number }) => void;
+
 export interface TrainResult {
   loss: number;
   accuracy: number;
@@ -85,9 +88,12 @@ export async function trainSupervised(
      * `src`). Each private batch is paired with the next proxy batch and the loss gains β·T²·KL(p_student ‖ p_client).
      */
     mimic?: { src: BatchSource; probs: Float32Array; beta: number; temperature: number; numClasses: number };
+    onProgress?: ProgressFn;
   },
 ): Promise<TrainResult> {
   if (!data.labels) throw new Error('trainSupervised needs labels');
+  const perEpoch = Math.ceil(data.count / opts.batchSize);
+  let done = 0;
   const labels = data.labels;
   const prior = opts.logPrior ? tf.tensor1d(opts.logPrior) : null;
   const anchor = opts.anchor && opts.anchor.beta > 0 ? opts.anchor : null;
@@ -122,6 +128,7 @@ export async function trainSupervised(
       for (let i = 0; i < rows.length; i++) if (pred[i] === labels[rows[i]]) correct++;
       seen += rows.length;
       tf.dispose([x, y, onehot, loss, logitsOut!]);
+      opts.onProgress?.({ epoch: e, epochs: opts.epochs, done: ++done, total: perEpoch * opts.epochs });
       await breathe();
     }
   }
@@ -167,9 +174,12 @@ export async function trainOnSoftLabels(
     rowWeights?: Float32Array;
     /** Continual rounds: the previous student's probabilities at T (row-aligned with `src`) and the weight λ. */
     previous?: { probs: Float32Array; lambda: number };
+    onProgress?: ProgressFn;
   },
 ): Promise<TrainResult> {
   const c = opts.numClasses;
+  const perEpoch = Math.ceil(src.count / opts.batchSize);
+  let done = 0;
   const t0 = performance.now();
   let lossSum = 0;
   let agree = 0;
@@ -197,6 +207,7 @@ export async function trainOnSoftLabels(
       }
       seen += rows.length;
       tf.dispose([x, t, loss, argmax!]);
+      opts.onProgress?.({ epoch: e, epochs: opts.epochs, done: ++done, total: perEpoch * opts.epochs });
       await breathe();
     }
   }

@@ -33,6 +33,8 @@ export interface HelloMsg {
   codec: LogitCodecName;
   /** The secret a previous `welcome` issued for this clientId: lets a reconnect replace a connection still open. */
   resumeToken?: string;
+  /** The TensorFlow.js backend the client trains on ('webgpu', 'webgl', 'wasm', 'tensorflow', 'cpu'): for dashboards. */
+  backend?: string;
 }
 
 export interface LogitsMsg {

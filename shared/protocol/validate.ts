@@ -78,6 +78,7 @@ function checkHello(m: Record<string, unknown>): HelloMsg {
   // 0 is a real state in continual learning (a device whose data all expired): it then weighs nothing.
   int(m, 'numSamples', 0, 1e9);
   if (m.resumeToken !== undefined) str(m, 'resumeToken', 128);
+  if (m.backend !== undefined && !/^[a-z0-9-]{1,32}$/.test(str(m, 'backend', 32))) fail('bad-message', 'backend must be a short lower-case name');
   if (m.classCounts !== undefined) {
     const cc = m.classCounts;
     if (!Array.isArray(cc) || cc.length > 10000 || !cc.every((c) => Number.isInteger(c) && c >= 0)) fail('bad-message', 'classCounts must be a list of non-negative integers');

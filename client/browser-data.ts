@@ -1,0 +1,143 @@
+/**
+ * Private data in a browser: the user's own image files, decoded and resized in the page (nothing is uploaded), or,
+ * for demonstrations, a seeded shard of the public Fashion-MNIST subset the aggregator serves.
+ */
+import { subset, type Dataset } from '../shared/data/dataset.ts';
+import { splitForFederation } from '../shared/data/federated-split.ts';
+import { datasetFromIdx, gunzip } from '../shared/data/idx.ts';
+import { Rng } from '../shared/data/rng.ts';
+
+export interface LabelledImage {
+  /** Anything createImageBitmap decodes: PNG, JPEG, WebP, GIF, BMP files or blobs. */
+  image: Blob;
+  label: number;
+}
+
+export interface ImageDecodeOptions {
+  /** [height, width, channels] of the federation's input (the welcome's or /federation's inputShape). */
+  shape: [number, number, number];
+  numClasses: number;
+  /**
+   * Fashion-MNIST-style data is a light object on a black background. 'auto' (default) inverts an image whose border
+   * is mostly light (a photo of an object on a white table) so it matches; true/false force it.
+   */
+  invert?: boolean | 'auto';
+  /** Called after each decoded file. */
+  onProgress?: (done: number, total: number) => void;
+}
+
+/** Decode, resize (aspect kept, centred, padded) and convert image files into a Dataset of the federation's shape. */
+export async function datasetFromImages(items: LabelledImage[], o: ImageDecodeOptions): Promise<Dataset> {
+  const [h, w, c] = o.shape;
+  if (c !== 1 && c !== 3) throw new Error(`images: ${c} channels are not supported (1 or 3)`);
+  for (const it of items) if (!Number.isInteger(it.label) || it.label < 0 || it.label >= o.numClasses) throw new Error(`images: label ${it.label} is not a class index in [0, ${o.numClasses})`);
+  const canvas = new OffscreenCanvas(w, h);
+  const ctx = canvas.getContext('2d', { willReadFrequently: true })!;
+  const images = new Uint8Array(items.length * h * w * c);
+  const labels = new Uint8Array(items.length);
+  let n = 0;
+  const failed: string[] = [];
+  for (const it of items) {
+    let bmp: ImageBitmap;
+    try {
+      bmp = await createImageBitmap(it.image);
+    } catch (e) {
+      failed.push(`${(it.image as File).name ?? 'image'}: ${(e as Error).message}`);
+      continue;
+    }
+    const scale = Math.min(w / bmp.width, h / bmp.height);
+    const dw = bmp.width * scale;
+    const dh = bmp.height * scale;
+    ctx.fillStyle = '#000';
+    ctx.fillRect(0, 0, w, h);
+    ctx.drawImage(bmp, (w - dw) / 2, (h - dh) / 2, dw, dh);
+    bmp.close();
+    const px = ctx.getImageData(0, 0, w, h).data;
+    const gray = new Uint8Array(w * h);
+    for (let i = 0; i < w * h; i++) gray[i] = Math.round(0.299 * px[4 * i] + 0.587 * px[4 * i + 1] + 0.114 * px[4 * i + 2]);
+    const invert = o.invert === 'auto' || o.invert === undefined ? borderIsLight(px, w, h, (w - dw) / 2, (h - dh) / 2) : o.invert;
+    const base = n * h * w * c;
+    for (let i = 0; i < w * h; i++) {
+      if (c === 1) images[base + i] = invert ? 255 - gray[i] : gray[i];
+      else for (let k = 0; k < 3; k++) images[base + 3 * i + k] = invert ? 255 - px[4 * i + k] : px[4 * i + k];
+    }
+    labels[n++] = it.label;
+    o.onProgress?.(n, items.length);
+  }
+  if (n === 0) throw new Error(`images: none of the ${items.length} files could be decoded${failed.length ? ` (${failed[0]})` : ''}`);
+  return { images: images.subarray(0, n * h * w * c), labels: labels.subarray(0, n), count: n, shape: o.shape, numClasses: o.numClasses };
+}
+
+/** Mean brightness of the drawn image's outer ring of pixels (inside the letterbox) above one half. */
+function borderIsLight(px: Uint8ClampedArray, w: number, h: number, padX: number, padY: number): boolean {
+  const x0 = Math.ceil(padX);
+  const y0 = Math.ceil(padY);
+  const x1 = w - 1 - x0;
+  const y1 = h - 1 - y0;
+  let sum = 0;
+  let cnt = 0;
+  for (let y = y0; y <= y1; y++) {
+    for (let x = x0; x <= x1; x++) {
+      if (y !== y0 && y !== y1 && x !== x0 && x !== x1) continue;
+      const i = 4 * (y * w + x);
+      sum += 0.299 * px[i] + 0.587 * px[i + 1] + 0.114 * px[i + 2];
+      cnt++;
+    }
+  }
+  return cnt > 0 && sum / cnt > 127;
+}
+
+/**
+ * The class of a file from its folder (`webkitRelativePath` of a folder pick, e.g. `photos/sneaker/1.jpg`): the
+ * nearest enclosing folder whose name is a class name (case-insensitive) or a class index. Null when none is.
+ */
+export function labelFromPath(path: string, classNames: readonly string[]): number | null {
+  const dirs = path.split('/').slice(0, -1).reverse();
+  for (const d of dirs) {
+    const name = d.trim().toLowerCase();
+    const i = classNames.findIndex((c) => c.toLowerCase() === name);
+    if (i >= 0) return i;
+    if (/^\d+$/.test(name) && Number(name) < classNames.length) return Number(name);
+  }
+  return null;
+}
+
+export interface DemoShardOptions {
+  /** The aggregator's base URL (it serves the committed Fashion-MNIST subset under /demo-data/). */
+  baseUrl: string;
+  /** Which shard (0-based) of `of`. */
+  shard: number;
+  of: number;
+  /** Dirichlet concentration of the label skew across shards (smaller = more skewed). Default 0.5. */
+  alpha?: number;
+  seed?: number;
+  fetchInit?: RequestInit;
+}
+
+/**
+ * Shard `shard` of `of` of the 6,000-image Fashion-MNIST subset, split Dirichlet(α) by label with `seed`: the same
+ * rows in every browser and in Node for the same arguments, so a demo federation is reproducible.
+ */
+export async function fetchDemoShard(o: DemoShardOptions): Promise<Dataset> {
+  if (!(Number.isInteger(o.of) && o.of >= 1 && Number.isInteger(o.shard) && o.shard >= 0 && o.shard < o.of)) throw new Error(`demo shard: need 0 ≤ shard < of (got ${o.shard} of ${o.of})`);
+  const get = async (file: string) => {
+    const res = await fetch(new URL(`/demo-data/fashion-mnist-subset/${file}`, o.baseUrl), o.fetchInit);
+    if (!res.ok) throw new Error(`GET /demo-data/fashion-mnist-subset/${file}: HTTP ${res.status}`);
+    return gunzip(new Uint8Array(await res.arrayBuffer()));
+  };
+  const [images, labels] = await Promise.all([get('train-images-idx3-ubyte.gz'), get('train-labels-idx1-ubyte.gz')]);
+  return demoShard(datasetFromIdx(images, labels), o);
+}
+
+/** The shard of an already-loaded dataset (what fetchDemoShard computes after the download). */
+export function demoShard(all: Dataset, o: Pick<DemoShardOptions, 'shard' | 'of' | 'alpha' | 'seed'>): Dataset {
+  const split = splitForFederation(all, { proxySize: 0, numClients: o.of, partition: 'dirichlet', alpha: o.alpha ?? 0.5, shardsPerClient: 2, seed: o.seed ?? 1 });
+  return subset(all, split.clients[o.shard]);
+}
+
+/** Split off a seeded fraction of the private data to measure the local model on (only the accuracy is reported). */
+export function holdOut(ds: Dataset, fraction: number, seed = 1): { train: Dataset; evalSet: Dataset } {
+  const order = new Rng(`holdout/${seed}`).permutation(ds.count);
+  const k = Math.min(ds.count - 1, Math.round(ds.count * fraction));
+  return { evalSet: subset(ds, order.slice(0, k)), train: subset(ds, order.slice(k)) };
+}
