@@ -1,5 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
 import Fastify, { type FastifyInstance } from 'fastify';
+import fastifyCors from '@fastify/cors';
 import { Server as IoServer } from 'socket.io';
 import { createHash } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
@@ -10,10 +11,12 @@ import type { ProxyInfo } from '../shared/protocol/messages.ts';
 import { backendInfo, type BackendInfo } from '../shared/compute/backend.ts';
 import { DEFAULT_CONFIG, STRATEGIES, type ServerConfig } from './config.ts';
 import { Coordinator } from './coordinator.ts';
+import { attachDashboard } from './dashboard/feed.ts';
 import { attachGateway } from './gateway.ts';
 import { Metrics } from './metrics.ts';
 import { healthRoutes } from './routes/health.ts';
 import { proxyRoutes } from './routes/proxy.ts';
+import { browserRoutes } from './routes/browser.ts';
 import { FileCheckpointStore, MemoryCheckpointStore } from './state/checkpoint-store.ts';
 import { FileUploadJournal, MemoryUploadJournal } from './state/upload-journal.ts';
 import { EnsembleStrategy } from './strategies/ensemble.ts';
@@ -30,6 +33,8 @@ export interface AggregatorOptions {
   /** Public proxy set; labels are dropped here whatever the caller passes. */
   proxy: Dataset;
   proxyId?: string;
+  /** Names of the classes, index order (shown by the join page and used to label image folders). */
+  classNames?: string[];
   /** Labelled set to evaluate the student on, if the operator has one. */
   validation?: Dataset | null;
   backend?: BackendInfo | null;
@@ -78,12 +83,16 @@ export function createAggregator(o: AggregatorOptions): Aggregator {
   const metrics = new Metrics();
 
   const app = Fastify({ logger: false, bodyLimit: 1024 * 1024 });
+  // Pages on the listed origins may use the SDK against this server; none by default (same origin only).
+  const corsOrigin = config.corsOrigins.includes('*') ? true : config.corsOrigins.length ? config.corsOrigins : false;
+  app.register(fastifyCors, { origin: corsOrigin, methods: ['GET', 'HEAD'], allowedHeaders: ['authorization', 'if-none-match'], maxAge: 600 });
   const limits = config.frameLimits;
   const io = new IoServer<ClientToServerEvents, ServerToClientEvents>(app.server, {
     // Just above the largest frame this strategy accepts, so an oversized frame still reaches the validator and gets
     // a clear 'too-large' error, while a peer (authenticated or not) can't make the engine buffer more than that.
     maxHttpBufferSize: Math.max(limits.hello, config.strategy === 'fedavg' ? limits.weights : limits.logits) + 64 * 1024,
     pingTimeout: 60_000,
+    cors: { origin: corsOrigin, methods: ['GET', 'POST'] },
   });
   coordinator.attach(attachGateway(io, coordinator, { token: config.token, limits, metrics, log }));
   const describe = () => ({
@@ -93,11 +102,27 @@ export function createAggregator(o: AggregatorOptions): Aggregator {
     student: strategy.modelKind,
     backend: o.backend ?? backendInfo() ?? null,
     proxy: proxyInfo,
-    config: { ...config, token: config.token ? '(set)' : '' },
+    config: { ...config, token: config.token ? '(set)' : '', viewerToken: config.viewerToken ? '(set)' : '' },
     history: coordinator.history,
   });
+  const dashboard = attachDashboard(io, coordinator, { viewerToken: config.viewerToken, describe, log });
   app.register(healthRoutes, { coordinator, metrics, describe, connectedSockets: () => io.engine.clientsCount });
   app.register(proxyRoutes, { info: proxyInfo, body: proxyBody, token: config.token });
+  app.register(browserRoutes, {
+    demoData: config.demoData,
+    federation: () => ({
+      server: 'fedistill',
+      version: SERVER_VERSION,
+      strategy: strategy.name,
+      student: { kind: strategy.modelKind, inputShape: proxy.shape, numClasses: proxy.numClasses },
+      classNames: o.classNames ?? Array.from({ length: proxy.numClasses }, (_, i) => String(i)),
+      proxy: { id: proxyInfo.id, hash: proxyInfo.hash, count: proxyInfo.count },
+      auth: { clientToken: config.token !== '', viewerToken: config.viewerToken !== '' },
+      demoData: config.demoData ? { path: '/demo-data/fashion-mnist-subset/', classes: 10, shape: [28, 28, 1] } : null,
+      round: coordinator.round,
+      rounds: config.rounds,
+    }),
+  });
 
   return {
     app,
@@ -111,11 +136,13 @@ export function createAggregator(o: AggregatorOptions): Aggregator {
       const addr = app.server.address() as AddressInfo;
       const host = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
       log(`listening on http://${host}:${addr.port} (strategy ${strategy.name}, student ${strategy.modelKind}, backend ${o.backend?.name ?? tf.getBackend()})`);
+      log(`dashboard: http://${host}:${addr.port}/   join page (train in a browser): http://${host}:${addr.port}/join`);
       void coordinator.start();
       return `http://${host}:${addr.port}`;
     },
     async close() {
       await coordinator.stop();
+      dashboard.close();
       io.close();
       await app.close();
       if (journal instanceof FileUploadJournal) journal.close();

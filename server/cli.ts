@@ -6,19 +6,22 @@ import { MODEL_KINDS } from '../shared/models/builders.ts';
 import { proxyRows } from '../shared/data/federated-split.ts';
 import { createAggregator } from './app.ts';
 import { DEFAULT_CONFIG, STRATEGIES, type ServerConfig } from './config.ts';
-import { loadFashionMnist } from './data/fashion-mnist.ts';
+import { FASHION_MNIST_CLASSES, loadFashionMnist } from './data/fashion-mnist.ts';
 
 const HELP = `fedistill server — the aggregator (fastify + socket.io on one port)
 
   --host H               listen address (env FEDISTILL_HOST)                  [${DEFAULT_CONFIG.host}]
   --port N               port, 0 = any free (env PORT)                         [${DEFAULT_CONFIG.port}]
   --token T              shared client token (env FEDISTILL_TOKEN); empty = no auth
+  --viewer-token T       token the dashboard at / asks for (env FEDISTILL_VIEWER_TOKEN); empty = open
   --strategy S           ${STRATEGIES.join(' | ')}                  [${DEFAULT_CONFIG.strategy}]
   --rounds N             rounds to run (online: student versions), 0 = forever [${DEFAULT_CONFIG.rounds}]
   --min-clients N        clients needed to start a round                       [${DEFAULT_CONFIG.minClients}]
   --fraction F           fraction of connected clients selected per round      [${DEFAULT_CONFIG.fraction}]
   --round-timeout S      round deadline in seconds                             [${DEFAULT_CONFIG.roundTimeoutS}]
   --quorum F             fraction of selected uploads needed at the deadline   [${DEFAULT_CONFIG.quorum}]
+  --cors-origin LIST     origins whose pages may use the SDK here (comma list, '*' = any; env FEDISTILL_CORS_ORIGIN) [none]
+  --no-demo-data         don't serve the public Fashion-MNIST subset for the join page's demo shards
   --state-dir DIR        checkpoints; a restart on the same dir resumes (env FEDISTILL_STATE_DIR)
   --student M            ${MODEL_KINDS.join(' | ')}                                             [${DEFAULT_CONFIG.student}]
   --proxy SPEC           fashion-mnist:N = N training rows held out as proxy   [fashion-mnist:10000]
@@ -48,12 +51,15 @@ export async function main(argv: string[]): Promise<void> {
       host: { type: 'string', default: process.env.FEDISTILL_HOST ?? DEFAULT_CONFIG.host },
       port: { type: 'string', default: process.env.PORT ?? String(DEFAULT_CONFIG.port) },
       token: { type: 'string', default: process.env.FEDISTILL_TOKEN ?? '' },
+      'viewer-token': { type: 'string', default: process.env.FEDISTILL_VIEWER_TOKEN ?? '' },
       strategy: { type: 'string', default: DEFAULT_CONFIG.strategy },
       rounds: { type: 'string' },
       'min-clients': { type: 'string' },
       fraction: { type: 'string' },
       'round-timeout': { type: 'string' },
       quorum: { type: 'string' },
+      'cors-origin': { type: 'string', default: process.env.FEDISTILL_CORS_ORIGIN ?? '' },
+      'no-demo-data': { type: 'boolean' },
       'state-dir': { type: 'string', default: process.env.FEDISTILL_STATE_DIR ?? '' },
       student: { type: 'string' },
       proxy: { type: 'string', default: 'fashion-mnist:10000' },
@@ -83,6 +89,7 @@ export async function main(argv: string[]): Promise<void> {
     host: v.host,
     port: n(v.port),
     token: v.token,
+    viewerToken: v['viewer-token'],
     strategy: v.strategy as ServerConfig['strategy'],
     rounds: n(v.rounds),
     minClients: n(v['min-clients']),
@@ -90,6 +97,8 @@ export async function main(argv: string[]): Promise<void> {
     roundTimeoutS: n(v['round-timeout']),
     quorum: n(v.quorum),
     stateDir: v['state-dir'],
+    corsOrigins: v['cors-origin'].split(',').map((x) => x.trim()).filter(Boolean),
+    demoData: !v['no-demo-data'],
     student: v.student as ServerConfig['student'],
     proxySubset: n(v['proxy-subset']),
     localEpochs: n(v['local-epochs']),
@@ -124,6 +133,7 @@ export async function main(argv: string[]): Promise<void> {
   const agg = createAggregator({
     proxy,
     proxyId: `fashion-mnist-${proxy.count}`,
+    classNames: [...FASHION_MNIST_CLASSES],
     validation: v['no-validation'] ? null : data.test,
     backend,
     log,

@@ -12,6 +12,17 @@ export interface ServerConfig {
   port: number;
   /** Shared secret clients present in the socket.io handshake and as an HTTP bearer token; '' disables auth. */
   token: string;
+  /** Secret a dashboard viewer presents (socket.io handshake `auth.viewerToken`) to watch `/`; '' = open to anyone. */
+  viewerToken: string;
+  /** Continual scenarios: the tasks as groups of class indices, for the dashboard's per-task accuracy and forgetting. */
+  tasks?: number[][];
+  /**
+   * Origins (e.g. https://shop.example) whose pages may use the client SDK from this server: CORS on the HTTP routes
+   * and socket.io's handshake. Empty (default): same origin only. '*' allows any origin.
+   */
+  corsOrigins: string[];
+  /** Serve the committed public Fashion-MNIST subset under /demo-data/ for the join page's demo shards. */
+  demoData: boolean;
   strategy: StrategyName;
   /** Rounds to run (online: student versions to publish); 0 = forever (continual). */
   rounds: number;
@@ -66,6 +77,9 @@ export const DEFAULT_CONFIG: ServerConfig = {
   host: '127.0.0.1',
   port: 8080,
   token: '',
+  viewerToken: '',
+  corsOrigins: [],
+  demoData: true,
   strategy: 'ensemble',
   rounds: 10,
   minClients: 2,

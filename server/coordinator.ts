@@ -58,6 +58,12 @@ export interface ClientRecord {
   connected: boolean;
   registeredAt: number;
   lastSeen: number;
+  /** The TensorFlow.js backend its hello named (for dashboards; not part of the Participant strategies see). */
+  backend?: string;
+  /** Its last accepted upload: when, for which round (online: the version being built), and (online) its staleness. */
+  lastUploadAt?: number;
+  lastUploadRound?: number;
+  lastUploadStaleness?: number;
 }
 
 export interface CoordinatorState {
@@ -101,7 +107,9 @@ export interface CoordinatorOptions {
 /**
  * Owns the round lifecycle: registration, participant selection, round start, deadline and quorum, accepting
  * uploads (stateful checks), handing them to the strategy, evaluation and an atomic checkpoint per round.
- * Emits 'round-start' (round, selected ids) and 'round' (RoundSummary, AggregateReport) after each round.
+ * Emits 'round-start' (round, selected ids, deadline) and 'round' (RoundSummary, AggregateReport) after each round;
+ * for dashboards also 'upload' ({clientId, round, bytes, at, staleness?}), 'client' (id, on register/disconnect) and
+ * 'phase' ({round, phase: 'closed' | 'aggregate' | 'evaluate' | 'done', at}).
  */
 export class Coordinator extends EventEmitter {
   round = 0;
@@ -199,9 +207,12 @@ export class Coordinator extends EventEmitter {
     }
     const resumeToken = prev && hello.resumeToken === prev.resumeToken ? prev.resumeToken : randomBytes(18).toString('base64url');
     if (!prev || prev.resumeToken !== resumeToken || JSON.stringify(prev.participant) !== JSON.stringify(p)) this.o.journal.append('client', { participant: p, resumeToken });
-    this.clients.set(p.id, { participant: p, resumeToken, connected: true, registeredAt: prev?.registeredAt ?? Date.now(), lastSeen: Date.now() });
+    const { lastUploadAt, lastUploadRound, lastUploadStaleness } = prev ?? {};
+    const backend = (hello as { backend?: string }).backend;
+    this.clients.set(p.id, { participant: p, resumeToken, connected: true, registeredAt: prev?.registeredAt ?? Date.now(), lastSeen: Date.now(), backend, lastUploadAt, lastUploadRound, lastUploadStaleness });
     this.o.log(`client ${p.id} ${prev ? 're' : ''}registered (${p.model}, ${p.numSamples} samples, ${p.codec})`);
     this.poke();
+    this.tell('client', p.id);
     return {
       type: 'welcome',
       protocol: PROTOCOL_VERSION,
@@ -229,6 +240,7 @@ export class Coordinator extends EventEmitter {
     if (!rec) return;
     rec.connected = false;
     this.o.log(`client ${clientId} disconnected`);
+    this.tell('client', clientId);
     // Don't stall on it: once nobody connected is pending, the round closes after a short grace for a reconnect.
     if (this.open?.pending.has(clientId) && this.connectedPending(this.open) === 0) this.closeSoon(this.open);
   }
@@ -269,9 +281,31 @@ export class Coordinator extends EventEmitter {
     this.o.journal.append('update', { round: open.round, update });
     open.updates.set(clientId, update);
     open.pending.delete(clientId);
+    this.uploaded(rec, open.round, bytes);
     if (open.pending.size === 0) open.done();
     else if (this.connectedPending(open) === 0) this.closeSoon(open);
     return bytes;
+  }
+
+  /** Bookkeeping for dashboards once an upload is accepted. */
+  protected uploaded(rec: ClientRecord, round: number, bytes: number, staleness?: number): void {
+    rec.lastUploadAt = Date.now();
+    rec.lastUploadRound = round;
+    rec.lastUploadStaleness = staleness;
+    this.tell('upload', { clientId: rec.participant.id, round, bytes, at: rec.lastUploadAt, staleness });
+  }
+
+  protected phase(round: number, phase: 'closed' | 'aggregate' | 'evaluate' | 'done'): void {
+    this.tell('phase', { round, phase, at: Date.now() });
+  }
+
+  /** Events for observers only (dashboards): a listener that throws must not fail an upload or a round. */
+  protected tell(event: string, ...args: unknown[]): void {
+    try {
+      this.emit(event, ...args);
+    } catch (e) {
+      this.o.log(`'${event}' listener failed: ${(e as Error).stack}`);
+    }
   }
 
   // ---------------- the round loop ----------------
@@ -374,7 +408,7 @@ export class Coordinator extends EventEmitter {
       if (this.clients.get(id)?.connected) open.downlinkBytes += this.transport?.send(id, msg) ?? 0;
     }
     this.o.log(`round ${round}: ${selected.length} selected of ${ready.length} (${this.o.strategy.name})`);
-    this.emit('round-start', round, [...tasks.keys()]);
+    this.emit('round-start', round, [...tasks.keys()], open.deadline);
     this.closeAt(open, open.deadline);
     if (open.pending.size === 0) open.done();
     else if (this.connectedPending(open) === 0 && !resumed) this.closeSoon(open); // everyone selected dropped while we configured
@@ -383,6 +417,7 @@ export class Coordinator extends EventEmitter {
     // Close the round before the slow part, so late uploads are refused as stale rather than raced.
     this.open = null;
     if (this.stopped && open.updates.size < tasks.size) return;
+    this.phase(round, 'closed');
 
     const updates = [...open.updates.values()].sort((a, b) => (a.clientId < b.clientId ? -1 : 1));
     const needed = Math.max(1, Math.ceil(cfg.quorum * tasks.size));
@@ -393,8 +428,11 @@ export class Coordinator extends EventEmitter {
     let status: RoundSummary['status'] = 'completed';
     if (updates.length >= needed) {
       try {
+        this.phase(round, 'aggregate');
         report = await this.rounds.aggregate(ctx, updates, new Map(updates.map((u) => [u.clientId, tasks.get(u.clientId)!])));
+        this.phase(round, 'evaluate');
         ({ accuracy, perClassAccuracy: perClass } = await this.o.strategy.evaluate(ctx));
+        this.phase(round, 'done');
       } catch (e) {
         // A failure here is ours, not a peer's: record it and go on with the next round rather than die.
         status = 'failed';
@@ -465,7 +503,17 @@ export class Coordinator extends EventEmitter {
     return {
       round: this.round,
       openRound: this.open && { round: this.open.round, selected: this.open.tasks.size, received: this.open.updates.size, deadline: new Date(this.open.deadline).toISOString() },
-      clients: [...this.clients.values()].map((c) => ({ id: c.participant.id, model: c.participant.model, numSamples: c.participant.numSamples, connected: c.connected, lastSeen: c.lastSeen ? new Date(c.lastSeen).toISOString() : null })),
+      clients: [...this.clients.values()].map((c) => ({
+        id: c.participant.id,
+        model: c.participant.model,
+        backend: c.backend,
+        numSamples: c.participant.numSamples,
+        connected: c.connected,
+        lastSeen: c.lastSeen ? new Date(c.lastSeen).toISOString() : null,
+        lastUploadAt: c.lastUploadAt ? new Date(c.lastUploadAt).toISOString() : null,
+        lastUploadRound: c.lastUploadRound ?? null,
+        lastUploadStaleness: c.lastUploadStaleness ?? null,
+      })),
       studentVersion: this.o.strategy.version,
       lastRound: this.history.at(-1) ?? null,
     };

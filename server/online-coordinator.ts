@@ -153,6 +153,7 @@ export class OnlineCoordinator extends Coordinator {
     this.o.journal.append('contribution', { ticket: t.ticket, update, indices: t.task.indices, studentVersion, staleness });
     this.online.ingest(update, t.task);
     this.count(staleness);
+    this.uploaded(rec, this.round + 1, bytes, staleness); // goes into the version being built
     const w = this.win;
     w.uploads++;
     w.uplinkBytes += bytes;
@@ -247,7 +248,9 @@ export class OnlineCoordinator extends Coordinator {
     this.online.publish();
     this.round = this.online.version;
     this.stepCtx = null;
+    this.phase(this.round, 'evaluate');
     const { accuracy, perClassAccuracy } = await this.online.evaluate(this.ctx(this.round));
+    this.phase(this.round, 'done');
     const summary: RoundSummary = {
       round: this.round,
       status: 'completed',

@@ -10,7 +10,7 @@ import { initBackend, type BackendInfo } from '../shared/compute/backend.ts';
 import { createAggregator } from '../server/app.ts';
 import { DEFAULT_CONFIG, type ServerConfig } from '../server/config.ts';
 import type { RoundSummary } from '../server/coordinator.ts';
-import { loadFashionMnist } from '../server/data/fashion-mnist.ts';
+import { FASHION_MNIST_CLASSES, loadFashionMnist } from '../server/data/fashion-mnist.ts';
 import { splitForFederation, type PartitionKind } from '../shared/data/federated-split.ts';
 import type { WorkerReport, WorkerStart } from './client-worker.ts';
 import { kb, pct, table } from './report.ts';
@@ -135,6 +135,7 @@ export async function runSimulation(opts: Partial<SimulationOptions> = {}): Prom
   const agg = createAggregator({
     proxy,
     proxyId: `fashion-mnist-proxy-${o.proxySize}-s${o.seed}`,
+    classNames: [...FASHION_MNIST_CLASSES],
     validation: data.test,
     backend,
     log: (m) => process.env.FEDISTILL_VERBOSE && log(`[server] ${m}`),

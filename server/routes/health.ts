@@ -1,5 +1,7 @@
 import type { FastifyPluginAsync } from 'fastify';
+import { readFile } from 'node:fs/promises';
 import type { Coordinator } from '../coordinator.ts';
+import { resolveRepoPath } from '../data/fashion-mnist.ts';
 import { OnlineCoordinator } from '../online-coordinator.ts';
 import type { Metrics } from '../metrics.ts';
 
@@ -10,7 +12,7 @@ export interface HealthRoutesOptions {
   connectedSockets: () => number;
 }
 
-/** /healthz (liveness), /status (JSON for people and dashboards), /metrics (Prometheus), / (a status page). */
+/** /healthz (liveness), /status (JSON for people and dashboards), /metrics (Prometheus), / (the live dashboard). */
 export const healthRoutes: FastifyPluginAsync<HealthRoutesOptions> = async (app, o) => {
   app.get('/healthz', async () => ({ ok: true }));
 
@@ -35,18 +37,17 @@ export const healthRoutes: FastifyPluginAsync<HealthRoutesOptions> = async (app,
     });
   });
 
+  // The live dashboard (web/dashboard.html, built into dist/browser/; its script and styles come from /sdk/). Read per
+  // request: small, and a rebuild shows up without a restart.
   app.get('/', async (_req, reply) => {
-    reply.type('text/html');
-    return STATUS_PAGE;
+    let html: string;
+    try {
+      html = await readFile(resolveRepoPath('dist', 'browser', 'dashboard.html'), 'utf8');
+    } catch {
+      reply.code(503).type('text/plain; charset=utf-8');
+      return 'browser assets not built: run npm run build\n';
+    }
+    reply.type('text/html; charset=utf-8').header('cache-control', 'no-cache');
+    return html;
   });
 };
-
-const STATUS_PAGE = `<!doctype html><meta charset="utf-8"><title>fedistill aggregator</title>
-<style>body{font:14px system-ui;margin:2em}table{border-collapse:collapse}td,th{padding:2px 10px;border-bottom:1px solid #ddd;text-align:right}</style>
-<h1>fedistill aggregator</h1><div id="s">loading…</div>
-<script>
-async function tick(){const s=await (await fetch('/status')).json();
-const rows=(s.history??[]).slice(-20).map(r=>'<tr><td>'+r.round+'</td><td>'+r.participants+'/'+r.selected+'</td><td>'+r.uplinkBytes+'</td><td>'+r.downlinkBytes+'</td><td>'+(r.studentAccuracy==null?'':(100*r.studentAccuracy).toFixed(2)+'%')+'</td><td>'+r.seconds.toFixed(1)+'</td></tr>').join('');
-document.getElementById('s').innerHTML='<p>backend <b>'+s.backend?.name+'</b> · strategy <b>'+s.strategy+'</b> · round <b>'+s.round+'</b> · student v'+s.studentVersion+' · clients '+s.clients.filter(c=>c.connected).length+'/'+s.clients.length+'</p><table><tr><th>round</th><th>uploads</th><th>uplink B</th><th>downlink B</th><th>student acc</th><th>s</th></tr>'+rows+'</table>';}
-tick();setInterval(tick,2000);
-</script>`;

@@ -1,0 +1,62 @@
+import { existsSync, readFileSync } from 'node:fs';
+import fastifyStatic from '@fastify/static';
+import type { FastifyPluginAsync } from 'fastify';
+import { resolveRepoPath, SUBSET_DIR } from '../data/fashion-mnist.ts';
+
+export interface BrowserRoutesOptions {
+  /** What a page needs to know before it connects (input shape, classes, strategy …): served at /federation. */
+  federation: () => Record<string, unknown>;
+  /** Serve the committed public Fashion-MNIST subset under /demo-data/fashion-mnist-subset/ (demo shards). */
+  demoData: boolean;
+}
+
+/** Where `npm run build` puts the browser bundle, the pages and the .wasm files. */
+export const BROWSER_DIST = (): string => resolveRepoPath('dist', 'browser');
+
+const DEMO_FILES = new Set(['train-images-idx3-ubyte.gz', 'train-labels-idx1-ubyte.gz', 't10k-images-idx3-ubyte.gz', 't10k-labels-idx1-ubyte.gz']);
+
+/**
+ * The browser side of the aggregator: the SDK bundle and its .wasm files under /sdk/ (usable from other origins when
+ * CORS allows them), the join page at /join, the federation's description at /federation, and the demo data.
+ */
+export const browserRoutes: FastifyPluginAsync<BrowserRoutesOptions> = async (app, o) => {
+  const dist = BROWSER_DIST();
+  const built = existsSync(dist);
+  if (built) {
+    await app.register(fastifyStatic, {
+      root: dist,
+      prefix: '/sdk/',
+      // Other origins may load the bundle with <script type=module> (CORS decides which); a cross-origin-isolated
+      // embedding page also needs the resource policy to say so.
+      setHeaders: (res) => {
+        res.header('cross-origin-resource-policy', 'cross-origin');
+        res.header('cache-control', 'no-cache');
+      },
+    });
+  } else {
+    app.get('/sdk/*', async (_req, reply) => reply.code(503).type('text/plain').send(notBuilt(dist)));
+  }
+
+  // The join page is cross-origin isolated so the wasm backend can run multi-threaded (SharedArrayBuffer).
+  app.get('/join', async (_req, reply) => {
+    const page = built && existsSync(`${dist}/join.html`) ? readFileSync(`${dist}/join.html`) : null;
+    if (!page) return reply.code(503).type('text/plain').send(notBuilt(dist));
+    reply.header('cross-origin-opener-policy', 'same-origin').header('cross-origin-embedder-policy', 'require-corp');
+    return reply.type('text/html; charset=utf-8').send(page);
+  });
+
+  app.get('/federation', async () => o.federation());
+  app.get('/favicon.ico', async (_req, reply) => reply.code(204).send());
+
+  if (o.demoData) {
+    app.get<{ Params: { file: string } }>('/demo-data/fashion-mnist-subset/:file', async (req, reply) => {
+      if (!DEMO_FILES.has(req.params.file)) return reply.code(404).send({ error: 'not-found', message: `no demo file '${req.params.file}'` });
+      reply.header('cache-control', 'public, max-age=86400').header('cross-origin-resource-policy', 'cross-origin');
+      return reply.type('application/gzip').send(readFileSync(`${SUBSET_DIR()}/${req.params.file}`));
+    });
+  }
+};
+
+function notBuilt(dist: string): string {
+  return `the browser assets are not built (${dist} is missing): run 'npm run build' in the fedistill checkout`;
+}
