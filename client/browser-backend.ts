@@ -8,7 +8,7 @@
  *   rasterisers are skipped: on them wasm is several times faster);
  * - both must pass a gradient self-test (a tiny conv → relu → max-pool → dense network's loss gradients compared
  *   with the 'cpu' backend), because drivers differ and a backend that trains wrong is worse than a slow one.
- * wasm runs multi-threaded when the page is cross-origin isolated (COOP/COEP, as the aggregator's /join page is).
+ * wasm: on a cross-origin-isolated page tfjs loads its threaded build; `threads` asks it for that many threads.
  */
 import * as tf from '@tensorflow/tfjs';
 import '@tensorflow/tfjs-backend-webgpu';
@@ -23,7 +23,7 @@ export interface BrowserBackendOptions {
   allowCpu?: boolean;
   /** Folder URL of the tfjs-backend-wasm .wasm files. Default: the folder this bundle was loaded from. */
   wasmPaths?: string;
-  /** wasm threads (only when cross-origin isolated). Default: the browser's choice (all cores). */
+  /** wasm threads (only on a cross-origin-isolated page, where tfjs loads its threaded build). */
   threads?: number;
   log?: (msg: string) => void;
 }
@@ -110,14 +110,12 @@ async function tryWebGl(tried: BackendInfo['tried']): Promise<BrowserBackendInfo
 
 async function tryWasm(o: BrowserBackendOptions, tried: BackendInfo['tried']): Promise<BrowserBackendInfo> {
   const wasmPaths = o.wasmPaths ?? new URL('./', import.meta.url).href;
-  // The threaded build is used only on a cross-origin-isolated page; left to itself it runs one thread.
-  const threads = o.threads ?? (globalThis.crossOriginIsolated ? Math.min(8, navigator.hardwareConcurrency || 1) : undefined);
-  const info = await initBackend({ prefer: 'wasm', wasmPaths, threads, log: () => {} });
+  const info = await initBackend({ prefer: 'wasm', wasmPaths, threads: o.threads, log: () => {} });
   if (info.name !== 'wasm') throw new Error(info.tried.find((t) => t.candidate === 'wasm')?.error ?? 'wasm did not initialise');
   if (!info.trainingCapable) throw new Error(info.warning ?? 'wasm training kernels failed their self-test');
   const wasm = await import('@tensorflow/tfjs-backend-wasm');
   const n = wasm.getThreadsCount();
-  return { ...info, tried, threaded: n > 1, device: `${n} thread${n > 1 ? 's' : ''}${globalThis.crossOriginIsolated ? '' : ' (page not cross-origin isolated)'}` };
+  return { ...info, tried, threaded: n > 1, device: `${n} thread${n > 1 ? 's' : ''}${globalThis.crossOriginIsolated ? ', threaded build' : ''}` };
 }
 
 async function activate(name: string): Promise<void> {

@@ -8,5 +8,8 @@ export { IndexedDbProxyCache } from './indexeddb-proxy-cache.ts';
 export { MemoryProxyCache, type ProxyCache } from './proxy-cache.ts';
 export { datasetFromImages, demoShard, fetchDemoShard, holdOut, labelFromPath, type LabelledImage } from './browser-data.ts';
 export type { Dataset } from '../shared/data/dataset.ts';
+// The models and the local training step, for pages that measure or train outside a federation.
+export { buildModel, MODEL_KINDS, type ModelKind } from '../shared/models/builders.ts';
+export { trainSupervised, evaluateAccuracy } from '../shared/models/training.ts';
 export type { WelcomeMsg, RoundMsg, RoundResultMsg } from '../shared/protocol/messages.ts';
 export * as tf from '@tensorflow/tfjs';

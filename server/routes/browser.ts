@@ -37,11 +37,11 @@ export const browserRoutes: FastifyPluginAsync<BrowserRoutesOptions> = async (ap
     app.get('/sdk/*', async (_req, reply) => reply.code(503).type('text/plain').send(notBuilt(dist)));
   }
 
-  // The join page is cross-origin isolated so the wasm backend can run multi-threaded (SharedArrayBuffer).
+  // Not cross-origin isolated on purpose: isolation makes tfjs-backend-wasm load its threaded build, which in this
+  // bundle runs one thread and trains 20-25% slower than the plain SIMD build (measured by `npm run bench:browser`).
   app.get('/join', async (_req, reply) => {
     const page = built && existsSync(`${dist}/join.html`) ? readFileSync(`${dist}/join.html`) : null;
     if (!page) return reply.code(503).type('text/plain').send(notBuilt(dist));
-    reply.header('cross-origin-opener-policy', 'same-origin').header('cross-origin-embedder-policy', 'require-corp');
     return reply.type('text/html; charset=utf-8').send(page);
   });
 
