@@ -22,6 +22,7 @@ const HELP = `fedistill server — the aggregator (fastify + socket.io on one po
   --quorum F             fraction of selected uploads needed at the deadline   [${DEFAULT_CONFIG.quorum}]
   --cors-origin LIST     origins whose pages may use the SDK here (comma list, '*' = any; env FEDISTILL_CORS_ORIGIN) [none]
   --no-demo-data         don't serve the public Fashion-MNIST subset for the join page's demo shards
+  --tasks SPEC           continual tasks as class groups, e.g. 0,1;2,3;4,5 (dashboard: per-task accuracy, forgetting)
   --state-dir DIR        checkpoints; a restart on the same dir resumes (env FEDISTILL_STATE_DIR)
   --student M            ${MODEL_KINDS.join(' | ')}                                             [${DEFAULT_CONFIG.student}]
   --proxy SPEC           fashion-mnist:N = N training rows held out as proxy   [fashion-mnist:10000]
@@ -60,6 +61,7 @@ export async function main(argv: string[]): Promise<void> {
       quorum: { type: 'string' },
       'cors-origin': { type: 'string', default: process.env.FEDISTILL_CORS_ORIGIN ?? '' },
       'no-demo-data': { type: 'boolean' },
+      tasks: { type: 'string' },
       'state-dir': { type: 'string', default: process.env.FEDISTILL_STATE_DIR ?? '' },
       student: { type: 'string' },
       proxy: { type: 'string', default: 'fashion-mnist:10000' },
@@ -97,6 +99,7 @@ export async function main(argv: string[]): Promise<void> {
     roundTimeoutS: n(v['round-timeout']),
     quorum: n(v.quorum),
     stateDir: v['state-dir'],
+    tasks: v.tasks === undefined ? undefined : parseTasks(v.tasks),
     corsOrigins: v['cors-origin'].split(',').map((x) => x.trim()).filter(Boolean),
     demoData: !v['no-demo-data'],
     student: v.student as ServerConfig['student'],
@@ -148,4 +151,13 @@ export async function main(argv: string[]): Promise<void> {
   };
   process.once('SIGINT', () => void shutdown('SIGINT'));
   process.once('SIGTERM', () => void shutdown('SIGTERM'));
+}
+
+/** '0,1;2,3' → [[0, 1], [2, 3]]: the dashboard's continual tasks. */
+function parseTasks(spec: string): number[][] {
+  const tasks = spec.split(';').map((t) => t.split(',').map((c) => Number(c.trim())));
+  if (!tasks.length || tasks.some((t) => !t.length || t.some((c) => !Number.isInteger(c) || c < 0))) {
+    throw new Error(`--tasks must be groups of class indices like 0,1;2,3 (got '${spec}')`);
+  }
+  return tasks;
 }

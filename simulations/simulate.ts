@@ -146,6 +146,8 @@ export async function runSimulation(opts: Partial<SimulationOptions> = {}): Prom
       token,
       minClients: o.clients,
       fraction: 1,
+      // The dashboard shows per-task accuracy and forgetting when it knows the tasks.
+      tasks: scenario?.tasks,
     },
   });
   const studentParams = countParams(agg.coordinator.strategy.model);
@@ -155,6 +157,7 @@ export async function runSimulation(opts: Partial<SimulationOptions> = {}): Prom
       `${o.localEpochs} local epochs, backend ${backend.name}, data ${data.source}${data.isSubset ? ' (SUBSET)' : ''}`,
   );
   const url = await agg.start();
+  log(`watch it live: ${url}/ (dashboard)`);
 
   const rows: RoundRow[] = [];
   const online = agg.coordinator instanceof OnlineCoordinator;
