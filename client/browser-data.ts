@@ -22,7 +22,7 @@ export interface ImageDecodeOptions {
    * is mostly light (a photo of an object on a white table) so it matches; true/false force it.
    */
   invert?: boolean | 'auto';
-  /** Called after each decoded file. */
+  /** Called after each file (decoded or skipped). */
   onProgress?: (done: number, total: number) => void;
 }
 
@@ -37,12 +37,13 @@ export async function datasetFromImages(items: LabelledImage[], o: ImageDecodeOp
   const labels = new Uint8Array(items.length);
   let n = 0;
   const failed: string[] = [];
-  for (const it of items) {
+  for (const [k, it] of items.entries()) {
     let bmp: ImageBitmap;
     try {
       bmp = await createImageBitmap(it.image);
     } catch (e) {
       failed.push(`${(it.image as File).name ?? 'image'}: ${(e as Error).message}`);
+      o.onProgress?.(k + 1, items.length);
       continue;
     }
     const scale = Math.min(w / bmp.width, h / bmp.height);
@@ -51,18 +52,25 @@ export async function datasetFromImages(items: LabelledImage[], o: ImageDecodeOp
     ctx.fillStyle = '#000';
     ctx.fillRect(0, 0, w, h);
     ctx.drawImage(bmp, (w - dw) / 2, (h - dh) / 2, dw, dh);
+    let px = ctx.getImageData(0, 0, w, h).data;
+    const invert = o.invert === 'auto' || o.invert === undefined ? borderIsLight(px, w, h, (w - dw) / 2, (h - dh) / 2) : o.invert;
+    if (invert && (dw < w || dh < h)) {
+      // The letterbox must end black like the background: pad with white when the image is going to be inverted.
+      ctx.fillStyle = '#fff';
+      ctx.fillRect(0, 0, w, h);
+      ctx.drawImage(bmp, (w - dw) / 2, (h - dh) / 2, dw, dh);
+      px = ctx.getImageData(0, 0, w, h).data;
+    }
     bmp.close();
-    const px = ctx.getImageData(0, 0, w, h).data;
     const gray = new Uint8Array(w * h);
     for (let i = 0; i < w * h; i++) gray[i] = Math.round(0.299 * px[4 * i] + 0.587 * px[4 * i + 1] + 0.114 * px[4 * i + 2]);
-    const invert = o.invert === 'auto' || o.invert === undefined ? borderIsLight(px, w, h, (w - dw) / 2, (h - dh) / 2) : o.invert;
     const base = n * h * w * c;
     for (let i = 0; i < w * h; i++) {
       if (c === 1) images[base + i] = invert ? 255 - gray[i] : gray[i];
       else for (let k = 0; k < 3; k++) images[base + 3 * i + k] = invert ? 255 - px[4 * i + k] : px[4 * i + k];
     }
     labels[n++] = it.label;
-    o.onProgress?.(n, items.length);
+    o.onProgress?.(k + 1, items.length);
   }
   if (n === 0) throw new Error(`images: none of the ${items.length} files could be decoded${failed.length ? ` (${failed[0]})` : ''}`);
   return { images: images.subarray(0, n * h * w * c), labels: labels.subarray(0, n), count: n, shape: o.shape, numClasses: o.numClasses };
@@ -89,13 +97,16 @@ function borderIsLight(px: Uint8ClampedArray, w: number, h: number, padX: number
 
 /**
  * The class of a file from its folder (`webkitRelativePath` of a folder pick, e.g. `photos/sneaker/1.jpg`): the
- * nearest enclosing folder whose name is a class name (case-insensitive) or a class index. Null when none is.
+ * nearest enclosing folder whose name is a class name or a class index. Names match ignoring case and everything but
+ * letters and digits, so a folder `tshirt-top` or `T-shirt_top` is the class `T-shirt/top` (a folder name cannot hold
+ * a '/'). Null when no folder names a class.
  */
 export function labelFromPath(path: string, classNames: readonly string[]): number | null {
   const dirs = path.split('/').slice(0, -1).reverse();
+  const slug = (x: string) => x.toLowerCase().replace(/[^\p{L}\p{N}]/gu, '');
   for (const d of dirs) {
     const name = d.trim().toLowerCase();
-    const i = classNames.findIndex((c) => c.toLowerCase() === name);
+    const i = classNames.findIndex((c) => c.toLowerCase() === name || (slug(c) !== '' && slug(c) === slug(name)));
     if (i >= 0) return i;
     if (/^\d+$/.test(name) && Number(name) < classNames.length) return Number(name);
   }

@@ -105,7 +105,7 @@ async function loadFederation(server: string): Promise<Federation> {
   $('federation').textContent = `strategy ${f.strategy} · student ${f.student.kind} · ${f.classNames.length} classes · input ${h}×${w}×${c}` +
     ` · round ${f.round}${f.rounds ? ` of ${f.rounds}` : ''}${f.auth.clientToken ? ' · needs a client token' : ''}`;
   const sel = $<HTMLSelectElement>('files-class');
-  sel.replaceChildren(new Option('(from folder names)', ''), ...f.classNames.map((n, i) => new Option(`${i} · ${n}`, String(i))));
+  sel.replaceChildren(new Option('(choose a class)', ''), ...f.classNames.map((n, i) => new Option(`${i} · ${n}`, String(i))));
   if (!params.has('model')) $<HTMLSelectElement>('model').value = f.student.kind;
   if (!f.demoData) (document.querySelector('input[name=source][value=demo]') as HTMLInputElement).disabled = true;
   return f;
@@ -115,14 +115,15 @@ if (params.has('model')) $<HTMLSelectElement>('model').value = params.get('model
 // ---- the user's own images ----
 
 const picked: { file: File; label: number }[] = [];
-function addFiles(files: FileList | null): void {
+/** A folder pick takes each file's class from its folder names; a files pick needs the class chosen beside it. */
+function addFiles(files: FileList | null, fromFolders: boolean): void {
   if (!files || !federation) return;
-  const fixed = $<HTMLSelectElement>('files-class').value;
+  const fixed = fromFolders ? '' : $<HTMLSelectElement>('files-class').value;
   let skipped = 0;
   for (const file of Array.from(files)) {
     if (!file.type.startsWith('image/')) continue;
-    const label = fixed !== '' ? Number(fixed) : labelFromPath(file.webkitRelativePath || file.name, federation.classNames);
-    if (label === null) skipped++;
+    const label = fromFolders ? labelFromPath(file.webkitRelativePath || file.name, federation.classNames) : fixed === '' ? null : Number(fixed);
+    if (label === null || (!fromFolders && fixed === '')) skipped++;
     else picked.push({ file, label });
   }
   const counts = new Map<number, number>();
@@ -130,10 +131,14 @@ function addFiles(files: FileList | null): void {
   $('files-summary').textContent = picked.length
     ? `${picked.length} images: ` + [...counts].sort((a, b) => a[0] - b[0]).map(([l, n]) => `${federation!.classNames[l]} ${n}`).join(', ')
     : 'no images picked yet';
-  if (skipped) $('files-summary').textContent += ` (${skipped} skipped: no class folder in their path — choose a class for them)`;
+  if (skipped) {
+    $('files-summary').textContent += fromFolders
+      ? ` (${skipped} skipped: no folder in their path names a class)`
+      : ` (${skipped} skipped: choose their class first)`;
+  }
 }
-input('pick-folder').addEventListener('change', (e) => addFiles((e.target as HTMLInputElement).files));
-input('pick-files').addEventListener('change', (e) => addFiles((e.target as HTMLInputElement).files));
+input('pick-folder').addEventListener('change', (e) => addFiles((e.target as HTMLInputElement).files, true));
+input('pick-files').addEventListener('change', (e) => addFiles((e.target as HTMLInputElement).files, false));
 $('clear-files').addEventListener('click', () => {
   picked.length = 0;
   $('files-summary').textContent = 'no images picked yet';
