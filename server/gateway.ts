@@ -6,6 +6,7 @@ import type { ServerMsg } from '../shared/protocol/messages.ts';
 import { ProtocolError, parseClientFrame, type FrameLimits } from '../shared/protocol/validate.ts';
 import type { Coordinator, Transport } from './coordinator.ts';
 import type { Metrics } from './metrics.ts';
+import { tokenMatches } from './auth.ts';
 
 type FedSocket = Socket<ClientToServerEvents, ServerToClientEvents>;
 
@@ -14,14 +15,6 @@ export interface GatewayOptions {
   limits: FrameLimits;
   metrics: Metrics;
   log: (msg: string) => void;
-}
-
-/** Constant-time-ish comparison so the token can't be guessed byte by byte from response times. */
-function tokenMatches(given: unknown, expected: string): boolean {
-  if (typeof given !== 'string' || given.length !== expected.length) return false;
-  let diff = 0;
-  for (let i = 0; i < expected.length; i++) diff |= given.charCodeAt(i) ^ expected.charCodeAt(i);
-  return diff === 0;
 }
 
 /**

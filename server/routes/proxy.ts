@@ -1,5 +1,6 @@
 import type { FastifyPluginAsync } from 'fastify';
 import type { ProxyInfo } from '../../shared/protocol/messages.ts';
+import { tokenMatches } from '../auth.ts';
 
 export interface ProxyRoutesOptions {
   info: ProxyInfo;
@@ -11,7 +12,7 @@ export interface ProxyRoutesOptions {
 /** The public proxy set, by id, binary, cacheable by content hash (ETag). */
 export const proxyRoutes: FastifyPluginAsync<ProxyRoutesOptions> = async (app, o) => {
   app.get<{ Params: { id: string } }>('/proxy/:id', async (req, reply) => {
-    if (o.token && req.headers.authorization !== `Bearer ${o.token}`) {
+    if (o.token && !tokenMatches(req.headers.authorization, `Bearer ${o.token}`)) {
       return reply.code(401).send({ error: 'unauthorized', message: 'send Authorization: Bearer <server token>' });
     }
     if (req.params.id !== o.info.id) return reply.code(404).send({ error: 'unknown-proxy', message: `this server serves proxy set '${o.info.id}'` });
