@@ -104,7 +104,7 @@ async function main(): Promise<void> {
 
   // A bare page server: /iso is cross-origin isolated (like /join), /plain is not.
   const site = Fastify();
-  await site.register(fastifyStatic, { root: BROWSER_DIST(), prefix: '/sdk/', setHeaders: (r) => r.header('cross-origin-resource-policy', 'same-origin') });
+  await site.register(fastifyStatic, { root: BROWSER_DIST(), prefix: '/sdk/', setHeaders: (r) => r.setHeader('cross-origin-resource-policy', 'same-origin') });
   site.get('/iso', async (_q, r) => r.header('cross-origin-opener-policy', 'same-origin').header('cross-origin-embedder-policy', 'require-corp').type('text/html').send('<!doctype html><title>bench</title>'));
   site.get('/plain', async (_q, r) => r.type('text/html').send('<!doctype html><title>bench</title>'));
   await site.listen({ host: '127.0.0.1', port: 0 });

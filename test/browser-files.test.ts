@@ -6,50 +6,22 @@
  */
 import { test, after, before } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
+import type { Browser, Page } from 'playwright-core';
+import { launchChromium, recordWire } from './chromium.ts';
 import type { Dataset } from '../shared/data/dataset.ts';
-import { FASHION_MNIST_CLASSES, resolveRepoPath } from '../server/data/fashion-mnist.ts';
+import { FASHION_MNIST_CLASSES } from '../server/data/fashion-mnist.ts';
 import { makeClient, roundsDone, startBench, TOKEN } from './helpers.ts';
 import { assertOnlyLogitsOnWire } from './wire.ts';
 
-const CHROMIUM = process.env.CHROMIUM_PATH ?? ['/usr/bin/chromium', '/usr/bin/chromium-browser'].find((p) => existsSync(p));
 let browser: Browser;
 
 before(async () => {
-  if (!CHROMIUM) throw new Error('Chromium not found: install Debian\'s chromium (apt-get install chromium) or set CHROMIUM_PATH');
-  if (!existsSync(resolveRepoPath('dist', 'browser', 'join.html'))) {
-    const r = spawnSync(process.execPath, [resolveRepoPath('scripts', 'build.mjs')], { stdio: 'inherit' });
-    assert.equal(r.status, 0, 'npm run build failed');
-  }
-  browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox'], headless: true });
+  browser = await launchChromium();
 });
 after(() => browser?.close());
-
-/** Every WebSocket frame a page sends, recorded below socket.io (as in browser.test.ts). */
-async function recordWire(ctx: BrowserContext, byPage: Map<string, (string | Uint8Array)[]>): Promise<void> {
-  await ctx.exposeBinding('__fedistillWire', ({ page }, kind: string, data: string) => {
-    const id = new URL(page.url()).searchParams.get('id') ?? page.url();
-    if (!byPage.has(id)) byPage.set(id, []);
-    byPage.get(id)!.push(kind === 'text' ? data : new Uint8Array(Buffer.from(data, 'base64')));
-  });
-  await ctx.addInitScript({
-    content: `(() => {
-      const send = WebSocket.prototype.send;
-      const b64 = (u) => { let s = ''; for (let i = 0; i < u.length; i += 0x8000) s += String.fromCharCode(...u.subarray(i, i + 0x8000)); return btoa(s); };
-      WebSocket.prototype.send = function (d) {
-        if (typeof d === 'string') window.__fedistillWire('text', d);
-        else if (d instanceof Blob) window.__fedistillWire('text', '(blob)');
-        else if (ArrayBuffer.isView(d)) window.__fedistillWire('binary', b64(new Uint8Array(d.buffer, d.byteOffset, d.byteLength)));
-        else window.__fedistillWire('binary', b64(new Uint8Array(d)));
-        return send.call(this, d);
-      };
-    })();`,
-  });
-}
 
 /** Console errors and uncaught exceptions of a page, to report (and to fail on the uncaught ones). */
 function watch(page: Page): { console: string[]; uncaught: string[] } {

@@ -5,53 +5,23 @@
  */
 import { test, after, before } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { mkdirSync, readFileSync } from 'node:fs';
 import Fastify from 'fastify';
-import { chromium, type Browser, type BrowserContext } from 'playwright-core';
+import type { Browser } from 'playwright-core';
+import { launchChromium, recordWire } from './chromium.ts';
 import { demoShard } from '../client/browser-data.ts';
 import { resolveRepoPath } from '../server/data/fashion-mnist.ts';
 import { makeClient, roundsDone, startBench, subsetData, TOKEN, type Bench } from './helpers.ts';
 import { assertOnlyLogitsOnWire } from './wire.ts';
 
-const CHROMIUM = process.env.CHROMIUM_PATH ?? ['/usr/bin/chromium', '/usr/bin/chromium-browser'].find((p) => existsSync(p));
 const OUT = process.env.FEDISTILL_TEST_OUTPUT ?? resolveRepoPath('test-output');
 let browser: Browser;
 
 before(async () => {
-  if (!CHROMIUM) throw new Error('Chromium not found: install Debian\'s chromium (apt-get install chromium) or set CHROMIUM_PATH');
-  // The pages are served from dist/browser, which `npm ci` builds; build it here if a checkout skipped that.
-  if (!existsSync(resolveRepoPath('dist', 'browser', 'join.html'))) {
-    const r = spawnSync(process.execPath, [resolveRepoPath('scripts', 'build.mjs')], { stdio: 'inherit' });
-    assert.equal(r.status, 0, 'npm run build failed');
-  }
   mkdirSync(OUT, { recursive: true });
-  browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox'], headless: true });
+  browser = await launchChromium();
 });
 after(() => browser?.close());
-
-/** Every WebSocket frame a page sends, recorded below socket.io (and across reloads: the binding survives them). */
-async function recordWire(ctx: BrowserContext, byPage: Map<string, (string | Uint8Array)[]>): Promise<void> {
-  await ctx.exposeBinding('__fedistillWire', ({ page }, kind: string, data: string) => {
-    const id = new URL(page.url()).searchParams.get('id') ?? page.url();
-    if (!byPage.has(id)) byPage.set(id, []);
-    byPage.get(id)!.push(kind === 'text' ? data : new Uint8Array(Buffer.from(data, 'base64')));
-  });
-  // A string, not a function: the test's own transpiler would add helpers the page does not have.
-  await ctx.addInitScript({
-    content: `(() => {
-      const send = WebSocket.prototype.send;
-      const b64 = (u) => { let s = ''; for (let i = 0; i < u.length; i += 0x8000) s += String.fromCharCode(...u.subarray(i, i + 0x8000)); return btoa(s); };
-      WebSocket.prototype.send = function (d) {
-        if (typeof d === 'string') window.__fedistillWire('text', d);
-        else if (d instanceof Blob) window.__fedistillWire('text', '(blob)'); // engine.io never sends Blobs; would fail the checks
-        else if (ArrayBuffer.isView(d)) window.__fedistillWire('binary', b64(new Uint8Array(d.buffer, d.byteOffset, d.byteLength)));
-        else window.__fedistillWire('binary', b64(new Uint8Array(d)));
-        return send.call(this, d);
-      };
-    })();`,
-  });
-}
 
 const joinUrl = (b: Bench, id: string, shard: number, model: string) => `${b.url}/join?id=${id}&shard=${shard}&of=4&model=${model}&autostart=1#token=${TOKEN}`;
 

@@ -29,8 +29,8 @@ export const browserRoutes: FastifyPluginAsync<BrowserRoutesOptions> = async (ap
       // Other origins may load the bundle with <script type=module> (CORS decides which); a cross-origin-isolated
       // embedding page also needs the resource policy to say so.
       setHeaders: (res) => {
-        res.header('cross-origin-resource-policy', 'cross-origin');
-        res.header('cache-control', 'no-cache');
+        res.setHeader('cross-origin-resource-policy', 'cross-origin');
+        res.setHeader('cache-control', 'no-cache');
       },
     });
   } else {
