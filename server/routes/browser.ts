@@ -38,7 +38,7 @@ export const browserRoutes: FastifyPluginAsync<BrowserRoutesOptions> = async (ap
   }
 
   // Not cross-origin isolated on purpose: isolation makes tfjs-backend-wasm load its threaded build, which in this
-  // bundle runs one thread and trains 20-25% slower than the plain SIMD build (measured by `npm run bench:browser`).
+  // bundle runs one thread and trained 3-25% slower than the plain SIMD build in two runs of `npm run bench:browser`.
   app.get('/join', async (_req, reply) => {
     const page = built && existsSync(`${dist}/join.html`) ? readFileSync(`${dist}/join.html`) : null;
     if (!page) return reply.code(503).type('text/plain').send(notBuilt(dist));
