@@ -39,8 +39,19 @@ for (const f of readdirSync(join(root, 'node_modules/@tensorflow/tfjs-backend-wa
 copyFileSync(join(root, 'node_modules/uplot/dist/uPlot.min.css'), join(out, 'uPlot.min.css'));
 for (const f of readdirSync(join(root, 'web')).filter((f) => /\.(html|css|svg|png)$/.test(f))) copyFileSync(join(root, 'web', f), join(out, f));
 writeFileSync(join(out, 'meta.json'), JSON.stringify(result.metafile));
-const sizes = readdirSync(out).filter((f) => /\.(js|wasm)$/.test(f) && !/-[A-Z0-9]{8}\.js$/.test(f)).map((f) => `${f} ${(statSync(join(out, f)).size / 1024).toFixed(0)} KiB`);
-console.log(`fedistill build: dist/browser in ${((Date.now() - t0) / 1000).toFixed(1)} s: ${sizes.join(', ')}`);
+// What a page loads for each entry: its module and every chunk it imports (statically or dynamically).
+const closure = (entry) => {
+  const seen = new Set();
+  const visit = (p) => {
+    if (seen.has(p) || !result.metafile.outputs[p]) return;
+    seen.add(p);
+    for (const i of result.metafile.outputs[p].imports) visit(i.path);
+  };
+  visit(Object.keys(result.metafile.outputs).find((k) => k.endsWith(`/${entry}.js`)));
+  return [...seen].reduce((n, f) => n + statSync(join(root, f)).size, 0);
+};
+const sizes = Object.keys(entries).filter((e) => exists(join(root, entries[e]))).map((e) => `${e}.js + chunks ${(closure(e) / 1024).toFixed(0)} KiB`);
+console.log(`fedistill build: dist/browser in ${((Date.now() - t0) / 1000).toFixed(1)} s: ${sizes.join(', ')}, .wasm ${(statSync(join(out, 'tfjs-backend-wasm-simd.wasm')).size / 1024).toFixed(0)} KiB (SIMD build)`);
 
 function exists(p) {
   try {

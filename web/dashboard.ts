@@ -327,7 +327,7 @@ function renderTasks(): void {
   }
   $('tasks-heading').textContent = 'Per-class accuracy over ' + (online() ? 'versions' : 'rounds');
   table.hidden = true;
-  note.textContent = 'Per-task accuracy and forgetting appear when the server is given its tasks (fedistill server --tasks 0,1;2,3;…: groups of class indices; the simulator's continual scenarios pass theirs).';
+  note.textContent = 'Per-task accuracy and forgetting appear when the server is given its tasks (fedistill server --tasks 0,1;2,3;…: groups of class indices; continual scenarios of fedistill simulate pass theirs).';
   const n = Math.max(0, ...h.map((r) => r.studentPerClassAccuracy?.length ?? 0));
   if (!n) return charts.tasks.show('', null, () => ({}) as uPlot.Options, h.length ? 'no per-class accuracy: the server has no labelled validation set' : 'no per-class accuracy yet');
   const data = [x, ...Array.from({ length: n }, (_, c) => h.map((r) => (r.studentPerClassAccuracy?.[c] == null ? null : r.studentPerClassAccuracy[c] * 100)))];
