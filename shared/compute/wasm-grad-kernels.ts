@@ -3,7 +3,7 @@
  *
  * Why: on @tensorflow/tfjs-backend-wasm 4.22.0 `Conv2DBackpropFilter` is missing (no conv training at all),
  * `MaxPoolGrad` drops the gradient of every window whose maximum is <= 0, `Conv2DBackpropInput` is a scalar loop
- * and `BatchMatMul` with transposeA/transposeB is ~10x slower than without. See shared/notes/compute.md.
+ * and `BatchMatMul` with transposeA/transposeB is ~10x slower than without (`npm run bench` measures the effect).
  *
  * Isomorphic: no Node-only imports (the wasm backend is only referenced as a type).
  *
