@@ -100,7 +100,8 @@ test('two browser pages and a Node client federate; a reload mid-round counts on
   const dash = await cb.newPage();
   await dash.setViewportSize({ width: 1400, height: 1000 });
   await dash.goto(`${b.url}/`);
-  await dash.waitForFunction(() => document.body.dataset.round === '3', null, { timeout: 15_000 });
+  // The data hooks update at once, the DOM on the next animation frame: wait for both.
+  await dash.waitForFunction(() => document.body.dataset.round === '3' && document.querySelectorAll('#clients tr[data-client-id]').length >= 3, null, { timeout: 15_000 });
   const d = await dash.evaluate(() => {
     const w = (window as unknown as { __dashboard: { rounds: number[]; studentAccuracy: (number | null)[] } }).__dashboard;
     const rows = Array.from(document.querySelectorAll('#clients tr[data-client-id]')).map((tr) => ({ id: (tr as HTMLElement).dataset.clientId, text: tr.textContent ?? '' }));
