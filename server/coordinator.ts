@@ -208,8 +208,7 @@ export class Coordinator extends EventEmitter {
     const resumeToken = prev && hello.resumeToken === prev.resumeToken ? prev.resumeToken : randomBytes(18).toString('base64url');
     if (!prev || prev.resumeToken !== resumeToken || JSON.stringify(prev.participant) !== JSON.stringify(p)) this.o.journal.append('client', { participant: p, resumeToken });
     const { lastUploadAt, lastUploadRound, lastUploadStaleness } = prev ?? {};
-    const backend = (hello as { backend?: string }).backend;
-    this.clients.set(p.id, { participant: p, resumeToken, connected: true, registeredAt: prev?.registeredAt ?? Date.now(), lastSeen: Date.now(), backend, lastUploadAt, lastUploadRound, lastUploadStaleness });
+    this.clients.set(p.id, { participant: p, resumeToken, connected: true, registeredAt: prev?.registeredAt ?? Date.now(), lastSeen: Date.now(), backend: hello.backend, lastUploadAt, lastUploadRound, lastUploadStaleness });
     this.o.log(`client ${p.id} ${prev ? 're' : ''}registered (${p.model}, ${p.numSamples} samples, ${p.codec})`);
     this.poke();
     this.tell('client', p.id);
@@ -299,7 +298,7 @@ export class Coordinator extends EventEmitter {
     this.tell('phase', { round, phase, at: Date.now() });
   }
 
-  /** Events for observers only (dashboards): a listener that throws must not fail an upload or a round. */
+  /** Events for observers (dashboards, tests, reports): a listener that throws is logged, and never fails an upload or a round. */
   protected tell(event: string, ...args: unknown[]): void {
     try {
       this.emit(event, ...args);
@@ -408,7 +407,7 @@ export class Coordinator extends EventEmitter {
       if (this.clients.get(id)?.connected) open.downlinkBytes += this.transport?.send(id, msg) ?? 0;
     }
     this.o.log(`round ${round}: ${selected.length} selected of ${ready.length} (${this.o.strategy.name})`);
-    this.emit('round-start', round, [...tasks.keys()], open.deadline);
+    this.tell('round-start', round, [...tasks.keys()], open.deadline);
     this.closeAt(open, open.deadline);
     if (open.pending.size === 0) open.done();
     else if (this.connectedPending(open) === 0 && !resumed) this.closeSoon(open); // everyone selected dropped while we configured
@@ -478,7 +477,7 @@ export class Coordinator extends EventEmitter {
     for (const id of this.clients.keys()) {
       if (this.clients.get(id)!.connected) this.transport?.send(id, { type: 'round-result', round, participants: updates.length, studentAccuracy: accuracy });
     }
-    this.emit('round', summary, report);
+    this.tell('round', summary, report);
   }
 
   protected async checkpoint(): Promise<void> {

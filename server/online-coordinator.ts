@@ -282,7 +282,7 @@ export class OnlineCoordinator extends Coordinator {
       `student v${this.round}: ${w.steps} steps, ${w.uploads} uploads (staleness mean ${summary.staleness!.mean.toFixed(2)}, max ${summary.staleness!.max})` +
         (accuracy !== undefined ? `, student acc ${(accuracy * 100).toFixed(2)}%` : ''),
     );
-    this.emit('round', summary, { seconds: summary.aggregateSeconds });
+    this.tell('round', summary, { seconds: summary.aggregateSeconds });
   }
 }
 

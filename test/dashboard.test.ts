@@ -182,7 +182,7 @@ test('dashboard: live feed over /dashboard, viewer token, read-only', async (t) 
       assert.match(html, /id="student-acc"/);
     } else {
       assert.equal(res.status, 503);
-      assert.match(await res.text(), /browser assets not built: run npm run build/);
+      assert.match(await res.text(), /browser assets are not built .*run 'npm run build'/);
     }
   });
 });

@@ -16,6 +16,7 @@ import {
   type Dataset,
   type LabelledImage,
 } from '../client/browser.ts';
+import { IdbStore } from '../client/idb.ts';
 
 interface Federation {
   strategy: string;
@@ -123,7 +124,7 @@ function addFiles(files: FileList | null, fromFolders: boolean): void {
   for (const file of Array.from(files)) {
     if (!file.type.startsWith('image/')) continue;
     const label = fromFolders ? labelFromPath(file.webkitRelativePath || file.name, federation.classNames) : fixed === '' ? null : Number(fixed);
-    if (label === null || (!fromFolders && fixed === '')) skipped++;
+    if (label === null) skipped++;
     else picked.push({ file, label });
   }
   const counts = new Map<number, number>();
@@ -145,36 +146,7 @@ $('clear-files').addEventListener('click', () => {
 });
 
 /** The decoded private images are kept in this origin's IndexedDB (never sent anywhere) so a reload can rejoin. */
-const privateStore = {
-  db(): Promise<IDBDatabase> {
-    return new Promise((resolve, reject) => {
-      const r = indexedDB.open('fedistill-private', 1);
-      r.onupgradeneeded = () => r.result.createObjectStore('data');
-      r.onsuccess = () => resolve(r.result);
-      r.onerror = () => reject(r.error);
-    });
-  },
-  async put(ds: Dataset): Promise<void> {
-    const db = await this.db();
-    await new Promise((resolve, reject) => {
-      const r = db.transaction('data', 'readwrite').objectStore('data').put(ds, 'current');
-      r.onsuccess = resolve;
-      r.onerror = () => reject(r.error);
-    });
-  },
-  async get(): Promise<Dataset | null> {
-    const db = await this.db();
-    return new Promise((resolve) => {
-      const r = db.transaction('data').objectStore('data').get('current');
-      r.onsuccess = () => resolve((r.result as Dataset) ?? null);
-      r.onerror = () => resolve(null);
-    });
-  },
-  async clear(): Promise<void> {
-    const db = await this.db();
-    db.transaction('data', 'readwrite').objectStore('data').delete('current');
-  },
-};
+const privateStore = new IdbStore<Dataset>('fedistill-private', 'data');
 
 async function privateData(s: Session, f: Federation, resuming: boolean): Promise<Dataset> {
   if (s.source === 'demo') {
@@ -182,7 +154,7 @@ async function privateData(s: Session, f: Federation, resuming: boolean): Promis
     return fetchDemoShard({ baseUrl: s.server, ...s.demo });
   }
   if (resuming && picked.length === 0) {
-    const kept = await privateStore.get();
+    const kept = await privateStore.get('current');
     if (kept) return kept;
     throw new Error('the images picked before the reload are gone: pick them again');
   }
@@ -193,7 +165,7 @@ async function privateData(s: Session, f: Federation, resuming: boolean): Promis
     numClasses: f.student.numClasses,
     onProgress: (done, total) => setPhase(`decoding images ${done}/${total}`, done / total),
   });
-  await privateStore.put(ds);
+  await privateStore.put('current', ds);
   return ds;
 }
 
@@ -355,7 +327,7 @@ $('leave').addEventListener('click', () => {
   state.client?.stop();
   state.client = null;
   sessionStorage.removeItem(SESSION_KEY);
-  void privateStore.clear();
+  void privateStore.delete('current');
   setState('left');
   log('left the federation (the server counts this as a dropout)');
 });

@@ -133,46 +133,36 @@ export function attachDashboard(io: Server, coordinator: Coordinator, o: Dashboa
     if (timeline && timeline.events.length < MAX_TIMELINE_EVENTS) timeline.events.push(ev);
   };
 
-  // The coordinator calls these synchronously from its round loop: they must never throw.
-  const guard =
-    <A extends unknown[]>(name: string, f: (...a: A) => void) =>
-    (...a: A) => {
-      try {
-        f(...a);
-      } catch (e) {
-        o.log(`dashboard: '${name}' handler failed: ${(e as Error).stack}`);
-      }
-    };
-
   const openRound = (round: number, at: number, deadline: number | null, selected: string[]) => {
     timeline = { round, openedAt: at, deadline, selected, events: [] };
     nsp.emit('round-start', { round, at, deadline, selected });
   };
 
+  // The coordinator emits these through its tell(), which logs (never rethrows) a handler's error.
   // eslint-disable-next-line @typescript-eslint/no-explicit-any
   const handlers: Record<string, (...a: any[]) => void> = {
-    'round-start': guard('round-start', (round: number, selected: string[], deadline?: number) => {
+    'round-start': (round: number, selected: string[], deadline?: number) => {
       openRound(round, Date.now(), deadline ?? null, selected ?? []);
       pushClients();
-    }),
-    upload: guard('upload', (e: { clientId: string; round: number; bytes: number; at: number; staleness?: number }) => {
+    },
+    upload: (e: { clientId: string; round: number; bytes: number; at: number; staleness?: number }) => {
       // Online has no round-start: the first upload into a new version's window opens it.
       if (!timeline || timeline.round !== e.round) openRound(e.round, Math.min(windowFrom ?? e.at, e.at), null, []);
       record({ kind: 'upload', at: e.at, clientId: e.clientId, bytes: e.bytes, staleness: e.staleness });
       nsp.emit('upload', { round: e.round, clientId: e.clientId, bytes: e.bytes, at: e.at, staleness: e.staleness });
       pushClients();
-    }),
-    phase: guard('phase', (e: { round: number; phase: Phase; at: number }) => {
+    },
+    phase: (e: { round: number; phase: Phase; at: number }) => {
       if (e.phase === 'evaluate') windowFrom = e.at;
       if (timeline?.round !== e.round) return; // online: a version published with no upload in its window
       record({ kind: e.phase, at: e.at });
       nsp.emit('phase', { round: e.round, phase: e.phase, at: e.at });
-    }),
-    round: guard('round', (summary: RoundSummary) => {
+    },
+    round: (summary: RoundSummary) => {
       nsp.emit('round', summary);
       pushClients();
-    }),
-    client: guard('client', () => pushClients()),
+    },
+    client: () => pushClients(),
   };
   for (const [event, h] of Object.entries(handlers)) coordinator.on(event, h);
 

@@ -1,4 +1,5 @@
 import { existsSync, readFileSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
 import fastifyStatic from '@fastify/static';
 import type { FastifyPluginAsync } from 'fastify';
 import { resolveRepoPath, SUBSET_DIR } from '../data/fashion-mnist.ts';
@@ -17,7 +18,8 @@ const DEMO_FILES = new Set(['train-images-idx3-ubyte.gz', 'train-labels-idx1-uby
 
 /**
  * The browser side of the aggregator: the SDK bundle and its .wasm files under /sdk/ (usable from other origins when
- * CORS allows them), the join page at /join, the federation's description at /federation, and the demo data.
+ * CORS allows them), the dashboard page at /, the join page at /join, the federation's description at /federation, and
+ * the demo data.
  */
 export const browserRoutes: FastifyPluginAsync<BrowserRoutesOptions> = async (app, o) => {
   const dist = BROWSER_DIST();
@@ -37,13 +39,16 @@ export const browserRoutes: FastifyPluginAsync<BrowserRoutesOptions> = async (ap
     app.get('/sdk/*', async (_req, reply) => reply.code(503).type('text/plain').send(notBuilt(dist)));
   }
 
-  // Not cross-origin isolated on purpose: isolation makes tfjs-backend-wasm load its threaded build, which in this
-  // bundle runs one thread and trained 3-25% slower than the plain SIMD build in two runs of `npm run bench:browser`.
-  app.get('/join', async (_req, reply) => {
-    const page = built && existsSync(`${dist}/join.html`) ? readFileSync(`${dist}/join.html`) : null;
-    if (!page) return reply.code(503).type('text/plain').send(notBuilt(dist));
-    return reply.type('text/html; charset=utf-8').send(page);
-  });
+  // The pages, read per request (small; a rebuild shows without a restart). /join is not cross-origin isolated on
+  // purpose: isolation makes tfjs-backend-wasm load its threaded build, which in this bundle runs one thread and
+  // trained 3-25% slower than the plain SIMD build in two runs of `npm run bench:browser`.
+  for (const [route, file] of [['/', 'dashboard.html'], ['/join', 'join.html']] as const) {
+    app.get(route, async (_req, reply) => {
+      const page = await readFile(`${dist}/${file}`).catch(() => null);
+      if (!page) return reply.code(503).type('text/plain').send(notBuilt(dist));
+      return reply.type('text/html; charset=utf-8').header('cache-control', 'no-cache').send(page);
+    });
+  }
 
   app.get('/federation', async () => o.federation());
   app.get('/favicon.ico', async (_req, reply) => reply.code(204).send());

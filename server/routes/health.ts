@@ -1,7 +1,5 @@
 import type { FastifyPluginAsync } from 'fastify';
-import { readFile } from 'node:fs/promises';
 import type { Coordinator } from '../coordinator.ts';
-import { resolveRepoPath } from '../data/fashion-mnist.ts';
 import { OnlineCoordinator } from '../online-coordinator.ts';
 import type { Metrics } from '../metrics.ts';
 
@@ -12,7 +10,7 @@ export interface HealthRoutesOptions {
   connectedSockets: () => number;
 }
 
-/** /healthz (liveness), /status (JSON for people and dashboards), /metrics (Prometheus), / (the live dashboard). */
+/** /healthz (liveness), /status (JSON for people and dashboards), /metrics (Prometheus). The dashboard page is in browser.ts. */
 export const healthRoutes: FastifyPluginAsync<HealthRoutesOptions> = async (app, o) => {
   app.get('/healthz', async () => ({ ok: true }));
 
@@ -35,19 +33,5 @@ export const healthRoutes: FastifyPluginAsync<HealthRoutesOptions> = async (app,
       fedistill_last_round_seconds: last?.seconds,
       fedistill_connected_sockets: o.connectedSockets(),
     });
-  });
-
-  // The live dashboard (web/dashboard.html, built into dist/browser/; its script and styles come from /sdk/). Read per
-  // request: small, and a rebuild shows up without a restart.
-  app.get('/', async (_req, reply) => {
-    let html: string;
-    try {
-      html = await readFile(resolveRepoPath('dist', 'browser', 'dashboard.html'), 'utf8');
-    } catch {
-      reply.code(503).type('text/plain; charset=utf-8');
-      return 'browser assets not built: run npm run build\n';
-    }
-    reply.type('text/html; charset=utf-8').header('cache-control', 'no-cache');
-    return html;
   });
 };
