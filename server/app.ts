@@ -5,6 +5,7 @@ import { Server as IoServer } from 'socket.io';
 import { createHash } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
 import type { Dataset } from '../shared/data/dataset.ts';
+import { classHistogram } from '../shared/data/partition.ts';
 import type { ClientToServerEvents, ServerToClientEvents } from '../shared/protocol/events.ts';
 import { encodeFrame } from '../shared/protocol/frame-codec.ts';
 import type { ProxyInfo } from '../shared/protocol/messages.ts';
@@ -95,6 +96,9 @@ export function createAggregator(o: AggregatorOptions): Aggregator {
     cors: { origin: corsOrigin, methods: ['GET', 'POST'] },
   });
   coordinator.attach(attachGateway(io, coordinator, { token: config.token, limits, metrics, log }));
+  // Rows per class of the set the student is scored on (per-task accuracy weighs classes by them); computed once.
+  const v = o.validation;
+  const validation = v?.labels ? { count: v.count, rowsPerClass: classHistogram(v.labels, Uint32Array.from({ length: v.count }, (_, i) => i), v.numClasses) } : null;
   const describe = () => ({
     server: 'fedistill',
     version: SERVER_VERSION,
@@ -102,6 +106,7 @@ export function createAggregator(o: AggregatorOptions): Aggregator {
     student: strategy.modelKind,
     backend: o.backend ?? backendInfo() ?? null,
     proxy: proxyInfo,
+    validation,
     config: { ...config, token: config.token ? '(set)' : '', viewerToken: config.viewerToken ? '(set)' : '' },
     history: coordinator.history,
   });

@@ -79,3 +79,16 @@ export function formatSummary(s: Summary, unit = '', digits = 1): string {
   const f = (x: number) => x.toFixed(digits);
   return `n=${s.count} mean=${f(s.mean)} min=${f(s.min)} p50=${f(s.p50)} p95=${f(s.p95)} max=${f(s.max)}${unit ? ' ' + unit : ''}`;
 }
+
+/** Accuracy on a task's classes from per-class accuracies, weighted by the test rows of each class
+ * (the simulator's continual report and the dashboard's per-task plot). */
+export function taskAccuracy(perClass: number[], classes: number[], rowsPerClass: number[]): number {
+  let hit = 0;
+  let n = 0;
+  for (const j of classes) {
+    if (perClass[j] === undefined || Number.isNaN(perClass[j])) continue;
+    hit += perClass[j] * rowsPerClass[j];
+    n += rowsPerClass[j];
+  }
+  return n ? hit / n : NaN;
+}

@@ -10,6 +10,9 @@
  * forgetting of a task is its best accuracy seen minus its accuracy at the end (Chaudhry et al. 2018).
  */
 import { Rng } from '../shared/data/rng.ts';
+import { taskAccuracy } from '../shared/metrics.ts';
+
+export { taskAccuracy };
 
 export type ScenarioKind = 'none' | 'class-incremental' | 'drift';
 export const SCENARIOS: readonly ScenarioKind[] = ['none', 'class-incremental', 'drift'];
@@ -44,18 +47,6 @@ export function rowsPerTask(s: Scenario, pool: ArrayLike<number>, labels: ArrayL
     }
     return rows;
   });
-}
-
-/** Accuracy on a task's classes from per-class accuracies, weighted by the test rows of each class. */
-export function taskAccuracy(perClass: number[], classes: number[], rowsPerClass: number[]): number {
-  let hit = 0;
-  let n = 0;
-  for (const j of classes) {
-    if (perClass[j] === undefined || Number.isNaN(perClass[j])) continue;
-    hit += perClass[j] * rowsPerClass[j];
-    n += rowsPerClass[j];
-  }
-  return n ? hit / n : NaN;
 }
 
 export interface TaskReport {

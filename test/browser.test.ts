@@ -13,6 +13,7 @@ import { demoShard } from '../client/browser-data.ts';
 import { resolveRepoPath } from '../server/data/fashion-mnist.ts';
 import { makeClient, roundsDone, startBench, subsetData, TOKEN, type Bench } from './helpers.ts';
 import { assertOnlyLogitsOnWire } from './wire.ts';
+import { taskAccuracy } from '../shared/metrics.ts';
 
 const OUT = process.env.FEDISTILL_TEST_OUTPUT ?? resolveRepoPath('test-output');
 let browser: Browser;
@@ -26,7 +27,8 @@ after(() => browser?.close());
 const joinUrl = (b: Bench, id: string, shard: number, model: string) => `${b.url}/join?id=${id}&shard=${shard}&of=4&model=${model}&autostart=1#token=${TOKEN}`;
 
 test('two browser pages and a Node client federate; a reload mid-round counts once; a closed tab is a dropout', { timeout: 240_000 }, async () => {
-  const b = await startBench(3, { rounds: 3, minClients: 3, localEpochs: 3, proxySubset: 200, quorum: 0.5 });
+  const tasks = [[0, 1, 2], [3, 4, 5, 6, 7, 8, 9]];
+  const b = await startBench(3, { rounds: 3, minClients: 3, localEpochs: 3, proxySubset: 200, quorum: 0.5, tasks });
   after(() => b.agg.close());
   const uploads: { clientId: string; round: number }[] = [];
   b.agg.coordinator.on('upload', (u: { clientId: string; round: number }) => uploads.push(u));
@@ -103,14 +105,18 @@ test('two browser pages and a Node client federate; a reload mid-round counts on
   // The data hooks update at once, the DOM on the next animation frame: wait for both.
   await dash.waitForFunction(() => document.body.dataset.round === '3' && document.querySelectorAll('#clients tr[data-client-id]').length >= 3, null, { timeout: 15_000 });
   const d = await dash.evaluate(() => {
-    const w = (window as unknown as { __dashboard: { rounds: number[]; studentAccuracy: (number | null)[] } }).__dashboard;
+    const w = (window as unknown as { __dashboard: { rounds: number[]; studentAccuracy: (number | null)[]; tasks: { accuracy: (number | null)[] }[] } }).__dashboard;
     const rows = Array.from(document.querySelectorAll('#clients tr[data-client-id]')).map((tr) => ({ id: (tr as HTMLElement).dataset.clientId, text: tr.textContent ?? '' }));
-    return { rounds: w.rounds, acc: w.studentAccuracy, rows };
+    return { rounds: w.rounds, acc: w.studentAccuracy, rows, tasks: w.tasks.map((t) => t.accuracy) };
   });
   assert.deepEqual(d.rounds, [1, 2, 3]);
   assert.ok(d.acc.every((a) => typeof a === 'number' && a > 0), 'student accuracy plotted for every round');
   assert.deepEqual(d.acc.map((a) => a!.toFixed(6)), b.agg.coordinator.history.map((h) => h.studentAccuracy!.toFixed(6)));
   for (const id of ['c0', 'web-a', 'web-b']) assert.ok(d.rows.some((r) => r.id === id), `dashboard lists ${id}`);
+  // Per-task accuracy by the continual report's rule: classes weighted by their rows in the server's validation set.
+  const valRows = Array.from({ length: 10 }, (_, j) => b.test.labels!.subarray(0, 500).filter((y) => y === j).length); // startBench's validation set
+  const want = tasks.map((classes) => b.agg.coordinator.history.map((h) => taskAccuracy(h.studentPerClassAccuracy!, classes, valRows)));
+  assert.deepEqual(d.tasks.map((t) => t.map((a) => a!.toFixed(6))), want.map((t) => t.map((a) => a.toFixed(6))));
   assert.match(d.rows.find((r) => r.id === 'web-b')!.text, /cnn/);
   assert.match(d.rows.find((r) => r.id === 'web-b')!.text, new RegExp(String(backends['web-b'])));
   await dash.screenshot({ path: `${OUT}/dashboard.png`, fullPage: true });

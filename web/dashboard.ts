@@ -5,6 +5,7 @@
  * relative times ("12 s ago", the deadline countdown, the timeline's "now" line).
  */
 import uPlot from 'uplot';
+import { taskAccuracy } from '../shared/metrics.ts';
 import { io } from 'socket.io-client';
 import type { RoundSummary } from '../server/coordinator.ts';
 import type { ClientsUpdate, DashboardClient, DashboardSnapshot, Phase, Timeline } from '../server/dashboard/feed.ts';
@@ -18,6 +19,7 @@ interface ServerInfo {
   backend?: { name?: string } | null;
   proxy?: { numClasses?: number; count?: number };
   config?: { rounds?: number; roundTimeoutS?: number };
+  validation?: { count: number; rowsPerClass: number[] } | null;
 }
 
 type Conn = 'connecting' | 'live' | 'disconnected' | 'unauthorized';
@@ -85,11 +87,13 @@ const accOf = (r: RoundSummary) => (r.studentAccuracy == null ? null : r.student
 function taskSeries(): DashboardHooks['tasks'] {
   if (!S.tasks) return null;
   return S.tasks.map((classes, i) => {
+    // The same rule as the simulator's continual report: classes weighted by their rows in the validation set.
+    const rows = S.server.validation?.rowsPerClass;
     const accuracy = S.history.map((r) => {
       const pc = r.studentPerClassAccuracy;
       if (!pc || classes.length === 0) return null;
-      const vals = classes.map((c) => pc[c]).filter((v): v is number => typeof v === 'number');
-      return vals.length ? vals.reduce((a, b) => a + b, 0) / vals.length : null;
+      const a = taskAccuracy(pc, classes, rows ?? pc.map(() => 1));
+      return Number.isNaN(a) ? null : a;
     });
     const known = accuracy.filter((v): v is number => v !== null);
     const best = known.length ? Math.max(...known) : null;
