@@ -40,8 +40,8 @@ export const browserRoutes: FastifyPluginAsync<BrowserRoutesOptions> = async (ap
   }
 
   // The pages, read per request (small; a rebuild shows without a restart). /join is not cross-origin isolated on
-  // purpose: isolation makes tfjs-backend-wasm load its threaded build, which in this bundle runs one thread and
-  // trained 3-25% slower than the plain SIMD build in two runs of `npm run bench:browser`.
+  // purpose: isolation makes tfjs-backend-wasm load its threaded build, which in this bundle still runs one thread
+  // (from 23% slower to 3% faster than the plain SIMD build over three runs of `npm run bench:browser`).
   for (const [route, file] of [['/', 'dashboard.html'], ['/join', 'join.html']] as const) {
     app.get(route, async (_req, reply) => {
       const page = await readFile(`${dist}/${file}`).catch(() => null);
