@@ -1,4 +1,4 @@
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import fastifyStatic from '@fastify/static';
 import type { FastifyPluginAsync } from 'fastify';
@@ -57,7 +57,7 @@ export const browserRoutes: FastifyPluginAsync<BrowserRoutesOptions> = async (ap
     app.get<{ Params: { file: string } }>('/demo-data/fashion-mnist-subset/:file', async (req, reply) => {
       if (!DEMO_FILES.has(req.params.file)) return reply.code(404).send({ error: 'not-found', message: `no demo file '${req.params.file}'` });
       reply.header('cache-control', 'public, max-age=86400').header('cross-origin-resource-policy', 'cross-origin');
-      return reply.type('application/gzip').send(readFileSync(`${SUBSET_DIR()}/${req.params.file}`));
+      return reply.type('application/gzip').send(await readFile(`${SUBSET_DIR()}/${req.params.file}`));
     });
   }
 };
