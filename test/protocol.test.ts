@@ -108,7 +108,7 @@ test('bad input gets a clear error, the server lives on and loses no accepted da
   const health = await fetch(`${b.url}/healthz`);
   assert.equal(health.status, 200);
   const metrics = await (await fetch(`${b.url}/metrics`)).text();
-  assert.match(metrics, /fedistill_refused_frames_total\{code="non-finite"\} 2/);
+  assert.match(metrics, /fedistill_refused_frames_total\{event="logits",code="non-finite"\} 2/);
   assert.match(metrics, /fedistill_round 2/);
   peer.close();
 });

@@ -1,8 +1,8 @@
 import * as tf from '@tensorflow/tfjs';
 
-/** Architectures a client or the student may use. Clients may differ from each other and from the student. */
-export type ModelKind = 'mlp' | 'cnn';
-export const MODEL_KINDS: readonly ModelKind[] = ['mlp', 'cnn'];
+import type { ModelKind } from '../protocol/model-kinds.ts';
+// The list of architectures is part of the wire protocol; re-exported here for model code.
+export { MODEL_KINDS, type ModelKind } from '../protocol/model-kinds.ts';
 
 export interface ModelSpec {
   kind: ModelKind;
@@ -24,7 +24,7 @@ export function buildModel(spec: ModelSpec): tf.LayersModel {
     model.add(tf.layers.dense({ units: 128, activation: 'relu', kernelInitializer: init() }));
     model.add(tf.layers.dense({ units: spec.numClasses, kernelInitializer: init() }));
   } else {
-    // LeNet-like: conv16(3x3)-relu-maxpool-conv32(3x3)-relu-maxpool-dense64-dense10 (the shape compute.md measures).
+    // LeNet-like: conv16(3x3)-relu-maxpool-conv32(3x3)-relu-maxpool-dense64-dense10 (the shape `npm run bench` measures).
     model.add(tf.layers.conv2d({ inputShape: spec.inputShape, filters: 16, kernelSize: 3, activation: 'relu', kernelInitializer: init() }));
     model.add(tf.layers.maxPooling2d({ poolSize: 2, strides: 2 }));
     model.add(tf.layers.conv2d({ filters: 32, kernelSize: 3, activation: 'relu', kernelInitializer: init() }));

@@ -17,6 +17,7 @@ export interface ServerToClientEvents {
   ack: (frame: Frame) => void;
   error: (frame: Frame) => void;
   'round-result': (frame: Frame) => void;
+  end: (frame: Frame) => void;
 }
 
 export const CLIENT_EVENTS = ['hello', 'logits', 'weights'] as const;

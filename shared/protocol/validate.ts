@@ -1,6 +1,7 @@
+import type { z } from 'zod';
 import { decodeFrame } from './frame-codec.ts';
-import type { ClientMsg, ErrorCode, HelloMsg, LogitsMsg, WeightsMsg, WireTensor, ClientRoundStats } from './messages.ts';
-import { MODEL_KINDS } from '../models/builders.ts';
+import type { ClientMsg, ErrorCode, LogitsMsg, ServerMsg, WeightsMsg, WireTensor } from './messages.ts';
+import { CLIENT_SCHEMAS, SERVER_SCHEMAS } from './schemas.ts';
 import { validateEncodedMatrix } from '../tensor/logit-codec.ts';
 
 /** A refusal to send back to the peer: `code` is machine-readable, `message` says what to fix. */
@@ -19,119 +20,114 @@ export interface FrameLimits {
 
 export const DEFAULT_FRAME_LIMITS: FrameLimits = { hello: 64 * 1024, logits: 16 * 1024 * 1024, weights: 64 * 1024 * 1024 };
 
-const CODECS = ['fp32', 'fp16', 'int8', 'topk'];
 const fail = (code: ErrorCode, message: string): never => {
   throw new ProtocolError(code, message);
 };
 
-function isObj(x: unknown): x is Record<string, unknown> {
+function isMap(x: unknown): x is Record<string, unknown> {
   return typeof x === 'object' && x !== null && !Array.isArray(x) && !ArrayBuffer.isView(x);
 }
-function int(o: Record<string, unknown>, k: string, min = 0, max = Number.MAX_SAFE_INTEGER): number {
-  const v = o[k];
-  if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) fail('bad-message', `field '${k}' must be an integer in [${min}, ${max}]`);
-  return v as number;
-}
-function finite(o: Record<string, unknown>, k: string, optional = false): number | undefined {
-  const v = o[k];
-  if (v === undefined && optional) return undefined;
-  if (typeof v !== 'number' || !Number.isFinite(v)) fail(typeof v === 'number' ? 'non-finite' : 'bad-message', `field '${k}' must be a finite number`);
-  return v as number;
-}
-function str(o: Record<string, unknown>, k: string, maxLen = 256): string {
-  const v = o[k];
-  if (typeof v !== 'string' || v.length === 0 || v.length > maxLen) fail('bad-message', `field '${k}' must be a non-empty string of at most ${maxLen} characters`);
-  return v as string;
+
+/** The raw value at a zod issue's path (for telling a NaN/Infinity apart from a wrong type). */
+function valueAt(root: unknown, path: readonly PropertyKey[]): unknown {
+  let v = root;
+  for (const k of path) v = isMap(v) || Array.isArray(v) ? (v as Record<PropertyKey, unknown>)[k] : undefined;
+  return v;
 }
 
-/** Decode one inbound frame and check its structure. Stateful checks (round, selection) belong to the coordinator. */
-export function parseClientFrame(event: string, frame: unknown, limits: FrameLimits = DEFAULT_FRAME_LIMITS): ClientMsg {
+/**
+ * Turn zod's first issue into a ProtocolError naming the field: a NaN/±Infinity number is `non-finite`; anything
+ * inside `logits` or a tensor `shape` is `bad-shape` (as the codec's own checks are); the rest is `bad-message`.
+ */
+function issueError(error: z.ZodError, raw: unknown): ProtocolError {
+  const issue = error.issues[0];
+  const path = issue.path.map((p) => (typeof p === 'number' ? `[${p}]` : `.${String(p)}`)).join('').replace(/^\./, '');
+  const value = valueAt(raw, issue.path);
+  const more = error.issues.length > 1 ? ` (and ${error.issues.length - 1} more problem${error.issues.length > 2 ? 's' : ''})` : '';
+  const text = issue.message.startsWith('must') ? `field '${path}' ${issue.message}` : `field '${path}': ${issue.message}`;
+  if (typeof value === 'number' && !Number.isFinite(value)) return new ProtocolError('non-finite', `field '${path}' must be a finite number, got ${value}${more}`);
+  const code: ErrorCode = issue.path[0] === 'logits' || issue.path.includes('shape') ? 'bad-shape' : 'bad-message';
+  return new ProtocolError(code, text + more);
+}
+
+/** msgpack-decode one frame into a map whose `type` is `event` (the envelope every message shares). */
+function decodeEnvelope(event: string, frame: unknown, limit: number | undefined): Record<string, unknown> {
   if (!(frame instanceof Uint8Array)) fail('bad-frame', `event '${event}' must carry one binary msgpack frame`);
   const bytes = frame as Uint8Array;
-  const limit = (limits as unknown as Record<string, number>)[event];
   if (limit === undefined) fail('bad-message', `unknown event '${event}'`);
-  if (bytes.byteLength > limit) fail('too-large', `'${event}' frame of ${bytes.byteLength} bytes exceeds the limit of ${limit}`);
+  if (bytes.byteLength > limit!) fail('too-large', `'${event}' frame of ${bytes.byteLength} bytes exceeds the limit of ${limit}`);
   let msg: unknown;
   try {
     msg = decodeFrame(bytes);
   } catch (e) {
     fail('bad-frame', `frame is not valid msgpack: ${(e as Error).message}`);
   }
-  if (!isObj(msg)) fail('bad-message', 'frame must hold a map');
+  if (!isMap(msg)) fail('bad-message', 'frame must hold a msgpack map');
   const m = msg as Record<string, unknown>;
   if (m.type !== event) fail('bad-message', `frame type '${String(m.type)}' does not match event '${event}'`);
-  switch (event) {
-    case 'hello':
-      return checkHello(m);
-    case 'logits':
-      return checkLogits(m);
-    default:
-      return checkWeights(m);
-  }
+  return m;
 }
 
-function checkHello(m: Record<string, unknown>): HelloMsg {
-  int(m, 'protocol', 0, 1e6);
-  str(m, 'clientId', 128);
-  if (!/^[A-Za-z0-9_.:-]+$/.test(m.clientId as string)) fail('bad-message', "clientId may use only letters, digits and '_.:-'");
-  if (!MODEL_KINDS.includes(m.model as never)) fail('bad-message', `model must be one of ${MODEL_KINDS.join(', ')}`);
-  // 0 is a real state in continual learning (a device whose data all expired): it then weighs nothing.
-  int(m, 'numSamples', 0, 1e9);
-  if (m.resumeToken !== undefined) str(m, 'resumeToken', 128);
-  if (m.backend !== undefined && !/^[a-z0-9-]{1,32}$/.test(str(m, 'backend', 32))) fail('bad-message', 'backend must be a short lower-case name');
-  if (m.classCounts !== undefined) {
-    const cc = m.classCounts;
-    if (!Array.isArray(cc) || cc.length > 10000 || !cc.every((c) => Number.isInteger(c) && c >= 0)) fail('bad-message', 'classCounts must be a list of non-negative integers');
-  }
-  if (!CODECS.includes(m.codec as string)) fail('bad-message', `codec must be one of ${CODECS.join(', ')}`);
-  return m as unknown as HelloMsg;
+/**
+ * Decode one inbound client frame and check it: the envelope, then the event's schema (structure), then the contents
+ * of its binary payloads (codec lengths, finite values, index ranges, tensor sizes). Stateful checks (round,
+ * selection, expected dims) belong to the coordinator. Throws ProtocolError.
+ */
+export function parseClientFrame(event: string, frame: unknown, limits: FrameLimits = DEFAULT_FRAME_LIMITS): ClientMsg {
+  const limit = Object.hasOwn(CLIENT_SCHEMAS, event) ? (limits as unknown as Record<string, number>)[event] : undefined;
+  const raw = decodeEnvelope(event, frame, limit);
+  const parsed = CLIENT_SCHEMAS[event as keyof typeof CLIENT_SCHEMAS].safeParse(raw);
+  if (!parsed.success) throw issueError(parsed.error, raw);
+  const msg = parsed.data as ClientMsg;
+  if (msg.type === 'logits') checkLogitsContent(msg);
+  else if (msg.type === 'weights') checkWireTensors(msg.weights);
+  return msg;
 }
 
-function checkStats(s: unknown): ClientRoundStats {
-  if (!isObj(s)) fail('bad-message', "field 'stats' must be a map");
-  const o = s as Record<string, unknown>;
-  finite(o, 'trainLoss');
-  finite(o, 'trainAccuracy');
-  finite(o, 'trainSeconds');
-  finite(o, 'evalAccuracy', true);
-  return o as unknown as ClientRoundStats;
+/**
+ * Decode and check one frame the server sent (the SDK's side): the same schemas, and the contents of any encoded
+ * matrix the client will decode. Throws ProtocolError; the caller reports and ignores the frame.
+ */
+export function parseServerFrame(event: string, frame: unknown): ServerMsg {
+  const known = Object.hasOwn(SERVER_SCHEMAS, event);
+  // The server is trusted with size (a round may carry a large model); the transport's own limit applies.
+  const raw = decodeEnvelope(event, frame, known ? Number.MAX_SAFE_INTEGER : undefined);
+  const parsed = SERVER_SCHEMAS[event as keyof typeof SERVER_SCHEMAS].safeParse(raw);
+  if (!parsed.success) throw issueError(parsed.error, raw);
+  const msg = parsed.data as ServerMsg;
+  if (msg.type === 'round') {
+    if (msg.task === 'logits' && !msg.indices) fail('bad-message', "field 'indices' is required for task 'logits'");
+    for (const [field, probs, rows] of [
+      ['consensus.probs', msg.consensus?.probs, msg.consensus?.indices.length],
+      ['mutual.probs', msg.mutual?.probs, msg.indices?.length],
+    ] as const) {
+      if (!probs) continue;
+      const err = validateEncodedMatrix(probs, { rows });
+      if (err) fail(/finite/.test(err) ? 'non-finite' : 'bad-shape', `${field}: ${err}`);
+    }
+    if (msg.model) checkWireTensors(msg.model.weights, 'model.weights');
+  } else if (msg.type === 'end' && msg.model) checkWireTensors(msg.model.weights, 'model.weights');
+  return msg;
 }
 
-function checkLogits(m: Record<string, unknown>): LogitsMsg {
-  int(m, 'round', 0);
-  str(m, 'proxyHash', 128);
-  const err = validateEncodedMatrix(m.logits);
+/** Content of a logits upload: the codec's validator (lengths per codec, finite values, topk index ranges). */
+function checkLogitsContent(msg: LogitsMsg): void {
+  const err = validateEncodedMatrix(msg.logits);
   if (err) fail(/finite/.test(err) ? 'non-finite' : 'bad-shape', `logits: ${err}`);
-  checkStats(m.stats);
-  return m as unknown as LogitsMsg;
 }
 
-export function checkWireTensors(ts: unknown, field = 'weights'): WireTensor[] {
-  if (!Array.isArray(ts) || ts.length === 0 || ts.length > 1000) fail('bad-message', `'${field}' must be a non-empty list of tensors`);
+/** Content of a list of tensors (structure already checked by the schema): sizes match shapes, values finite. */
+export function checkWireTensors(ts: WireTensor[] | WeightsMsg['weights'], field = 'weights'): WireTensor[] {
   const seen = new Set<unknown>();
-  for (const t of ts as unknown[]) {
-    if (!isObj(t)) fail('bad-message', `each of '${field}' must be a map`);
-    const o = t as Record<string, unknown>;
-    str(o, 'name', 256);
-    const shape = o.shape;
-    if (!Array.isArray(shape) || !shape.every((d) => Number.isInteger(d) && d > 0)) fail('bad-shape', `tensor '${o.name}' has an invalid shape`);
-    if (!(o.data instanceof Float32Array)) fail('bad-message', `tensor '${o.name}' data must be a float32 array`);
-    if (seen.has(o.data)) fail('bad-message', `tensor '${o.name}' shares its data with another tensor`);
-    seen.add(o.data);
-    const size = (shape as number[]).reduce((a, b) => a * b, 1);
-    const data = o.data as Float32Array;
-    if (data.length !== size) fail('bad-shape', `tensor '${o.name}' has ${data.length} values for shape [${shape}]`);
-    for (let i = 0; i < data.length; i++) if (!Number.isFinite(data[i])) fail('non-finite', `tensor '${o.name}' holds a non-finite value at ${i}`);
+  for (const [i, t] of ts.entries()) {
+    // Each tensor owns its values: one array aliased many times would let a small frame stand for a huge update.
+    if (seen.has(t.data.buffer) && t.data.byteLength > 0) fail('bad-message', `${field}[${i}] ('${t.name}') shares its data with another tensor`);
+    seen.add(t.data.buffer);
+    const size = t.shape.reduce((a, b) => a * b, 1);
+    if (t.data.length !== size) fail('bad-shape', `${field}[${i}] ('${t.name}') has ${t.data.length} values for shape [${t.shape}]`);
+    assertAllFinite(t.data, `${field}[${i}] ('${t.name}')`);
   }
-  return ts as WireTensor[];
-}
-
-function checkWeights(m: Record<string, unknown>): WeightsMsg {
-  int(m, 'round', 0);
-  int(m, 'numSamples', 0, 1e9);
-  checkWireTensors(m.weights);
-  checkStats(m.stats);
-  return m as unknown as WeightsMsg;
+  return ts;
 }
 
 export function assertAllFinite(values: Float32Array, what: string): void {

@@ -1,0 +1,281 @@
+/**
+ * The wire protocol's single source of truth: one zod schema per message. The TypeScript types (messages.ts), the
+ * validators (validate.ts) and the field tables of docs/protocol.md (scripts/protocol-tables.mjs) all come from here.
+ *
+ * The schemas check *structure* (types, ranges, lengths of short lists). Content checks that must walk a large binary
+ * payload — every logit finite, codec byte lengths, index ranges, weight sizes — are done once, outside zod, by
+ * validate.ts (a 16 MiB logits frame is never walked element by element here). Typed-array fields accept msgpack
+ * `bin` bytes (little-endian elements) or msgpackr's typed-array extension; see typed-arrays.ts.
+ *
+ * Each field's `.describe()` text is its documentation: it is what the generated tables in docs/protocol.md show.
+ * Optional fields may be omitted or sent as msgpack nil. Unknown fields are ignored (and dropped), so adding an
+ * optional field is a compatible change (see "Versioning" in docs/protocol.md).
+ */
+import { z } from 'zod';
+import type { LogitCodecName } from '../tensor/logit-codec.ts';
+import { MODEL_KINDS } from './model-kinds.ts';
+import { asTypedArray, bytesOf, describeValue } from './typed-arrays.ts';
+
+const MAX_INT = Number.MAX_SAFE_INTEGER;
+
+// ---- building blocks ----------------------------------------------------------------------------------------------
+
+/** An integer in [min, max]; every failure says what is expected. */
+function int(min: number, max = MAX_INT) {
+  const error = `must be an integer in [${min}, ${max === MAX_INT ? '2^53-1' : max}]`;
+  return z.number({ error }).int({ error }).min(min, { error }).max(max, { error });
+}
+
+/** A finite number (msgpack float or int), optionally ≥ min. */
+function finite(min?: number) {
+  const error = min === undefined ? 'must be a finite number' : `must be a finite number ≥ ${min}`;
+  const n = z.number({ error });
+  return min === undefined ? n : n.min(min, { error });
+}
+
+function str(maxLength: number, pattern?: RegExp, what = '') {
+  const error = `must be a non-empty string of at most ${maxLength} characters${what}`;
+  const s = z.string({ error }).min(1, { error }).max(maxLength, { error });
+  return pattern ? s.regex(pattern, { error }) : s;
+}
+
+/** An optional field: absent, or msgpack nil (other languages' encoders often write nil for "none"). */
+function opt<T extends z.ZodType>(schema: T) {
+  return z.preprocess((v) => (v === null ? undefined : v), schema.optional()).optional();
+}
+
+interface TypedArrayClass<T extends ArrayBufferView> {
+  new (length: number): T;
+  new (buffer: ArrayBufferLike, byteOffset?: number, length?: number): T;
+  readonly BYTES_PER_ELEMENT: number;
+  readonly name: string;
+}
+
+/** A typed-array field: msgpack bin bytes (little-endian elements) or msgpackr's typed-array extension of `Class`. */
+function typedArray<T extends ArrayBufferView>(Class: TypedArrayClass<T>, what: string) {
+  const expected = Class.BYTES_PER_ELEMENT === 1 ? 'bytes (msgpack bin)' : `${what}: msgpack bin of ${Class.BYTES_PER_ELEMENT}-byte little-endian values, or a ${Class.name}`;
+  return z.preprocess(
+    (v) => asTypedArray(v, Class),
+    z.custom<T>((v) => v instanceof Class, { error: (iss) => `must be ${expected}, got ${describeValue(iss.input)}` })
+      .meta({ wire: Class.BYTES_PER_ELEMENT === 1 ? 'bin' : `bin (${Class.name.replace('Array', '').toLowerCase()} LE) or ${Class.name}` }),
+  );
+}
+
+// Explicit element types: the fields hold views over any ArrayBufferLike (e.g. a Node Buffer's pool).
+const float32Array = () => typedArray<Float32Array>(Float32Array, 'float32 values');
+const uint32Array = () => typedArray<Uint32Array>(Uint32Array, 'uint32 values');
+const bytes = () => typedArray<Uint8Array>(Uint8Array, 'bytes');
+
+const shape3 = z.tuple([int(1, 1 << 16), int(1, 1 << 16), int(1, 1 << 16)], { error: 'must be a list of 3 positive integers' });
+
+// ---- shared parts ---------------------------------------------------------------------------------------------------
+
+export const ModelKindSchema = z.enum(MODEL_KINDS, { error: `must be one of ${MODEL_KINDS.join(', ')}` });
+
+const CODEC_NAMES = ['fp32', 'fp16', 'int8', 'topk'] as const;
+// Compile-time check that the codec module and the protocol agree on the codec names.
+const codecNamesAgree: [LogitCodecName] extends [(typeof CODEC_NAMES)[number]] ? true : never = true;
+void codecNamesAgree;
+export const LogitCodecSchema = z.enum(CODEC_NAMES, { error: `must be one of ${CODEC_NAMES.join(', ')}` });
+
+/** The typed-array class each codec's `data` elements have, when a peer sends them as a typed-array extension. */
+const DATA_ELEMENT: Record<LogitCodecName, TypedArrayClass<ArrayBufferView>> = { fp32: Float32Array, fp16: Uint16Array, int8: Int8Array, topk: Uint16Array };
+
+/**
+ * Bring an encoded matrix's fields to the codec's in-memory types: `data` → bytes (a typed array of the codec's own
+ * element type — Float32Array for fp32, Uint16Array for fp16/topk, Int8Array for int8 — is read as its bytes);
+ * `scales`/`offsets` → Float32Array; `indices` bytes → Uint8Array (rows·k bytes) or Uint16Array (2·rows·k bytes).
+ */
+function normaliseMatrix(x: unknown): unknown {
+  if (typeof x !== 'object' || x === null || Array.isArray(x) || ArrayBuffer.isView(x)) return x;
+  const e: Record<string, unknown> = { ...(x as Record<string, unknown>) };
+  const element = DATA_ELEMENT[e.codec as LogitCodecName];
+  if (element && e.data instanceof element) e.data = bytesOf(e.data as ArrayBufferView);
+  for (const f of ['scales', 'offsets']) if (e[f] !== undefined && e[f] !== null) e[f] = asTypedArray(e[f], Float32Array);
+  const { rows, k, indices } = e;
+  if (indices instanceof Uint8Array && typeof rows === 'number' && typeof k === 'number' && rows * k > 0 && indices.byteLength === 2 * rows * k) {
+    e.indices = asTypedArray(indices, Uint16Array);
+  }
+  return e;
+}
+
+export const EncodedMatrixSchema = z.preprocess(
+  normaliseMatrix,
+  z.object({
+    codec: LogitCodecSchema.describe('Codec of the payload (see "Logit codecs")'),
+    rows: int(0).describe('Matrix rows (one per proxy row asked for)'),
+    cols: int(1).describe('Matrix columns (classes)'),
+    data: bytes().describe('Payload bytes: fp32: 4·rows·cols; fp16: 2·rows·cols; int8: rows·cols; topk: 2·rows·k'),
+    scales: opt(float32Array()).describe('int8 only: rows float32 quantisation steps'),
+    offsets: opt(float32Array()).describe('int8: rows float32 row minimums; topk: rows float32 "rest" values'),
+    k: opt(int(1)).describe('topk only: entries kept per row, 1 ≤ k ≤ cols'),
+    indices: opt(
+      z.custom<Uint8Array | Uint16Array>((v) => v instanceof Uint8Array || v instanceof Uint16Array, {
+        error: (iss) => `must be bytes (1 per index) or 2-byte little-endian indices, got ${describeValue(iss.input)}`,
+      }).meta({ wire: 'bin (uint8, or uint16 LE) or Uint16Array' }),
+    ).describe('topk only: rows·k column ids, best first: 1 byte each if cols ≤ 256, else 2 bytes little-endian'),
+  }),
+);
+
+export const WireTensorSchema = z.object({
+  name: str(256).describe('Weight name (informative; weights are matched by position)'),
+  shape: z.array(int(1, 1 << 28), { error: 'must be a list of positive integers' }).max(8, { error: 'must have at most 8 dimensions' }).describe('Dimensions'),
+  data: float32Array().describe('The product of `shape` float32 values, row-major'),
+});
+
+export const WireModelSchema = z.object({
+  kind: ModelKindSchema.describe('Architecture'),
+  version: int(0).describe('Student version (round or online publish count) these weights are from'),
+  weights: z.array(WireTensorSchema, { error: 'must be a list of tensors' }).min(1, { error: 'must hold at least one tensor' }).max(1000, { error: 'must hold at most 1000 tensors' }).describe('Tensors in the architecture\'s weight order'),
+});
+
+export const ClientRoundStatsSchema = z.object({
+  trainLoss: finite().describe('Mean training loss of the local step'),
+  trainAccuracy: finite().describe('Training accuracy of the local step, in [0, 1]'),
+  trainSeconds: finite(0).describe('Wall time of the local step, seconds'),
+  evalAccuracy: opt(finite()).describe('Accuracy on a labelled evaluation set the client holds, if any'),
+});
+
+export const ProxyInfoSchema = z.object({
+  id: str(128).describe('Proxy set id: the `:id` of GET /proxy/:id'),
+  hash: str(128).describe('sha256 (lower-case hex) of the proxy images tensor\'s bytes (see "Proxy set")'),
+  count: int(0).describe('Rows (images) in the proxy set'),
+  shape: shape3.describe('[height, width, channels] of one image'),
+  numClasses: int(1).describe('Classes'),
+  path: str(1024).describe('HTTP path that serves the proxy set document'),
+});
+
+export const ERROR_CODES = [
+  'bad-frame',
+  'too-large',
+  'bad-message',
+  'protocol-version',
+  'unauthorized',
+  'not-registered',
+  'unknown-round',
+  'stale-round',
+  'not-selected',
+  'duplicate',
+  'late',
+  'wrong-proxy',
+  'bad-shape',
+  'non-finite',
+  'resync',
+  'internal',
+] as const;
+export const ErrorCodeSchema = z.enum(ERROR_CODES, { error: 'must be a known error code' });
+
+// ---- client → server ----------------------------------------------------------------------------------------------
+
+export const HelloSchema = z.object({
+  type: z.literal('hello'),
+  protocol: int(0, 1e6).describe('Protocol version the client speaks (currently 1)'),
+  clientId: str(128, /^[A-Za-z0-9_.:-]+$/, ", using only letters, digits and '_.:-'").describe('Stable id chosen by the client; a reconnect with the same id is the same participant'),
+  model: ModelKindSchema.describe('The client\'s architecture'),
+  numSamples: int(0, 1e9).describe('Private training-set size (sample-count weighting); 0 = holds no data now'),
+  classCounts: opt(z.array(int(0, 1e9), { error: 'must be a list of non-negative integers' }).max(10000, { error: 'must have at most 10000 entries' })).describe('Private label histogram, numClasses counts (enables per-class teacher weighting)'),
+  codec: LogitCodecSchema.describe('Logit codec the client will upload with (informative)'),
+  resumeToken: opt(str(128)).describe('Token from a previous `welcome` for this clientId: lets a reconnect replace a still-open connection'),
+  backend: opt(str(32, /^[a-z0-9-]+$/, ', lower-case')).describe('Training backend name (e.g. wasm, webgpu): shown on dashboards'),
+});
+
+export const LogitsSchema = z.object({
+  type: z.literal('logits'),
+  round: int(0).describe('Round (online: task number) the upload answers'),
+  proxyHash: str(128).describe('`welcome.proxy.hash` of the proxy set the logits were computed on'),
+  logits: EncodedMatrixSchema.describe('Logits, row i for proxy row `round.indices[i]`, indices.length × numClasses'),
+  stats: ClientRoundStatsSchema.describe('Scalars about the local step'),
+});
+
+export const WeightsSchema = z.object({
+  type: z.literal('weights'),
+  round: int(0).describe('Round the upload answers'),
+  numSamples: int(0, 1e9).describe('Samples the weights were trained on (FedAvg weighting)'),
+  weights: WireModelSchema.shape.weights.describe('Tensors in the architecture\'s weight order'),
+  stats: ClientRoundStatsSchema.describe('Scalars about the local step'),
+});
+
+// ---- server → client ----------------------------------------------------------------------------------------------
+
+export const WelcomeSchema = z.object({
+  type: z.literal('welcome'),
+  protocol: int(0, 1e6).describe('Protocol version the server speaks'),
+  clientId: str(128).describe('The id the client registered as'),
+  resumeToken: str(128).describe('Secret for this clientId: send it in later hellos (reconnects)'),
+  serverVersion: str(64).describe('Server software version (informative)'),
+  strategy: str(64).describe('Strategy name (ensemble, fedavg, fedmd, …)'),
+  proxy: ProxyInfoSchema.describe('The public proxy set'),
+  student: z.object({
+    kind: ModelKindSchema.describe('Student architecture'),
+    numClasses: int(1).describe('Classes'),
+    inputShape: shape3.describe('[height, width, channels]'),
+  }).describe('The global student'),
+});
+
+export const RoundSchema = z.object({
+  type: z.literal('round'),
+  round: int(0).describe('Round number (online: task number, increasing per server)'),
+  strategy: str(64).describe('Strategy name'),
+  task: z.enum(['logits', 'weights'], { error: 'must be logits or weights' }).describe('What to upload: `logits` or `weights`'),
+  indices: opt(uint32Array()).describe('task logits: proxy rows to compute logits on, in upload row order'),
+  localEpochs: int(0, 1e6).describe('Epochs over the private data'),
+  batchSize: int(1, 1e6).describe('Local mini-batch size'),
+  learningRate: finite(0).describe('Local Adam learning rate'),
+  logitAdjust: opt(z.boolean({ error: 'must be a boolean' })).describe('Train with the logit-adjusted loss (add log label prior to logits during training)'),
+  ntdBeta: opt(finite(0)).describe('FedNTD: weight of not-true distillation from `model`; absent/0 = off'),
+  deadline: finite(0).describe('Milliseconds since the Unix epoch (UTC) after which the upload is refused as `late`'),
+  model: opt(WireModelSchema).describe('Weights to start from when `model.kind` is the client\'s architecture'),
+  consensus: opt(z.object({
+    indices: uint32Array().describe('Proxy rows of the soft labels'),
+    probs: EncodedMatrixSchema.describe('Teacher probabilities, one row per index'),
+    temperature: finite(0).describe('Distillation temperature'),
+    epochs: int(0, 1e6).describe('Epochs to learn the soft labels before private training'),
+  })).describe('FedMD: consensus soft labels to learn first (clients whose architecture differs from the student)'),
+  mutual: opt(z.object({
+    probs: EncodedMatrixSchema.describe('Student probabilities at `temperature` on `indices`'),
+    temperature: finite(0).describe('Temperature T'),
+    beta: finite(0).describe('Weight β of β·T²·KL(p_student ‖ p_client)'),
+  })).describe('Mutual learning: the student\'s probabilities to mimic on `indices`'),
+  studentVersion: opt(int(0)).describe('Online: the student version this task was made against'),
+});
+
+export const AckSchema = z.object({
+  type: z.literal('ack'),
+  round: int(0).describe('Round of the accepted upload'),
+  accepted: z.literal(true).describe('Always true (a refusal is an `error`)'),
+  bytes: int(0).describe('Payload bytes accepted'),
+});
+
+export const ErrorSchema = z.object({
+  type: z.literal('error'),
+  code: ErrorCodeSchema.describe('Machine-readable reason (see "Error codes")'),
+  message: z.string({ error: 'must be a string' }).describe('What to fix, for humans'),
+  round: opt(int(0)).describe('Round the refused frame was about, if any'),
+});
+
+export const RoundResultSchema = z.object({
+  type: z.literal('round-result'),
+  round: int(0).describe('Completed round (online: published student version)'),
+  participants: int(0).describe('Uploads aggregated'),
+  studentAccuracy: opt(finite()).describe('Student accuracy on the server\'s validation set, in [0, 1], if it has one'),
+});
+
+export const EndSchema = z.object({
+  type: z.literal('end'),
+  reason: z.enum(['completed', 'shutdown'], { error: 'must be completed or shutdown' }).describe('`completed`: all rounds done; `shutdown`: the server is stopping early'),
+  round: int(0).describe('Last completed round (online: last published student version)'),
+  model: opt(WireModelSchema).describe('The final student'),
+  studentAccuracy: opt(finite()).describe('Final student accuracy on the server\'s validation set, in [0, 1]'),
+  studentPath: opt(str(1024)).describe('HTTP path of the student as a TensorFlow.js LayersModel (e.g. /student/model.json)'),
+});
+
+/** Every message schema by event name (the frame's `type` equals its event). */
+export const CLIENT_SCHEMAS = { hello: HelloSchema, logits: LogitsSchema, weights: WeightsSchema } as const;
+export const SERVER_SCHEMAS = {
+  welcome: WelcomeSchema,
+  round: RoundSchema,
+  ack: AckSchema,
+  error: ErrorSchema,
+  'round-result': RoundResultSchema,
+  end: EndSchema,
+} as const;
