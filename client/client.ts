@@ -7,13 +7,18 @@ import { evaluateAccuracy, logLabelPrior, predictLogits, trainOnSoftLabels, trai
 import { applyWireWeights, weightsToWire } from '../shared/models/wire.ts';
 import type { ClientToServerEvents, ServerToClientEvents } from '../shared/protocol/events.ts';
 import { decodeFrame, encodeFrame } from '../shared/protocol/frame-codec.ts';
-import type { AckMsg, ClientMsg, ClientRoundStats, ErrorMsg, HelloMsg, RoundMsg, RoundResultMsg, WelcomeMsg, WireTensor } from '../shared/protocol/messages.ts';
+import type { AckMsg, ClientMsg, ClientRoundStats, ErrorMsg, HelloMsg, RoundMsg, RoundResultMsg, ServerMsg, WelcomeMsg, WireTensor } from '../shared/protocol/messages.ts';
+import { ProtocolError, parseServerFrame } from '../shared/protocol/validate.ts';
 import { PROTOCOL_VERSION } from '../shared/protocol/messages.ts';
 import { classHistogram } from '../shared/data/partition.ts';
 import { decodeMatrix, encodeMatrix, type LogitCodecName } from '../shared/tensor/logit-codec.ts';
 import { Emitter } from './emitter.ts';
 import { MemoryProxyCache, type ProxyCache } from './proxy-cache.ts';
 import { backendInfo } from '../shared/compute/backend.ts';
+import type { EndMsg } from '../shared/protocol/messages.ts';
+import { FedistillError, connectErrorCause, helloRefusal } from './fedistill-error.ts';
+
+export { FedistillError, type FedistillErrorCode } from './fedistill-error.ts';
 
 const CPU_TRAINING_WARNING = "training on the pure-JS 'cpu' TensorFlow.js backend: about 100x slower than wasm or a GPU";
 
@@ -48,6 +53,11 @@ export interface ClientOptions {
    * holds the old connection. Read the current one from `resumeToken` or the `welcome` event.
    */
   resumeToken?: string;
+  /**
+   * Give up when there has been no connection for this long (from start(), or since the last disconnect):
+   * finished() then rejects with code 'unreachable', naming the URL and the last cause. Default 60000; 0 = never.
+   */
+  giveUpAfterMs?: number;
   log?: (msg: string) => void;
 }
 
@@ -71,7 +81,7 @@ export interface RoundDone {
   digestedConsensus: boolean;
 }
 
-type ClientEvents = {
+export type ClientEvents = {
   /** At start(): the TensorFlow.js backend this client trains on, and any warning about it (e.g. the slow 'cpu'). */
   backend: (b: { name: string; warning?: string }) => void;
   welcome: (w: WelcomeMsg) => void;
@@ -83,6 +93,8 @@ type ClientEvents = {
   'server-error': (e: ErrorMsg) => void;
   'round-result': (r: RoundResultMsg) => void;
   disconnected: (reason: string) => void;
+  /** The federation is over ('completed': all rounds done; 'shutdown': the server is stopping), with the final student. */
+  end: (e: EndMsg) => void;
 };
 
 /**
@@ -112,9 +124,18 @@ export class FedistillClient extends Emitter<ClientEvents> {
   private heldUpload: Upload | null = null;
   /** The private data the next local step trains on. */
   private data: Dataset;
+  /** Settles once: resolves on `end`, rejects when this client cannot go on (see finished()). */
+  private readonly outcome: Promise<EndMsg>;
+  private settle!: { resolve: (e: EndMsg) => void; reject: (e: FedistillError) => void };
+  private settled = false;
+  private giveUpTimer: ReturnType<typeof setTimeout> | null = null;
+  /** Why the last connection attempt failed (e.g. ECONNREFUSED), for the give-up message. */
+  private lastCause = '';
 
   constructor(private readonly o: ClientOptions) {
     super();
+    this.outcome = new Promise((resolve, reject) => (this.settle = { resolve, reject }));
+    this.outcome.catch(() => {}); // nobody need await it: a rejection must not become an unhandled one
     this.data = o.data;
     this.resumeTokenValue = o.resumeToken;
     this.codec = o.codec ?? 'fp16';
@@ -138,15 +159,25 @@ export class FedistillClient extends Emitter<ClientEvents> {
       reconnectionDelayMax: 3000,
     });
     this.socket = socket;
-    socket.on('connect', () => this.send(this.hello()));
-    socket.on('connect_error', (e) => this.log(`connect error: ${e.message}`));
+    this.armGiveUp();
+    socket.on('connect', () => {
+      this.disarmGiveUp();
+      this.lastCause = '';
+      this.send(this.hello());
+    });
+    socket.on('connect_error', (e) => this.onConnectError(e, socket));
     socket.on('disconnect', (reason) => {
       this.registered = false;
+      if (this.settled) return;
       this.emit('disconnected', reason);
+      // socket.io does not reconnect after a server-side disconnect: the gateway does that when a newer session of
+      // this id takes over.
+      if (reason === 'io server disconnect') this.fail(new FedistillError('replaced', `${this.o.url} closed this connection: another session of client id '${this.o.clientId}' took over`));
+      else this.armGiveUp();
     });
-    socket.on('welcome', (f) => this.onWelcome(decodeFrame(f) as WelcomeMsg));
-    socket.on('round', (f) => {
-      const msg = decodeFrame(f) as RoundMsg;
+    socket.on('end', (f) => this.inbound('end', f, (e) => this.onEnd(e)));
+    socket.on('welcome', (f) => this.inbound('welcome', f, (w) => this.onWelcome(w)));
+    socket.on('round', (f) => this.inbound('round', f, (msg) => {
       const seen = this.rounds.get(msg.round);
       if (seen) {
         // The server asks again (we reconnected mid-round): answer with the upload already made, or keep working.
@@ -162,20 +193,116 @@ export class FedistillClient extends Emitter<ClientEvents> {
           this.rounds.delete(msg.round);
           this.log(`round ${msg.round} failed: ${(e as Error).stack}`);
         });
-    });
-    socket.on('ack', (f) => this.emit('ack', decodeFrame(f) as AckMsg));
-    socket.on('round-result', (f) => this.emit('round-result', decodeFrame(f) as RoundResultMsg));
-    socket.on('error', (f) => {
-      const e = decodeFrame(f) as ErrorMsg;
+    }));
+    socket.on('ack', (f) => this.inbound('ack', f, (a) => this.emit('ack', a)));
+    socket.on('round-result', (f) => this.inbound('round-result', f, (r) => this.emit('round-result', r)));
+    socket.on('error', (f) => this.inbound('error', f, (e) => {
       this.log(`server refused: ${e.code}: ${e.message}`);
       this.emit('server-error', e);
-    });
-    const [w] = await welcomed;
-    return w;
+      // Before a welcome on this connection, an error can only answer our hello: the server won't register us.
+      if (!this.registered) this.fail(helloRefusal(e, this.o.clientId));
+    }));
+    // Rejects (with the FedistillError) if the client can't join at all: wrong token, id in use, server unreachable.
+    return Promise.race([welcomed.then(([w]) => w), this.outcome.then(() => Promise.reject(new FedistillError('protocol', 'the federation ended before this client was welcomed')))]);
+  }
+
+  /**
+   * Settles when this client is done: resolves with the server's `end` (all rounds done, or the server shutting down;
+   * it carries the final student), after which nothing reconnects. Rejects with a FedistillError (`code`) when it
+   * cannot go on: 'unauthorized' (wrong token), 'duplicate' (id in use), 'replaced', 'unreachable' (after
+   * giveUpAfterMs without a connection), 'protocol', 'refused', or 'stopped' (stop() before the end).
+   */
+  finished(): Promise<EndMsg> {
+    return this.outcome;
+  }
+
+  /** The final student from an `end` message as a model of this client's input shape and classes (null if none came). */
+  studentFrom(end: EndMsg): tf.LayersModel | null {
+    if (!end.model) return null;
+    const m = buildModel({ kind: end.model.kind, inputShape: this.data.shape, numClasses: this.data.numClasses });
+    applyWireWeights(m, end.model.weights);
+    return m;
+  }
+
+  private onEnd(e: EndMsg): void {
+    if (this.settled) return;
+    this.settled = true;
+    this.stopped = true;
+    this.disarmGiveUp();
+    this.socket?.disconnect();
+    const acc = e.studentAccuracy !== undefined ? `, student accuracy ${(e.studentAccuracy * 100).toFixed(2)}%` : '';
+    this.log(`the federation ${e.reason === 'completed' ? 'is complete' : 'was shut down by the server'} after ${e.round} rounds${acc}`);
+    this.emit('end', e);
+    this.settle.resolve(e);
+  }
+
+  /** This client cannot go on: stop everything (no more reconnects) and reject finished(). */
+  private fail(err: FedistillError): void {
+    if (this.settled) return;
+    this.settled = true;
+    this.stopped = true;
+    this.disarmGiveUp();
+    this.socket?.disconnect();
+    this.log(err.message);
+    this.settle.reject(err);
+  }
+
+  private onConnectError(e: Error & { description?: unknown }, socket: Socket): void {
+    if (this.settled) return;
+    // A refusal by the server's handshake middleware: socket.io stops there, and the same token would fail again.
+    if (!socket.active) {
+      const code = /^unauthorized/.test(e.message) ? 'unauthorized' : 'refused';
+      this.fail(new FedistillError(code, `${this.o.url} refused the connection: ${e.message}`));
+      return;
+    }
+    const cause = connectErrorCause(e);
+    if (cause === this.lastCause) return; // said once, not at every retry
+    this.lastCause = cause;
+    const ms = this.giveUpAfterMs;
+    this.log(`cannot reach ${this.o.url}: ${cause}; retrying${ms > 0 ? ` (giving up after ${ms / 1000} s without a connection)` : ''}`);
+  }
+
+  private get giveUpAfterMs(): number {
+    return this.o.giveUpAfterMs ?? 60_000;
+  }
+
+  private armGiveUp(): void {
+    const ms = this.giveUpAfterMs;
+    if (this.giveUpTimer || this.settled || !(ms > 0) || !Number.isFinite(ms)) return;
+    this.giveUpTimer = setTimeout(() => {
+      this.giveUpTimer = null;
+      const cause = this.lastCause ? ` (last error: ${this.lastCause})` : '';
+      this.fail(new FedistillError('unreachable', `no connection to ${this.o.url} for ${ms / 1000} s${cause}; giving up`));
+    }, ms);
+  }
+
+  private disarmGiveUp(): void {
+    if (this.giveUpTimer) clearTimeout(this.giveUpTimer);
+    this.giveUpTimer = null;
+  }
+
+  /**
+   * Decode and validate a server frame before acting on it: a malformed one is reported (log + 'server-error' with
+   * code 'bad-message') and ignored, so a buggy or hostile server cannot crash the client.
+   */
+  private inbound<E extends ServerMsg['type']>(event: E, frame: unknown, handle: (msg: Extract<ServerMsg, { type: E }>) => void): void {
+    let msg: ServerMsg;
+    try {
+      // socket.io-client hands binary attachments to browsers as ArrayBuffer, to Node as Buffer (a Uint8Array).
+      msg = parseServerFrame(event, frame instanceof ArrayBuffer ? new Uint8Array(frame) : frame);
+    } catch (e) {
+      const code = e instanceof ProtocolError ? e.code : 'bad-frame';
+      const message = `ignored a malformed '${event}' frame from the server: ${(e as Error).message}`;
+      this.log(message);
+      this.emit('server-error', { type: 'error', code, message });
+      return;
+    }
+    handle(msg as Extract<ServerMsg, { type: E }>);
   }
 
   stop(): void {
     this.stopped = true;
+    this.fail(new FedistillError('stopped', `client ${this.o.clientId} was stopped before the federation ended`));
     this.socket?.disconnect();
   }
 

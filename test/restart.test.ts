@@ -7,6 +7,7 @@ import { createAggregator } from '../server/app.ts';
 import type * as tf from '@tensorflow/tfjs';
 import { weightsToWire } from '../shared/models/wire.ts';
 import { exportOptimizer } from '../server/strategies/optimizer-state.ts';
+import { linesLogger } from '../server/logger.ts';
 import { makeClient, roundsDone, startBench, TOKEN } from './helpers.ts';
 
 test('a server restarted on the same state dir continues from its last completed round', async () => {
@@ -22,7 +23,10 @@ test('a server restarted on the same state dir continues from its last completed
   const adamBefore = await adam(b.agg);
   const historyBefore = b.agg.coordinator.history.map((r) => ({ ...r }));
   const port = Number(new URL(b.url).port);
-  await b.agg.close(); // the clients stay up and keep trying to reconnect
+  await b.agg.close();
+  // The 2 configured rounds were done: each client was sent the end with the final student, and stopped.
+  const ends = await Promise.all(clients.map((c) => c.finished()));
+  assert.deepEqual(ends.map((e) => [e.reason, e.round, e.model?.version]), [['completed', 2, 2], ['completed', 2, 2]]);
   assert.deepEqual(readdirSync(stateDir).filter((f) => f.endsWith('.ckpt')).sort(), ['round-00000001.ckpt', 'round-00000002.ckpt']);
 
   // A torn newest checkpoint (as left by a crash mid-write without rename safety) is detected and skipped.
@@ -46,7 +50,12 @@ test('a server restarted on the same state dir continues from its last completed
   assert.ok(adamBefore.length > 1);
   assert.deepEqual(adamAfter.map((w) => w.data), adamBefore.map((w) => w.data));
   assert.deepEqual(again.coordinator.history, historyBefore);
-  // The same client objects reconnect by themselves (with their resume tokens); round 3 runs, rounds 1-2 are not redone.
+  // New sessions of the same clients present the resume tokens the first server issued (it kept only their hashes);
+  // round 3 runs, rounds 1-2 are not redone.
+  const again2 = [0, 1].map((i) => makeClient({ ...b, url }, i, { resumeToken: clients[i].resumeToken }));
+  after(() => again2.forEach((c) => c.stop()));
+  const welcomes = await Promise.all(again2.map((c) => c.start()));
+  assert.deepEqual(welcomes.map((w) => w.resumeToken), clients.map((c) => c.resumeToken), 'the restarted server recognised the tokens');
   await roundsDone({ ...b, agg: again, url }, 3);
   assert.equal(again.coordinator.history[2].participants, 2);
   assert.deepEqual(again.coordinator.history.map((r) => r.round), [1, 2, 3]);
@@ -58,7 +67,7 @@ test('checkpoints are sealed: a flipped byte is detected and the previous one is
   const { readFileSync } = await import('node:fs');
   const dir = mkdtempSync(join(tmpdir(), 'fedistill-ckpt-'));
   const logs: string[] = [];
-  const store = new FileCheckpointStore(dir, (m) => logs.push(m), 5);
+  const store = new FileCheckpointStore(dir, linesLogger((m) => logs.push(m)), 5);
   await store.save(1, { round: 1, w: new Float32Array([1, 2, 3]) });
   const file2 = await store.save(2, { round: 2, w: new Float32Array([4, 5, 6]) });
   assert.deepEqual(readdirSync(dir).sort(), ['round-00000001.ckpt', 'round-00000002.ckpt']); // no temp files left
@@ -76,14 +85,14 @@ test('upload journal: durable appends, a torn tail is cut with a log line, compa
   const { appendFileSync, statSync } = await import('node:fs');
   const dir = mkdtempSync(join(tmpdir(), 'fedistill-journal-'));
   const logs: string[] = [];
-  const j = new FileUploadJournal(dir, (m) => logs.push(m));
+  const j = new FileUploadJournal(dir, linesLogger((m) => logs.push(m)));
   assert.equal(j.append('open', { round: 1, selected: ['a', 'b'] }), 1);
   assert.equal(j.append('update', { round: 1, update: { clientId: 'a', payload: new Float32Array([1.5, -2]) } }), 2);
   assert.equal(j.append('update', { round: 1, update: { clientId: 'b', payload: new Float32Array([3]) } }), 3);
   j.close();
   // A crash mid-append leaves half a record behind.
   appendFileSync(join(dir, 'journal.log'), new Uint8Array([200, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]));
-  const k = new FileUploadJournal(dir, (m) => logs.push(m));
+  const k = new FileUploadJournal(dir, linesLogger((m) => logs.push(m)));
   assert.ok(logs.some((l) => /torn or corrupt record at byte \d+ .*truncated record/.test(l)), logs.join('\n'));
   assert.equal(k.seq, 3, 'numbering goes on after the last good record');
   const records = k.replay(0);

@@ -309,6 +309,25 @@ async function join(s: Session, resuming: boolean): Promise<void> {
   });
   client.on('server-error', (e) => log(`server: ${e.code}: ${e.message}`));
   await client.start();
+  client.finished().then(
+    (end) => {
+      // The federation is over (or the server is shutting down): nothing to rejoin on reload.
+      sessionStorage.removeItem(SESSION_KEY);
+      const acc = end.studentAccuracy !== undefined ? `, student ${(100 * end.studentAccuracy).toFixed(2)}%` : '';
+      setState('ended', end.reason === 'completed' ? `federation complete after round ${end.round}` : 'server shut down');
+      setPhase(`${end.reason === 'completed' ? 'done' : 'stopped'} after round ${end.round}${acc}`, 1);
+      if (end.studentPath) {
+        const a = document.createElement('a');
+        a.href = new URL(end.studentPath, s.server).href;
+        a.textContent = 'the student (tfjs model.json)';
+        $('federation').append(' · ', a);
+      }
+      log(`federation ${end.reason} after round ${end.round}${acc}`);
+    },
+    (e: Error & { code?: string }) => {
+      if (e.code !== 'stopped') fail(e);
+    },
+  );
 }
 
 function fail(e: unknown): void {

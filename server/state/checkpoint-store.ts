@@ -2,6 +2,7 @@ import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { createHash } from 'node:crypto';
 import { encodeFrame, decodeFrame } from '../../shared/protocol/frame-codec.ts';
+import { silentLogger, type Logger } from '../logger.ts';
 
 /**
  * Round checkpoints in a state dir: one msgpack file per completed round, written atomically
@@ -18,7 +19,7 @@ const MAGIC = 'fedistill-ckpt-1';
 export class FileCheckpointStore implements CheckpointStore {
   constructor(
     readonly dir: string,
-    private readonly log: (msg: string) => void = () => {},
+    private readonly log: Logger = silentLogger,
     private readonly keep = 3,
   ) {}
 
@@ -64,20 +65,28 @@ export class FileCheckpointStore implements CheckpointStore {
   }
 
   async loadLatest(): Promise<{ round: number; state: unknown; file: string } | null> {
+    for await (const ck of this.newestFirst()) return ck;
+    return null;
+  }
+
+  /** Every checkpoint that verifies, newest first (ones that don't are skipped with a log line). */
+  async *newestFirst(): AsyncGenerator<{ round: number; state: unknown; file: string }> {
     const names = (await this.list()).reverse();
     for (const n of names) {
       const file = path.join(this.dir, n);
+      let ck: { round: number; state: unknown; file: string };
       try {
         const outer = decodeFrame(await fs.readFile(file)) as { magic: string; round: number; sha256: string; body: Uint8Array };
         if (outer?.magic !== MAGIC) throw new Error('not a fedistill checkpoint');
         const digest = createHash('sha256').update(outer.body).digest('hex');
         if (digest !== outer.sha256) throw new Error('checksum mismatch (torn or corrupt write)');
-        return { round: outer.round, state: decodeFrame(outer.body), file };
+        ck = { round: outer.round, state: decodeFrame(outer.body), file };
       } catch (e) {
-        this.log(`checkpoint ${file} skipped: ${(e as Error).message}`);
+        this.log.warn({ file, reason: (e as Error).message }, `checkpoint ${file} skipped: ${(e as Error).message}`);
+        continue;
       }
+      yield ck;
     }
-    return null;
   }
 }
 

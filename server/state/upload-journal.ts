@@ -2,6 +2,7 @@ import { closeSync, existsSync, fdatasyncSync, fsyncSync, ftruncateSync, mkdirSy
 import * as path from 'node:path';
 import { createHash } from 'node:crypto';
 import { decodeFrame, encodeFrame } from '../../shared/protocol/frame-codec.ts';
+import { silentLogger, type Logger } from '../logger.ts';
 
 /**
  * A write-ahead journal of what the server accepted since its last checkpoint: round openings, registrations and
@@ -60,7 +61,7 @@ export class FileUploadJournal extends Sequenced implements UploadJournal {
   private fd: number;
   private readonly file: string;
 
-  constructor(dir: string, private readonly log: (msg: string) => void = () => {}) {
+  constructor(dir: string, private readonly log: Logger = silentLogger) {
     super();
     mkdirSync(dir, { recursive: true });
     this.file = path.join(dir, 'journal.log');
@@ -141,7 +142,7 @@ export class FileUploadJournal extends Sequenced implements UploadJournal {
         return null;
       })();
       if (problem) {
-        this.log(`journal ${this.file}: torn or corrupt record at byte ${off} skipped with the ${buf.byteLength - off} B after it: ${problem}`);
+        this.log.warn({ file: this.file, byte: off, dropped: buf.byteLength - off, problem }, `journal ${this.file}: torn or corrupt record at byte ${off} skipped with the ${buf.byteLength - off} B after it: ${problem}`);
         break;
       }
     }

@@ -1,7 +1,7 @@
 import { subset, type Dataset } from '../../shared/data/dataset.ts';
 import { aggregate, softmaxRows } from '../../shared/distill/aggregators.ts';
 import { trainOnSoftLabels, predictLogits } from '../../shared/models/training.ts';
-import { retemper, scheduledTemperature } from '../../shared/distill/continual-loss.ts';
+import { TemperatureSchedule } from '../../shared/distill/temperature.ts';
 import type { ClientMsg } from '../../shared/protocol/messages.ts';
 import { encodeMatrix } from '../../shared/tensor/logit-codec.ts';
 import type { ServerConfig } from '../config.ts';
@@ -30,6 +30,8 @@ export class EnsembleStrategy extends HasStudent implements Strategy {
   protected readonly student: Student;
   private consensus: EnsembleState['consensus'] = null;
   private bank: EnsembleState['bank'];
+  /** --temperature, --temperature-decay: round r distills at step t = r − 1. */
+  protected readonly temperature: TemperatureSchedule;
 
   constructor(
     protected readonly cfg: ServerConfig,
@@ -39,11 +41,12 @@ export class EnsembleStrategy extends HasStudent implements Strategy {
     super();
     this.student = new Student(cfg, proxy, proxyHash);
     this.bank = { probs: new Float32Array(proxy.count * proxy.numClasses), labelledAt: new Uint32Array(proxy.count) };
+    this.temperature = new TemperatureSchedule(cfg.temperature, cfg.temperatureDecay);
   }
 
-  /** The distillation temperature of a round: constant, or T_max·exp(−k·t) with --temperature-decay k. */
+  /** The distillation temperature of round r: T_max·exp(−k·(r − 1)), floored at 1 (shared/distill/temperature.ts). */
   temperatureAt(round: number): number {
-    return scheduledTemperature(this.cfg.temperature, this.cfg.temperatureDecay, Math.max(0, round - 1));
+    return this.temperature.at(round - 1);
   }
 
   /** Round r asks for the r-th window of the proxy set's fixed shuffle. */
@@ -96,9 +99,9 @@ export class EnsembleStrategy extends HasStudent implements Strategy {
     const targets = new Float32Array(rows.length * c);
     rows.forEach((row, i) => {
       const p = this.bank.probs.subarray(row * c, (row + 1) * c);
-      const tOld = this.temperatureAt(this.bank.labelledAt[row]);
-      if (tOld === T) targets.set(p, i * c);
-      else retemper(p, tOld / T, targets.subarray(i * c, (i + 1) * c)); // labelled at another temperature (schedule)
+      // A row labelled in an earlier round is at that round's temperature: moved to this round's.
+      const moved = this.temperature.retemperRow(p, this.bank.labelledAt[row] - 1, ctx.round - 1, targets.subarray(i * c, (i + 1) * c));
+      if (!moved) targets.set(p, i * c);
     });
     const rowsData = subset(this.proxy, rows);
     // Continual rounds: the student as it was before this round, on the same rows, anchors what it already knew.

@@ -1,6 +1,7 @@
 import type { Dataset } from '../../shared/data/dataset.ts';
 import { softmaxRows } from '../../shared/distill/aggregators.ts';
 import { staleTeacherRow, type Contribution } from '../../shared/distill/staleness.ts';
+import { TemperatureSchedule } from '../../shared/distill/temperature.ts';
 import { distillStep } from '../../shared/models/training.ts';
 import type { ClientMsg } from '../../shared/protocol/messages.ts';
 import type { ServerConfig } from '../config.ts';
@@ -8,7 +9,10 @@ import { acceptLogits, logitsTask } from './logits-task.ts';
 import { HasStudent, Student, type StudentCheckpoint } from './student.ts';
 import type { OnlineStrategy as OnlineStrategyApi, Participant, RoundContext, RoundTask, Update } from './strategy.ts';
 
-/** One client's latest say on each proxy row: probabilities at T and the student version it trained from (−1: none). */
+/**
+ * One client's latest say on each proxy row: probabilities, and the student version it trained from (−1: none); the
+ * probabilities are at that version's temperature on the schedule.
+ */
 interface ClientTeacher {
   probs: Float32Array;
   version: Int32Array;
@@ -25,6 +29,10 @@ interface OnlineState extends StudentCheckpoint {
  * of a row is the staleness-weighted mean of each client's latest contribution to it; the student trains on it in a
  * background loop, step by step, and is published as a new version every K steps or S seconds. A client trained from
  * a student more than `maxStaleness` versions old is told to resync (the coordinator refuses its upload).
+ *
+ * The temperature follows the schedule of every strategy (shared/distill/temperature.ts) with t = the student version:
+ * a task for version v carries T(v), its logits become probabilities at T(v), and training towards version V+1 uses
+ * T(V), re-tempering older contributions to it.
  */
 export class OnlineStrategy extends HasStudent implements OnlineStrategyApi {
   readonly name = 'online';
@@ -34,6 +42,7 @@ export class OnlineStrategy extends HasStudent implements OnlineStrategyApi {
   /** Proxy rows with at least one contribution, and a membership flag. */
   private labelled: number[] = [];
   private isLabelled: Uint8Array;
+  private readonly temperature: TemperatureSchedule;
 
   constructor(
     private readonly cfg: ServerConfig,
@@ -43,12 +52,18 @@ export class OnlineStrategy extends HasStudent implements OnlineStrategyApi {
     super();
     this.student = new Student(cfg, proxy, proxyHash);
     this.isLabelled = new Uint8Array(proxy.count);
+    this.temperature = new TemperatureSchedule(cfg.temperature, cfg.temperatureDecay);
+  }
+
+  /** The temperature training and tasks use now: the schedule at the current student version. */
+  get currentTemperature(): number {
+    return this.temperature.at(this.version);
   }
 
   async configureTask(_ctx: RoundContext, p: Participant, n: number, heldVersion: number): Promise<RoundTask> {
     const indices = this.student.window(n);
     const same = p.model === this.modelKind;
-    const T = this.cfg.temperature;
+    const T = this.currentTemperature;
     // Same architecture: the latest student, unless the client already has it. Other architectures: the student's
     // soft labels on the task's rows, learned mutual-style (they can't load its weights).
     const model = same && heldVersion !== this.version ? this.student.toWire() : undefined;
@@ -66,7 +81,8 @@ export class OnlineStrategy extends HasStudent implements OnlineStrategyApi {
   ingest(update: Update, task: Pick<RoundTask, 'indices' | 'studentVersion'>): void {
     const c = this.proxy.numClasses;
     const rows = task.indices!;
-    const probs = softmaxRows(update.payload as Float32Array, rows.length, c, this.cfg.temperature);
+    // At the temperature of the version the client trained from (what replay after a restart recomputes too).
+    const probs = softmaxRows(update.payload as Float32Array, rows.length, c, this.temperature.at(task.studentVersion ?? 0));
     let t = this.teachers.get(update.clientId);
     if (!t) {
       t = { probs: new Float32Array(this.proxy.count * c), version: new Int32Array(this.proxy.count).fill(-1) };
@@ -83,17 +99,21 @@ export class OnlineStrategy extends HasStudent implements OnlineStrategyApi {
     }
   }
 
-  /** Teacher probabilities of `rows` at the current version (row-major, rows × classes). */
+  /** Teacher probabilities of `rows` at the current version and its temperature (row-major, rows × classes). */
   teacherFor(rows: ArrayLike<number>): Float32Array {
     const c = this.proxy.numClasses;
     const out = new Float32Array(rows.length * c);
     const row = new Float64Array(c);
     const contribs: Contribution[] = [];
+    const moved = Array.from({ length: this.teachers.size }, () => new Float64Array(c));
     for (let i = 0; i < rows.length; i++) {
       contribs.length = 0;
       for (const t of this.teachers.values()) {
         const v = t.version[rows[i]];
-        if (v >= 0) contribs.push({ probs: t.probs.subarray(rows[i] * c, (rows[i] + 1) * c), version: v });
+        if (v < 0) continue;
+        const p = t.probs.subarray(rows[i] * c, (rows[i] + 1) * c);
+        const buf = moved[contribs.length];
+        contribs.push({ probs: this.temperature.retemperRow(p, v, this.version, buf) ? buf : p, version: v });
       }
       staleTeacherRow(contribs, this.version, c, { exponent: this.cfg.stalenessExponent, confidence: this.cfg.aggregator === 'confidence' }, row);
       for (let j = 0; j < c; j++) out[i * c + j] = row[j];
@@ -106,7 +126,7 @@ export class OnlineStrategy extends HasStudent implements OnlineStrategyApi {
     const n = Math.min(this.cfg.distillBatchSize, this.labelled.length);
     const rows = new Uint32Array(n);
     for (let i = 0; i < n; i++) rows[i] = this.labelled[Math.floor(ctx.rng.next() * this.labelled.length)];
-    return distillStep(this.model, this.student.optimizer, this.proxy, rows, this.teacherFor(rows), { temperature: this.cfg.temperature, numClasses: this.proxy.numClasses });
+    return distillStep(this.model, this.student.optimizer, this.proxy, rows, this.teacherFor(rows), { temperature: this.currentTemperature, numClasses: this.proxy.numClasses });
   }
 
   publish(): void {

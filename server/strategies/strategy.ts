@@ -6,6 +6,7 @@ import type { ModelKind } from '../../shared/models/builders.ts';
 import type { ClientMsg, ClientRoundStats, RoundMsg } from '../../shared/protocol/messages.ts';
 import type { LogitCodecName } from '../../shared/tensor/logit-codec.ts';
 import type { ServerConfig } from '../config.ts';
+import type { Logger } from '../logger.ts';
 
 /** A registered client as the coordinator knows it (metadata only: the server never sees private data). */
 export interface Participant {
@@ -24,7 +25,7 @@ export interface RoundContext {
   /** Labelled data the server may evaluate on (e.g. a held-out test set), or null. */
   validation: Dataset | null;
   rng: Rng;
-  log: (msg: string) => void;
+  log: Logger;
 }
 
 /** The per-client instructions of a round, before the coordinator stamps round number and deadline. */

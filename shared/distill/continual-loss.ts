@@ -24,18 +24,4 @@ export function continualDistillLoss(
   });
 }
 
-/** T(t) = T_max · exp(−k·t), floored at 1 (below 1 soft labels get sharper than the teachers' own): k = 0 is constant. */
-export function scheduledTemperature(tMax: number, k: number, t: number): number {
-  if (!(tMax > 0) || !(k >= 0)) throw new Error(`scheduledTemperature: need T_max > 0 and k ≥ 0, got ${tMax}, ${k}`);
-  return k === 0 ? tMax : Math.max(1, tMax * Math.exp(-k * t));
-}
-
-/**
- * softmax(z/T_old)^(T_old/T_new), renormalised, is softmax(z/T_new): moves a stored probability row to another
- * temperature without its logits (teacher-bank labels made under an earlier point of the temperature schedule).
- */
-export function retemper(p: ArrayLike<number>, power: number, out: Float32Array | Float64Array): void {
-  let sum = 0;
-  for (let j = 0; j < p.length; j++) sum += out[j] = p[j] > 0 ? p[j] ** power : 0;
-  for (let j = 0; j < p.length; j++) out[j] = sum > 0 ? out[j] / sum : 1 / p.length;
-}
+// The temperature schedule and re-tempering of stored labels live in temperature.ts (every strategy uses them).

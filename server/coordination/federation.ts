@@ -1,0 +1,324 @@
+import type { EventEmitter } from 'node:events';
+import type { RoundSummary } from '../../shared/dashboard-feed.ts';
+import { Rng } from '../../shared/data/rng.ts';
+import { modelToWire } from '../../shared/models/wire.ts';
+import type { ClientMsg, EndMsg, ErrorMsg, HelloMsg, ServerMsg, WelcomeMsg } from '../../shared/protocol/messages.ts';
+import { PROTOCOL_VERSION } from '../../shared/protocol/messages.ts';
+import { ProtocolError } from '../../shared/protocol/validate.ts';
+import type { ServerConfig } from '../config.ts';
+import type { CoordinatorOptions, CoordinatorStatus, Transport } from '../coordinator.ts';
+import { silentLogger, type Logger } from '../logger.ts';
+import { releaseStudent } from '../state/student-release.ts';
+import { StudentShelf } from '../state/student-shelf.ts';
+import type { JournalRecord } from '../state/upload-journal.ts';
+import type { AnyStrategy, RoundContext } from '../strategies/strategy.ts';
+import { ClientRegistry, type ClientRecord, type Registration } from './client-registry.ts';
+import { Recovery, type StudentMeta } from './recovery.ts';
+
+/** Path of the newest student's model.json on the server's HTTP port (server/routes/student.ts). */
+export const STUDENT_PATH = '/student/model.json';
+
+/** On shutdown, how long the server waits for clients to read `end` and hang up before it closes their sockets. */
+export const SHUTDOWN_DRAIN_MS = 1_000;
+
+/** What `rounds` in the config counts, for log lines: 'rounds', or online's 'student versions'. */
+export interface Units {
+  many: string;
+  one: string;
+}
+
+export type Phase = 'closed' | 'aggregate' | 'evaluate' | 'done';
+
+/** What a scheduler takes back on restore: its checkpointed state, and the journal records that are its own. */
+export interface SchedulerRecovery {
+  importExtra?(extra: unknown): void;
+  replay(record: JournalRecord): void;
+  /** After the last record: e.g. say what is resumed. */
+  replayed?(): void;
+}
+
+/**
+ * What both coordinators are made of besides their scheduling: the client registry, recovery (checkpoints + journal),
+ * the transport, the progress so far (round, history), observer events, the student's releases, the end of the
+ * federation (`end` to every client, also to late ones) and the run/stop lifecycle. A coordinator holds one and adds a
+ * scheduler (round-scheduler.ts or online-task-loop.ts); nothing here knows rounds from tasks.
+ */
+export class Federation {
+  /** Completed rounds (online: the published student version). */
+  round = 0;
+  readonly history: RoundSummary[] = [];
+  readonly registry: ClientRegistry;
+  readonly recovery: Recovery;
+  readonly shelf: StudentShelf;
+  readonly log: Logger;
+  /** Set once stop() began: schedulers open nothing new. */
+  stopped = false;
+  /** Set once the configured rounds are done: sent to every client then, and to any that connects later. */
+  ended: EndMsg | null = null;
+  private transport: Transport | null = null;
+  private wake: (() => void) | null = null;
+  private running: Promise<void> | null = null;
+  private shutdownSent = false;
+
+  constructor(
+    readonly o: CoordinatorOptions,
+    /** The coordinator: observers (dashboard, metrics, tests) listen on it. */
+    private readonly events: EventEmitter,
+    private readonly units: Units,
+  ) {
+    this.log = o.log ?? silentLogger;
+    this.shelf = o.shelf ?? new StudentShelf(null, this.log);
+    this.registry = new ClientRegistry({ numClasses: o.proxy.numClasses, journal: o.journal, log: this.log });
+    this.recovery = new Recovery({ store: o.store, journal: o.journal, strategy: o.strategy, registry: this.registry, log: this.log });
+  }
+
+  get config(): ServerConfig {
+    return this.o.config;
+  }
+  get strategy(): AnyStrategy {
+    return this.o.strategy;
+  }
+
+  attach(transport: Transport): void {
+    this.transport = transport;
+  }
+
+  /** Send to one client; returns the frame's byte size (0: not connected here, or no transport yet). */
+  send(clientId: string, msg: ServerMsg): number {
+    return this.transport?.send(clientId, msg) ?? 0;
+  }
+
+  /** Send to every connected client; returns how many. */
+  broadcast(msg: ServerMsg): number {
+    const ids = this.registry.connectedIds();
+    for (const id of ids) this.send(id, msg);
+    return ids.length;
+  }
+
+  ctx(round: number): RoundContext {
+    const o = this.o;
+    return { round, config: o.config, proxy: o.proxy, validation: o.validation, rng: new Rng(`round/${o.config.seed}/${round}`), log: this.log };
+  }
+
+  // ---------------- events ----------------
+
+  /** Events for observers (dashboards, tests, reports): a listener that throws is logged, and never fails an upload or a round. */
+  tell(event: string, ...args: unknown[]): void {
+    try {
+      this.events.emit(event, ...args);
+    } catch (e) {
+      this.log.error({ event, err: e }, `'${event}' listener failed`);
+    }
+  }
+
+  phase(round: number, phase: Phase): void {
+    this.tell('phase', { round, phase, at: Date.now() });
+  }
+
+  /** Wake the scheduler's loop (a client came or went, an upload arrived). */
+  poke(): void {
+    this.wake?.();
+  }
+
+  /** Sleep until poke() or `ms` passed. */
+  waitForChange(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const t = setTimeout(resolve, ms);
+      this.wake = () => {
+        clearTimeout(t);
+        this.wake = null;
+        resolve();
+      };
+    });
+  }
+
+  // ---------------- clients ----------------
+
+  /** Register a hello's client (the registry's checks), wake the scheduler and tell observers; returns the welcome. */
+  register(hello: HelloMsg): { welcome: WelcomeMsg; registration: Registration } {
+    const registration = this.registry.register(hello);
+    const id = registration.participant.id;
+    this.poke();
+    this.tell('client', id);
+    const { o } = this;
+    const welcome: WelcomeMsg = {
+      type: 'welcome',
+      protocol: PROTOCOL_VERSION,
+      clientId: id,
+      resumeToken: registration.resumeToken,
+      serverVersion: o.serverVersion,
+      strategy: o.strategy.name,
+      proxy: o.proxyInfo,
+      student: { kind: o.strategy.modelKind, numClasses: o.proxy.numClasses, inputShape: o.proxy.shape },
+    };
+    return { welcome, registration };
+  }
+
+  /** After `welcome`: once the federation is over the client gets `end` (it would otherwise wait forever). True if so. */
+  sendEndIfOver(clientId: string): boolean {
+    if (!this.ended) return false;
+    this.send(clientId, this.ended);
+    return true;
+  }
+
+  /** False if the id is unknown. */
+  disconnected(clientId: string): boolean {
+    if (!this.registry.disconnect(clientId)) return false;
+    this.tell('client', clientId);
+    return true;
+  }
+
+  /** The stateless part of taking an upload: not a hello, from a registered client. Returns its record. */
+  uploader(clientId: string, msg: ClientMsg): ClientRecord {
+    if (msg.type === 'hello') throw new ProtocolError('bad-message', 'hello is not an upload');
+    return this.registry.sender(clientId);
+  }
+
+  /** Bookkeeping for dashboards once an upload is accepted. */
+  uploaded(rec: ClientRecord, round: number, bytes: number, staleness?: number): void {
+    const at = this.registry.uploaded(rec, round, staleness);
+    this.tell('upload', { clientId: rec.participant.id, round, bytes, at, staleness });
+  }
+
+  errorFor(e: unknown, round?: number): ErrorMsg {
+    if (e instanceof ProtocolError) return { type: 'error', code: e.code, message: e.message, round };
+    return { type: 'error', code: 'internal', message: 'internal server error', round };
+  }
+
+  // ---------------- state ----------------
+
+  /**
+   * Reload the newest valid checkpoint (student, optimizer, round, registry, history, the scheduler's `extra`), replay
+   * the journal after it (the scheduler takes what isn't a registration), then serve the student it brought back.
+   */
+  async restore(scheduler: SchedulerRecovery): Promise<boolean> {
+    const had = await this.recovery.restore({
+      adopt: (s) => {
+        if (s.extra !== undefined) scheduler.importExtra?.(s.extra);
+        this.round = s.round;
+        this.history.push(...s.history);
+      },
+      replay: (r) => scheduler.replay(r),
+    });
+    scheduler.replayed?.();
+    await this.shelf.load();
+    // The student a checkpoint brought back is served at once (and written out if this state dir lacks it).
+    if (this.round > 0 && this.shelf.latest()?.version !== this.o.strategy.version) await this.releaseStudent();
+    return had;
+  }
+
+  /** An atomic checkpoint of everything; `extra` (the scheduler's own state) is read in the same step as the rest. */
+  checkpoint(extra?: () => unknown): Promise<void> {
+    return this.recovery.save(() => ({ round: this.round, history: this.history, extra: extra?.(), student: this.studentMeta() }));
+  }
+
+  /** The current student as a tfjs LayersModel with its model card, served at /student and written under the state dir. */
+  async releaseStudent(summary?: RoundSummary): Promise<void> {
+    const s = this.o.strategy;
+    const acc = summary?.studentAccuracy ?? [...this.history].reverse().find((h) => h.studentVersion === s.version)?.studentAccuracy;
+    try {
+      const release = await releaseStudent(s.model, { kind: s.modelKind, version: s.version, round: this.round, studentAccuracy: acc, ...this.studentMeta() });
+      await this.shelf.put(release);
+    } catch (e) {
+      this.log.error({ err: e, studentVersion: s.version }, `student v${s.version}: export failed`);
+    }
+  }
+
+  private studentMeta(): StudentMeta {
+    const p = this.o.proxy;
+    return {
+      strategy: this.o.strategy.name,
+      inputShape: p.shape.slice(),
+      classNames: this.o.classNames ?? Array.from({ length: p.numClasses }, (_, i) => String(i)),
+      validationSize: this.o.validation?.count ?? 0,
+      serverVersion: this.o.serverVersion,
+    };
+  }
+
+  // ---------------- lifecycle ----------------
+
+  /** Run the scheduler's loop once (later calls return the same run); an error in it is logged, never thrown. */
+  start(loop: () => Promise<void>): Promise<void> {
+    this.running ??= loop().catch((e) => {
+      // Not re-thrown: an 'error' event without listener would take the whole server down.
+      this.log.error({ err: e }, 'coordinator stopped on error');
+      if (this.events.listenerCount('error') > 0) this.events.emit('error', e);
+    });
+    return this.running;
+  }
+
+  /** The configured rounds are done: every connected client gets the final student; later ones get it after welcome. */
+  finish(): void {
+    this.ended = this.endMessage('completed');
+    const told = this.broadcast(this.ended);
+    const acc = this.ended.studentAccuracy;
+    const v = this.o.strategy.version;
+    this.log.info(
+      { rounds: this.config.rounds, studentVersion: v, studentAccuracy: acc, told },
+      `all ${this.config.rounds} ${this.units.many} done: student v${v}` +
+        (acc !== undefined ? `, accuracy ${(acc * 100).toFixed(2)}%` : '') +
+        `; ${told} connected clients sent the final student; still serving /status and ${STUDENT_PATH}`,
+    );
+    this.tell('end', this.ended);
+    this.events.emit('finished', this.history);
+  }
+
+  /**
+   * Shutdown: the scheduler stops (`halt` closes an open round with what it has), and every connected client is told
+   * with `end` (reason 'shutdown', the student as it stands) before the caller closes the sockets.
+   */
+  async stop(halt: () => void): Promise<void> {
+    this.stopped = true;
+    halt();
+    this.poke();
+    await this.running;
+    if (this.shutdownSent) return;
+    this.shutdownSent = true;
+    const end = this.endMessage('shutdown');
+    const told = this.broadcast(end);
+    const total = this.config.rounds;
+    if (this.ended) this.log.info({ round: this.round, told }, `shutting down (all ${total} ${this.units.many} were done); ${told} connected clients told`);
+    else this.log.info({ round: this.round, rounds: total, told }, `shutting down after ${this.units.one} ${this.round}${total ? ` of ${total}` : ''}, before the end; ${told} connected clients told`);
+    this.tell('end', end);
+    await this.drain(SHUTDOWN_DRAIN_MS);
+  }
+
+  /**
+   * Wait (at most `ms`) for the clients told to hang up: socket.io's close discards frames not yet written, and the
+   * SDK disconnects as soon as it reads `end`, so this is what gets the end message through before the sockets close.
+   */
+  private async drain(ms: number): Promise<void> {
+    const until = Date.now() + ms;
+    while (Date.now() < until && this.registry.anyConnected()) await new Promise((r) => setTimeout(r, 20));
+  }
+
+  /** The end of the federation as clients are told it: the last round, the student as it is now and where to get it. */
+  private endMessage(reason: EndMsg['reason']): EndMsg {
+    const s = this.o.strategy;
+    const v = s.version;
+    // The current student's accuracy: the latest summary of a round that produced this version.
+    const acc = [...this.history].reverse().find((h) => h.studentVersion === v && h.studentAccuracy !== undefined)?.studentAccuracy;
+    return {
+      type: 'end',
+      reason,
+      round: this.round,
+      model: v > 0 ? modelToWire(s.model, s.modelKind, v) : undefined,
+      studentAccuracy: acc,
+      studentPath: this.shelf.latest() ? STUDENT_PATH : undefined,
+    };
+  }
+
+  /** /status without the scheduler's parts (`openRound` is the round scheduler's; `online` the task loop's). */
+  status(openRound: CoordinatorStatus['openRound']): CoordinatorStatus {
+    return {
+      round: this.round,
+      openRound,
+      clients: this.registry.status(),
+      studentVersion: this.o.strategy.version,
+      lastRound: this.history.at(-1) ?? null,
+      /** Set once the configured rounds are done (clients were sent the final student). */
+      ended: this.ended && { reason: this.ended.reason, round: this.ended.round, studentAccuracy: this.ended.studentAccuracy ?? null },
+      student: { latest: this.shelf.latest()?.version ?? null, kept: this.shelf.versions(), path: this.shelf.latest() ? STUDENT_PATH : null },
+    };
+  }
+}

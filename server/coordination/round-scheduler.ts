@@ -1,0 +1,310 @@
+import type { OpenRoundStatus, RoundSummary } from '../../shared/dashboard-feed.ts';
+import type { Rng } from '../../shared/data/rng.ts';
+import type { ClientMsg, RoundMsg } from '../../shared/protocol/messages.ts';
+import { ProtocolError } from '../../shared/protocol/validate.ts';
+import type { JournalRecord } from '../state/upload-journal.ts';
+import type { AggregateReport, Participant, RoundTask, Strategy, Update } from '../strategies/strategy.ts';
+import type { ClientRecord } from './client-registry.ts';
+import type { Federation } from './federation.ts';
+
+/** How long a round resumed after a restart waits for its selected clients to reconnect before it may close. */
+export const RESUME_GRACE_MS = 15_000;
+
+/** How long a round waits for a selected client that dropped to reconnect and upload, once nobody else is pending. */
+export const RECONNECT_GRACE_MS = 10_000;
+
+interface OpenRound {
+  round: number;
+  tasks: Map<string, RoundTask>;
+  sent: Map<string, RoundMsg>;
+  pending: Set<string>;
+  updates: Map<string, Update>;
+  deadline: number;
+  downlinkBytes: number;
+  done: () => void;
+  timer: ReturnType<typeof setTimeout> | null;
+}
+
+/** A round that was open when the server stopped, rebuilt from the journal: who was selected, what was accepted. */
+interface ResumedRound {
+  round: number;
+  selected: string[];
+  deadline: number;
+  startedAt: number;
+  updates: Map<string, Update>;
+}
+
+/**
+ * Rounds for ensemble, mutual and fedavg (Flower's configure → fit → aggregate → evaluate): wait for minClients,
+ * select (fraction, minClients) from the registry's eligible connected clients, open the round (journaled) and send
+ * each selected client its task, take uploads (stateful checks), close when all answered, when the remaining ones
+ * have dropped (after a reconnect grace) or at the deadline, then aggregate if a quorum answered, evaluate, checkpoint
+ * and publish. A round open at a crash is rebuilt from the journal and resumed with the uploads it had accepted.
+ */
+export class RoundScheduler {
+  private open: OpenRound | null = null;
+  private resumed: ResumedRound | null = null;
+  /** A round completed but its checkpoint failed: no new round opens until one succeeds (replay resumes one round). */
+  private checkpointOwed = false;
+
+  constructor(private readonly f: Federation) {}
+
+  private get strategy(): Strategy {
+    return this.f.strategy as Strategy;
+  }
+
+  // ---------------- recovery ----------------
+
+  /** Journal records past the checkpoint: the round open at the crash and the uploads it had accepted. */
+  replay(r: JournalRecord): void {
+    if (r.kind === 'open' && (r.round as number) === this.f.round + 1) {
+      const o = r as unknown as { round: number; selected: string[]; deadline: number; startedAt: number };
+      this.resumed = { round: o.round, selected: o.selected, deadline: o.deadline, startedAt: o.startedAt, updates: new Map() };
+    } else if (r.kind === 'update' && this.resumed && r.round === this.resumed.round) {
+      const u = r.update as Update;
+      this.resumed.updates.set(u.clientId, u);
+    }
+    // Anything about rounds at or below the checkpoint's is already in it: skipped, never counted twice.
+  }
+
+  replayed(): void {
+    if (!this.resumed) return;
+    const { round, updates, selected } = this.resumed;
+    this.f.log.info({ round, accepted: updates.size, selected: selected.length }, `journal: round ${round} was open at the crash; resuming it with ${updates.size} of ${selected.length} uploads already accepted`);
+  }
+
+  // ---------------- clients ----------------
+
+  /** A client that reconnects into a round it was selected for (and hasn't answered) gets its task again. */
+  resume(clientId: string): void {
+    const open = this.open;
+    if (open && open.pending.has(clientId)) {
+      const msg = open.sent.get(clientId)!;
+      open.downlinkBytes += this.f.send(clientId, msg);
+      this.closeAt(open, open.deadline); // back from a grace period to the round's own deadline
+    }
+  }
+
+  disconnected(clientId: string): void {
+    const open = this.open;
+    if (!open?.pending.has(clientId)) return;
+    // Don't stall on it: once nobody connected is pending, the round closes after a short grace for a reconnect.
+    if (this.connectedPending(open) === 0) {
+      this.closeSoon(open);
+      this.f.log.info({ round: open.round, pending: [...open.pending] }, `round ${open.round}: no selected client left connected; closing in ${Math.round((Math.min(open.deadline, Date.now() + RECONNECT_GRACE_MS) - Date.now()) / 1000)} s unless one comes back`);
+    } else this.logWaiting(open);
+  }
+
+  /** Stateful checks then the strategy's; throws ProtocolError to refuse. Returns the accepted frame size. */
+  submit(rec: ClientRecord, msg: ClientMsg, bytes: number): number {
+    if (msg.type === 'hello') throw new ProtocolError('bad-message', 'hello is not an upload');
+    const clientId = rec.participant.id;
+    const open = this.open;
+    if (!open || msg.round > open.round) throw new ProtocolError('unknown-round', `round ${msg.round} is not open (current round: ${open?.round ?? 'none'})`);
+    if (msg.round < open.round) throw new ProtocolError('stale-round', `round ${msg.round} is closed; the open round is ${open.round}`);
+    const task = open.tasks.get(clientId);
+    if (!task) throw new ProtocolError('not-selected', `client ${clientId} was not selected for round ${open.round}`);
+    if (open.updates.has(clientId)) throw new ProtocolError('duplicate', `round ${open.round} already has an upload from ${clientId}`);
+    if (Date.now() > open.deadline) throw new ProtocolError('late', `round ${open.round}'s deadline has passed`);
+    const payload = this.strategy.acceptUpdate(this.f.ctx(open.round), rec.participant, msg, task);
+    const update: Update = { clientId, numSamples: rec.participant.numSamples, classCounts: rec.participant.classCounts, payload, bytes, stats: msg.stats };
+    // On disk before the ack goes out: a crash from here on cannot lose it.
+    this.f.o.journal.append('update', { round: open.round, update });
+    open.updates.set(clientId, update);
+    open.pending.delete(clientId);
+    this.f.uploaded(rec, open.round, bytes);
+    if (open.pending.size === 0) open.done();
+    else {
+      this.logWaiting(open);
+      if (this.connectedPending(open) === 0) this.closeSoon(open);
+    }
+    return bytes;
+  }
+
+  /** For /status: the round in progress, or null between rounds. */
+  openRound(): OpenRoundStatus | null {
+    const open = this.open;
+    return open && { round: open.round, selected: open.tasks.size, received: open.updates.size, deadline: new Date(open.deadline).toISOString() };
+  }
+
+  /** On shutdown: the open round closes now with what it has. */
+  halt(): void {
+    this.open?.done();
+  }
+
+  // ---------------- the round loop ----------------
+
+  async run(): Promise<void> {
+    const { f } = this;
+    const cfg = f.config;
+    const resumed = this.resumed;
+    this.resumed = null;
+    if (resumed && !f.stopped) await this.runRound(resumed.round, [], resumed);
+    let waitingWith = -1;
+    while (!f.stopped && (cfg.rounds === 0 || f.round < cfg.rounds)) {
+      if (this.checkpointOwed) {
+        try {
+          await f.checkpoint();
+          this.checkpointOwed = false;
+          f.log.info({ round: f.round }, `round ${f.round}: checkpoint written on retry`);
+        } catch (e) {
+          f.log.error({ round: f.round, err: (e as Error).message }, `round ${f.round}: checkpoint still failing, retrying in 5 s`);
+          await f.waitForChange(5000);
+          continue;
+        }
+      }
+      const ready = f.registry.eligibleConnected((p) => this.strategy.eligible(p));
+      if (ready.length < cfg.minClients) {
+        if (ready.length !== waitingWith) f.registry.logWaiting(ready.length, cfg.minClients, `round ${f.round + 1}`, this.strategy.name);
+        waitingWith = ready.length;
+        await f.waitForChange(1000);
+        continue;
+      }
+      waitingWith = -1;
+      await this.runRound(f.round + 1, ready);
+    }
+    if (!f.stopped) f.finish();
+  }
+
+  /** Flower's sampling: k = min(ready, max(minClients, ⌈fraction·ready⌉)) clients, a seeded shuffle per round. */
+  private select(ready: Participant[], rng: Rng): Participant[] {
+    const cfg = this.f.config;
+    const k = Math.min(ready.length, Math.max(cfg.minClients, Math.ceil(cfg.fraction * ready.length)));
+    return rng.shuffle([...ready].sort((a, b) => (a.id < b.id ? -1 : 1))).slice(0, k);
+  }
+
+  private async runRound(round: number, ready: Participant[], resumed?: ResumedRound): Promise<void> {
+    const { f } = this;
+    const cfg = f.config;
+    const name = this.strategy.name;
+    const startedAt = resumed?.startedAt ?? Date.now();
+    const ctx = f.ctx(round);
+    const selected = resumed
+      ? resumed.selected.map((id) => f.registry.get(id)?.participant).filter((p): p is Participant => p !== undefined)
+      : this.select(ready, ctx.rng);
+    // Deterministic given the strategy's state and the round: a resumed round hands out the same tasks as before.
+    const tasks = await this.strategy.configureRound(ctx, selected);
+    if (f.stopped) return;
+    let done!: () => void;
+    const finished = new Promise<void>((r) => (done = r));
+    const open: OpenRound = {
+      round,
+      tasks,
+      sent: new Map(),
+      pending: new Set([...tasks.keys()].filter((id) => !resumed?.updates.has(id))),
+      updates: new Map(resumed?.updates ?? []),
+      deadline: resumed ? Math.max(resumed.deadline, Date.now() + RESUME_GRACE_MS) : Date.now() + cfg.roundTimeoutS * 1000,
+      downlinkBytes: 0,
+      done,
+      timer: null,
+    };
+    this.open = open;
+    if (!resumed) f.o.journal.append('open', { round, selected: [...tasks.keys()], deadline: open.deadline, startedAt });
+    for (const [id, task] of tasks) {
+      const msg: RoundMsg = { type: 'round', round, strategy: name, deadline: open.deadline, ...task };
+      open.sent.set(id, msg);
+      if (f.registry.isConnected(id)) open.downlinkBytes += f.send(id, msg);
+    }
+    f.log.info(
+      { round, selected: [...tasks.keys()], ready: ready.length, strategy: name, deadlineInS: Math.round((open.deadline - Date.now()) / 1000), resumed: resumed !== undefined },
+      resumed
+        ? `round ${round} resumed: waiting for ${[...open.pending].sort().join(', ') || 'nobody'} (deadline in ${Math.round((open.deadline - Date.now()) / 1000)} s)`
+        : `round ${round}: ${selected.length} selected of ${ready.length} (${name}): ${[...tasks.keys()].sort().join(', ')}; deadline in ${cfg.roundTimeoutS} s`,
+    );
+    f.tell('round-start', round, [...tasks.keys()], open.deadline);
+    this.closeAt(open, open.deadline);
+    if (open.pending.size === 0) open.done();
+    else if (this.connectedPending(open) === 0 && !resumed) this.closeSoon(open); // everyone selected dropped while we configured
+    await finished;
+    if (open.timer) clearTimeout(open.timer);
+    // Close the round before the slow part, so late uploads are refused as stale rather than raced.
+    this.open = null;
+    if (f.stopped && open.updates.size < tasks.size) return;
+    f.phase(round, 'closed');
+
+    const updates = [...open.updates.values()].sort((a, b) => (a.clientId < b.clientId ? -1 : 1));
+    const needed = Math.max(1, Math.ceil(cfg.quorum * tasks.size));
+    const dropped = [...open.pending];
+    let report: AggregateReport = { seconds: 0 };
+    let accuracy: number | undefined;
+    let perClass: number[] | undefined;
+    let status: RoundSummary['status'] = 'completed';
+    if (updates.length >= needed) {
+      try {
+        f.phase(round, 'aggregate');
+        report = await this.strategy.aggregate(ctx, updates, new Map(updates.map((u) => [u.clientId, tasks.get(u.clientId)!])));
+        f.phase(round, 'evaluate');
+        ({ accuracy, perClassAccuracy: perClass } = await this.strategy.evaluate(ctx));
+        f.phase(round, 'done');
+      } catch (e) {
+        // A failure here is ours, not a peer's: record it and go on with the next round rather than die.
+        status = 'failed';
+        f.log.error({ round, err: e }, `round ${round}: aggregation failed`);
+      }
+    } else {
+      status = 'no-quorum';
+      f.log.warn({ round, uploads: updates.length, selected: tasks.size, quorum: needed }, `round ${round}: only ${updates.length} of ${tasks.size} uploads (quorum ${needed}); student unchanged`);
+    }
+    const evals = updates.map((u) => u.stats.evalAccuracy).filter((a): a is number => a !== undefined);
+    const summary: RoundSummary = {
+      round,
+      status,
+      strategy: name,
+      selected: tasks.size,
+      participants: updates.length,
+      dropped,
+      uplinkBytes: updates.reduce((n, u) => n + u.bytes, 0),
+      downlinkBytes: open.downlinkBytes,
+      studentVersion: this.strategy.version,
+      studentAccuracy: accuracy,
+      studentPerClassAccuracy: perClass,
+      distillLoss: report.distillLoss,
+      aggregateSeconds: report.seconds,
+      meanClientTrainSeconds: updates.reduce((n, u) => n + u.stats.trainSeconds, 0) / Math.max(1, updates.length),
+      meanClientEvalAccuracy: evals.length ? evals.reduce((a, b) => a + b, 0) / evals.length : undefined,
+      seconds: (Date.now() - startedAt) / 1000,
+      startedAt,
+    };
+    f.round = round;
+    f.history.push(summary);
+    try {
+      await f.checkpoint();
+    } catch (e) {
+      this.checkpointOwed = true;
+      f.log.error({ round, err: (e as Error).message }, `round ${round}: checkpoint failed (state kept in memory; retried before the next round opens)`);
+    }
+    if (status === 'completed') await f.releaseStudent(summary);
+    f.log.info(
+      { round, status, uploads: updates.length, selected: tasks.size, dropped, uplinkBytes: summary.uplinkBytes, downlinkBytes: summary.downlinkBytes, studentVersion: summary.studentVersion, studentAccuracy: accuracy, seconds: summary.seconds },
+      `round ${round}${cfg.rounds ? `/${cfg.rounds}` : ''} ${status}: ${updates.length}/${tasks.size} uploads, up ${summary.uplinkBytes} B, down ${summary.downlinkBytes} B` +
+        (accuracy !== undefined ? `, student acc ${(accuracy * 100).toFixed(2)}%` : '') +
+        `, ${summary.seconds.toFixed(1)} s`,
+    );
+    f.broadcast({ type: 'round-result', round, participants: updates.length, studentAccuracy: accuracy });
+    f.tell('round', summary, report);
+  }
+
+  // ---------------- waiting and closing ----------------
+
+  /** "round 4: waiting for bob, carol (deadline in 240 s)": who the open round still waits for. */
+  private logWaiting(open: OpenRound): void {
+    const pending = [...open.pending].sort();
+    const s = Math.max(0, Math.round((open.deadline - Date.now()) / 1000));
+    this.f.log.info({ round: open.round, pending, received: open.updates.size, selected: open.tasks.size, deadlineInS: s }, `round ${open.round}: ${open.updates.size}/${open.tasks.size} uploads; waiting for ${pending.join(', ')} (deadline in ${s} s)`);
+  }
+
+  private closeAt(open: OpenRound, at: number): void {
+    if (open.timer) clearTimeout(open.timer);
+    open.timer = setTimeout(open.done, Math.max(0, at - Date.now()));
+  }
+
+  private closeSoon(open: OpenRound): void {
+    this.closeAt(open, Math.min(open.deadline, Date.now() + RECONNECT_GRACE_MS));
+  }
+
+  private connectedPending(open: OpenRound): number {
+    let n = 0;
+    for (const id of open.pending) if (this.f.registry.isConnected(id)) n++;
+    return n;
+  }
+}
