@@ -5,6 +5,8 @@
 import { subset, type Dataset } from '../shared/data/dataset.ts';
 import { splitForFederation } from '../shared/data/federated-split.ts';
 import { datasetFromIdx, gunzip } from '../shared/data/idx.ts';
+import { prepareImage } from '../shared/data/image-prep.ts';
+import { classOfFolder } from '../shared/data/class-folders.ts';
 import { Rng } from '../shared/data/rng.ts';
 
 export interface LabelledImage {
@@ -19,7 +21,8 @@ export interface ImageDecodeOptions {
   numClasses: number;
   /**
    * Fashion-MNIST-style data is a light object on a black background. 'auto' (default) inverts an image whose border
-   * is mostly light (a photo of an object on a white table) so it matches; true/false force it.
+   * is mostly light (a photo of an object on a white table) so it matches; true/false force it. The rule and the
+   * letterbox are prepareImage's (shared/data/image-prep.ts), the same in Node's image-folder reader.
    */
   invert?: boolean | 'auto';
   /** Called after each file (decoded or skipped). */
@@ -31,7 +34,8 @@ export async function datasetFromImages(items: LabelledImage[], o: ImageDecodeOp
   const [h, w, c] = o.shape;
   if (c !== 1 && c !== 3) throw new Error(`images: ${c} channels are not supported (1 or 3)`);
   for (const it of items) if (!Number.isInteger(it.label) || it.label < 0 || it.label >= o.numClasses) throw new Error(`images: label ${it.label} is not a class index in [0, ${o.numClasses})`);
-  const canvas = new OffscreenCanvas(w, h);
+  // Decoded at its own size; the letterbox, resampling, grey and invert rule are prepareImage's (shared with Node).
+  const canvas = new OffscreenCanvas(1, 1);
   const ctx = canvas.getContext('2d', { willReadFrequently: true })!;
   const images = new Uint8Array(items.length * h * w * c);
   const labels = new Uint8Array(items.length);
@@ -46,53 +50,18 @@ export async function datasetFromImages(items: LabelledImage[], o: ImageDecodeOp
       o.onProgress?.(k + 1, items.length);
       continue;
     }
-    const scale = Math.min(w / bmp.width, h / bmp.height);
-    const dw = bmp.width * scale;
-    const dh = bmp.height * scale;
-    ctx.fillStyle = '#000';
-    ctx.fillRect(0, 0, w, h);
-    ctx.drawImage(bmp, (w - dw) / 2, (h - dh) / 2, dw, dh);
-    let px = ctx.getImageData(0, 0, w, h).data;
-    const invert = o.invert === 'auto' || o.invert === undefined ? borderIsLight(px, w, h, (w - dw) / 2, (h - dh) / 2) : o.invert;
-    if (invert && (dw < w || dh < h)) {
-      // The letterbox must end black like the background: pad with white when the image is going to be inverted.
-      ctx.fillStyle = '#fff';
-      ctx.fillRect(0, 0, w, h);
-      ctx.drawImage(bmp, (w - dw) / 2, (h - dh) / 2, dw, dh);
-      px = ctx.getImageData(0, 0, w, h).data;
-    }
+    canvas.width = bmp.width;
+    canvas.height = bmp.height;
+    ctx.clearRect(0, 0, bmp.width, bmp.height);
+    ctx.drawImage(bmp, 0, 0);
+    const rgba = ctx.getImageData(0, 0, bmp.width, bmp.height);
     bmp.close();
-    const gray = new Uint8Array(w * h);
-    for (let i = 0; i < w * h; i++) gray[i] = Math.round(0.299 * px[4 * i] + 0.587 * px[4 * i + 1] + 0.114 * px[4 * i + 2]);
-    const base = n * h * w * c;
-    for (let i = 0; i < w * h; i++) {
-      if (c === 1) images[base + i] = invert ? 255 - gray[i] : gray[i];
-      else for (let k = 0; k < 3; k++) images[base + 3 * i + k] = invert ? 255 - px[4 * i + k] : px[4 * i + k];
-    }
+    images.set(prepareImage(rgba, o.shape, o.invert ?? 'auto').pixels, n * h * w * c);
     labels[n++] = it.label;
     o.onProgress?.(k + 1, items.length);
   }
   if (n === 0) throw new Error(`images: none of the ${items.length} files could be decoded${failed.length ? ` (${failed[0]})` : ''}`);
   return { images: images.subarray(0, n * h * w * c), labels: labels.subarray(0, n), count: n, shape: o.shape, numClasses: o.numClasses };
-}
-
-/** Mean brightness of the drawn image's outer ring of pixels (inside the letterbox) above one half. */
-function borderIsLight(px: Uint8ClampedArray, w: number, h: number, padX: number, padY: number): boolean {
-  const x0 = Math.ceil(padX);
-  const y0 = Math.ceil(padY);
-  const x1 = w - 1 - x0;
-  const y1 = h - 1 - y0;
-  let sum = 0;
-  let cnt = 0;
-  for (let y = y0; y <= y1; y++) {
-    for (let x = x0; x <= x1; x++) {
-      if (y !== y0 && y !== y1 && x !== x0 && x !== x1) continue;
-      const i = 4 * (y * w + x);
-      sum += 0.299 * px[i] + 0.587 * px[i + 1] + 0.114 * px[i + 2];
-      cnt++;
-    }
-  }
-  return cnt > 0 && sum / cnt > 127;
 }
 
 /**
@@ -102,13 +71,9 @@ function borderIsLight(px: Uint8ClampedArray, w: number, h: number, padX: number
  * a '/'). Null when no folder names a class.
  */
 export function labelFromPath(path: string, classNames: readonly string[]): number | null {
-  const dirs = path.split('/').slice(0, -1).reverse();
-  const slug = (x: string) => x.toLowerCase().replace(/[^\p{L}\p{N}]/gu, '');
-  for (const d of dirs) {
-    const name = d.trim().toLowerCase();
-    const i = classNames.findIndex((c) => c.toLowerCase() === name || (slug(c) !== '' && slug(c) === slug(name)));
-    if (i >= 0) return i;
-    if (/^\d+$/.test(name) && Number(name) < classNames.length) return Number(name);
+  for (const d of path.split('/').slice(0, -1).reverse()) {
+    const i = classOfFolder(d, classNames);
+    if (i !== null) return i;
   }
   return null;
 }

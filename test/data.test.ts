@@ -22,7 +22,7 @@ import {
   resolveRepoPath,
   DEBIAN_FASHION_MNIST_DIR,
   FASHION_MNIST_FILES,
-} from '../server/data/fashion-mnist.ts';
+} from '../datasets/fashion-mnist.ts';
 
 delete process.env.FEDISTILL_DATA_DIR;
 const quiet = () => {};

@@ -17,7 +17,7 @@ import {
   FASHION_MNIST_FILES,
   loadFromDir,
   resolveRepoPath,
-} from '../../server/data/fashion-mnist.ts';
+} from '../../datasets/fashion-mnist.ts';
 
 export const SUBSET_SEED = 20170828; // the Fashion-MNIST arXiv date
 export const TRAIN_PER_CLASS = 600;

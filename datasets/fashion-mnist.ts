@@ -10,6 +10,10 @@
  *   4. download from the dataset's own mirror into the cache (unless download === false)
  *   5. the compact committed subset data/fashion-mnist-subset (unless allowSubset === false), reported as such
  * Files may be gzip-compressed (.gz) or not.
+ *
+ * Two environment variables make "no copy anywhere, no network" quick to reach (and to test) on any machine:
+ *   FEDISTILL_OFFLINE=1            never try the mirror (as download: false)
+ *   FEDISTILL_SYSTEM_DATA_DIRS     the system directories to look in, ':'-separated; empty = none (as systemDirs)
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { mkdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
@@ -18,8 +22,8 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { gunzip as gunzipCb } from 'node:zlib';
 import { promisify } from 'node:util';
-import type { Dataset } from '../../shared/data/dataset.ts';
-import { datasetFromIdx, isGzip } from '../../shared/data/idx.ts';
+import type { Dataset } from '../shared/data/dataset.ts';
+import { datasetFromIdx, isGzip } from '../shared/data/idx.ts';
 
 const gunzipAsync = promisify(gunzipCb);
 
@@ -34,8 +38,8 @@ export const FASHION_MNIST_FILES = [
 export const FASHION_MNIST_CLASSES = [
   'T-shirt/top', 'Trouser', 'Pullover', 'Dress', 'Coat', 'Sandal', 'Shirt', 'Sneaker', 'Bag', 'Ankle boot',
 ] as const;
-const FULL_TRAIN = 60000;
-const FULL_TEST = 10000;
+export const FULL_TRAIN = 60000;
+export const FULL_TEST = 10000;
 
 export interface LoadFashionMnistOptions {
   /** A directory holding the 4 files (.gz or not). Also env FEDISTILL_DATA_DIR. Must be valid when given. */
@@ -81,8 +85,8 @@ export function resolveRepoPath(...segments: string[]): string {
     }
     const up = dirname(dir);
     if (up === dir) {
-      // Fall back to the layout assumption server/data/ → repo root.
-      return join(dirname(fileURLToPath(import.meta.url)), '..', '..', ...segments);
+      // Fall back to the layout assumption datasets/ → repo root.
+      return join(dirname(fileURLToPath(import.meta.url)), '..', ...segments);
     }
     dir = up;
   }
@@ -228,6 +232,8 @@ export async function loadFashionMnist(opts: LoadFashionMnistOptions = {}): Prom
   const cacheDir = resolve(opts.cacheDir ?? defaultCacheDir());
   const full = { train: FULL_TRAIN, test: FULL_TEST };
   const errors: string[] = [];
+  /** Short names of the places looked in, for the subset banner. */
+  const tried: string[] = [];
 
   const userDir = opts.dir ?? (process.env.FEDISTILL_DATA_DIR || undefined);
   if (userDir !== undefined) {
@@ -254,6 +260,7 @@ export async function loadFashionMnist(opts: LoadFashionMnistOptions = {}): Prom
     } catch (e) {
       const msg = `${kind} ${dir}: ${(e as Error).message}`;
       errors.push(msg);
+      tried.push(`${kind} ${dir}`);
       log(`data: ${msg}`);
       return null;
     }
@@ -261,12 +268,13 @@ export async function loadFashionMnist(opts: LoadFashionMnistOptions = {}): Prom
 
   const fromCache = await tryDir('cache', cacheDir);
   if (fromCache) return fromCache;
-  for (const sys of opts.systemDirs ?? [DEBIAN_FASHION_MNIST_DIR]) {
+  for (const sys of opts.systemDirs ?? systemDirsFromEnv() ?? [DEBIAN_FASHION_MNIST_DIR]) {
     const got = await tryDir(sys === DEBIAN_FASHION_MNIST_DIR ? 'debian' : 'system', sys);
     if (got) return got;
   }
 
-  if (opts.download !== false) {
+  const offline = ['1', 'true', 'yes'].includes((process.env.FEDISTILL_OFFLINE ?? '').toLowerCase());
+  if (opts.download !== false && !(opts.download === undefined && offline)) {
     const mirror = opts.mirror ?? FASHION_MNIST_MIRROR;
     log(`data: downloading from ${mirror} into ${cacheDir} …`);
     try {
@@ -277,17 +285,25 @@ export async function loadFashionMnist(opts: LoadFashionMnistOptions = {}): Prom
     } catch (e) {
       const msg = `download from ${mirror} failed: ${(e as Error).message}`;
       errors.push(msg);
+      tried.push('download (failed)');
       log(`data: ${msg}`);
     }
   } else {
-    log('data: download disabled');
+    log(`data: download disabled${opts.download === false ? '' : ' (FEDISTILL_OFFLINE)'}`);
+    tried.push('download (disabled)');
   }
 
   if (opts.allowSubset !== false) {
     const dir = SUBSET_DIR();
     try {
       const ds = await loadSubset(dir);
-      log(subsetBanner(ds.train.count, ds.test.count));
+      const rule = 'data: ' + '='.repeat(100);
+      log(
+        `${rule}\n${subsetBanner(ds.train.count, ds.test.count)}\n` +
+          `data: no full Fashion-MNIST on this machine (tried: ${tried.join('; ')}): running on the committed subset ${dir}.\n` +
+          `data: For the full set: sudo apt-get install dataset-fashion-mnist, or put the 4 files in ${cacheDir}\n` +
+          `data: (from ${FASHION_MNIST_MIRROR}), or pass --data-dir.\n${rule}`,
+      );
       return { ...ds, source: `subset:${dir}`, isSubset: true, dir };
     } catch (e) {
       const msg = `subset ${dir}: ${(e as Error).message}`;
@@ -297,6 +313,11 @@ export async function loadFashionMnist(opts: LoadFashionMnistOptions = {}): Prom
   }
 
   throw new Error(`${helpMessage(cacheDir)}\nTried:\n${errors.map((m) => `  - ${m}`).join('\n')}`);
+}
+
+function systemDirsFromEnv(): string[] | undefined {
+  const v = process.env.FEDISTILL_SYSTEM_DATA_DIRS;
+  return v === undefined ? undefined : v.split(':').filter(Boolean);
 }
 
 function subsetBanner(train: number, test: number): string {
