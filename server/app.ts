@@ -10,22 +10,26 @@ import type { ClientToServerEvents, ServerToClientEvents } from '../shared/proto
 import { encodeFrame } from '../shared/protocol/frame-codec.ts';
 import type { ProxyInfo } from '../shared/protocol/messages.ts';
 import { backendInfo, type BackendInfo } from '../shared/compute/backend.ts';
-import { DEFAULT_CONFIG, STRATEGIES, type ServerConfig } from './config.ts';
-import { Coordinator } from './coordinator.ts';
+import { checkServerConfig, DEFAULT_CONFIG, STRATEGIES, type ServerConfig } from './config.ts';
+import { createCoordinator, type Coordinator } from './coordinator.ts';
 import { attachDashboard } from './dashboard/feed.ts';
 import { attachGateway } from './gateway.ts';
-import { Metrics } from './metrics.ts';
+import { AggregatorMetrics } from './metrics.ts';
+import { RequestLog } from './request-log.ts';
 import { healthRoutes } from './routes/health.ts';
 import { proxyRoutes } from './routes/proxy.ts';
 import { browserRoutes } from './routes/browser.ts';
 import { FileCheckpointStore, MemoryCheckpointStore } from './state/checkpoint-store.ts';
 import { FileUploadJournal, MemoryUploadJournal } from './state/upload-journal.ts';
+import { StudentShelf } from './state/student-shelf.ts';
+import { studentRoutes } from './routes/student.ts';
+import { toLogger, type Logger, type LogSink } from './logger.ts';
+import { join } from 'node:path';
 import { EnsembleStrategy } from './strategies/ensemble.ts';
 import { FedAvgStrategy } from './strategies/fedavg.ts';
 import { MutualStrategy } from './strategies/mutual.ts';
 import { OnlineStrategy } from './strategies/online.ts';
-import { OnlineCoordinator } from './online-coordinator.ts';
-import { isOnline, type AnyStrategy } from './strategies/strategy.ts';
+import type { AnyStrategy } from './strategies/strategy.ts';
 
 export const SERVER_VERSION = '0.1.0';
 
@@ -39,11 +43,17 @@ export interface AggregatorOptions {
   /** Labelled set to evaluate the student on, if the operator has one. */
   validation?: Dataset | null;
   backend?: BackendInfo | null;
-  log?: (msg: string) => void;
+  /**
+   * Where the aggregator logs (fastify's requests, coordinator, gateway, dashboard): a pino logger, or a line callback
+   * (each record's message). Absent: silent, unless FEDISTILL_LOG_LEVEL is set (then to stdout, like the CLI).
+   */
+  log?: LogSink;
 }
 
 export interface Aggregator {
   app: FastifyInstance;
+  log: Logger;
+  metrics: AggregatorMetrics;
   io: IoServer<ClientToServerEvents, ServerToClientEvents>;
   coordinator: Coordinator;
   config: ServerConfig;
@@ -69,21 +79,26 @@ function makeStrategy(cfg: ServerConfig, proxy: Dataset, proxyHash: string): Any
 }
 
 export function createAggregator(o: AggregatorOptions): Aggregator {
+  // The flags' ranges and relations apply to a config built in code too (RangeError naming the key).
+  checkServerConfig(o.config ?? {});
   const config: ServerConfig = { ...DEFAULT_CONFIG, ...o.config };
-  const log = o.log ?? ((m: string) => console.log(`[server] ${m}`));
+  const logger = toLogger(o.log);
   const proxy: Dataset = { ...o.proxy, labels: null };
   const hash = createHash('sha256').update(proxy.images).digest('hex');
   const proxyInfo: ProxyInfo = { id: o.proxyId ?? 'proxy', hash, count: proxy.count, shape: proxy.shape, numClasses: proxy.numClasses, path: `/proxy/${o.proxyId ?? 'proxy'}` };
   const proxyBody = encodeFrame({ id: proxyInfo.id, hash, count: proxy.count, shape: proxy.shape, numClasses: proxy.numClasses, images: proxy.images });
 
   const strategy = makeStrategy(config, proxy, hash);
-  const store = config.stateDir ? new FileCheckpointStore(config.stateDir, log) : new MemoryCheckpointStore();
-  const journal = config.stateDir ? new FileUploadJournal(config.stateDir, log) : new MemoryUploadJournal();
-  // Rounds or no rounds is the one scheduling choice; everything else is the strategy's.
-  const coordinator = new (isOnline(strategy) ? OnlineCoordinator : Coordinator)({ config, strategy, proxy, proxyInfo, validation: o.validation ?? null, store, journal, log, serverVersion: SERVER_VERSION });
-  const metrics = new Metrics();
+  const store = config.stateDir ? new FileCheckpointStore(config.stateDir, logger) : new MemoryCheckpointStore();
+  const journal = config.stateDir ? new FileUploadJournal(config.stateDir, logger) : new MemoryUploadJournal();
+  const shelf = new StudentShelf(config.stateDir ? join(config.stateDir, 'student') : null, logger);
+  // Rounds or no rounds is the one scheduling choice (createCoordinator asks the strategy); the rest is the strategy's.
+  const coordinator = createCoordinator({
+    config, strategy, proxy, proxyInfo, validation: o.validation ?? null, store, journal, log: logger, serverVersion: SERVER_VERSION, shelf, classNames: o.classNames,
+  });
 
-  const app = Fastify({ logger: false, bodyLimit: 1024 * 1024 });
+  // fastify logs through the same pino logger, one line per request at most (RequestLog: 5xx error, 4xx warn, the rest debug).
+  const app = Fastify({ loggerInstance: logger, logController: new RequestLog(), bodyLimit: 1024 * 1024 }) as unknown as FastifyInstance;
   // Pages on the listed origins may use the SDK against this server; none by default (same origin only).
   const corsOrigin = config.corsOrigins.includes('*') ? true : config.corsOrigins.length ? config.corsOrigins : false;
   app.register(fastifyCors, { origin: corsOrigin, methods: ['GET', 'HEAD'], allowedHeaders: ['authorization', 'if-none-match'], maxAge: 600 });
@@ -95,7 +110,8 @@ export function createAggregator(o: AggregatorOptions): Aggregator {
     pingTimeout: 60_000,
     cors: { origin: corsOrigin, methods: ['GET', 'POST'] },
   });
-  coordinator.attach(attachGateway(io, coordinator, { token: config.token, limits, metrics, log }));
+  const metrics = new AggregatorMetrics({ coordinator, connectedSockets: () => io.engine.clientsCount });
+  coordinator.attach(attachGateway(io, coordinator, { token: config.token, limits, metrics, log: logger }));
   // Rows per class of the set the student is scored on (per-task accuracy weighs classes by them); computed once.
   const v = o.validation;
   const validation = v?.labels ? { count: v.count, rowsPerClass: classHistogram(v.labels, Uint32Array.from({ length: v.count }, (_, i) => i), v.numClasses) } : null;
@@ -110,9 +126,10 @@ export function createAggregator(o: AggregatorOptions): Aggregator {
     config: { ...config, token: config.token ? '(set)' : '', viewerToken: config.viewerToken ? '(set)' : '' },
     history: coordinator.history,
   });
-  const dashboard = attachDashboard(io, coordinator, { viewerToken: config.viewerToken, describe, log });
-  app.register(healthRoutes, { coordinator, metrics, describe, connectedSockets: () => io.engine.clientsCount });
+  const dashboard = attachDashboard(io, coordinator, { viewerToken: config.viewerToken, describe, log: logger });
+  app.register(healthRoutes, { coordinator, metrics, describe });
   app.register(proxyRoutes, { info: proxyInfo, body: proxyBody, token: config.token });
+  app.register(studentRoutes, { shelf, viewerToken: config.viewerToken });
   app.register(browserRoutes, {
     demoData: config.demoData,
     federation: () => ({
@@ -131,25 +148,36 @@ export function createAggregator(o: AggregatorOptions): Aggregator {
 
   return {
     app,
+    log: logger,
+    metrics,
     io,
     coordinator,
     config,
     proxyInfo,
     async start() {
       await coordinator.restore();
-      await app.listen({ host: config.host, port: config.port });
+      await app.listen({ host: config.host, port: config.port, listenTextResolver: (address) => `reachable at ${address}` });
       const addr = app.server.address() as AddressInfo;
       const host = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
-      log(`listening on http://${host}:${addr.port} (strategy ${strategy.name}, student ${strategy.modelKind}, backend ${o.backend?.name ?? tf.getBackend()})`);
-      log(`dashboard: http://${host}:${addr.port}/   join page (train in a browser): http://${host}:${addr.port}/join`);
+      const url = `http://${host}:${addr.port}`;
+      const backend = o.backend?.name ?? tf.getBackend();
+      const goal = config.rounds === 0 ? 'forever' : `${config.rounds} ${strategy.name === 'online' ? 'student version' : 'round'}${config.rounds === 1 ? '' : 's'}`;
+      logger.info(
+        { url, strategy: strategy.name, student: strategy.modelKind, backend, proxy: proxyInfo.id, proxyRows: proxy.count, round: coordinator.round, rounds: config.rounds, minClients: config.minClients },
+        `listening on ${url} (${strategy.name}, student ${strategy.modelKind}, backend ${backend}, proxy ${proxyInfo.id} × ${proxy.count}); ` +
+          `waiting for ${config.minClients} client${config.minClients === 1 ? '' : 's'} to run ${goal}` +
+          (coordinator.round > 0 ? ` (resuming after ${coordinator.round})` : ''),
+      );
+      logger.info({ dashboard: `${url}/`, join: `${url}/join`, metrics: `${url}/metrics` }, `dashboard ${url}/  join page ${url}/join  metrics ${url}/metrics`);
       void coordinator.start();
-      return `http://${host}:${addr.port}`;
+      return url;
     },
     async close() {
       await coordinator.stop();
       dashboard.close();
       io.close();
       await app.close();
+      metrics.close();
       if (journal instanceof FileUploadJournal) journal.close();
     },
   };

@@ -1,12 +1,12 @@
 import type { ModelKind } from '../shared/models/builders.ts';
 import type { AggregatorName } from '../shared/distill/aggregators.ts';
 import type { LogitCodecName } from '../shared/tensor/logit-codec.ts';
-import { DEFAULT_FRAME_LIMITS, type FrameLimits } from '../shared/protocol/validate.ts';
+import type { FrameLimits } from '../shared/protocol/validate.ts';
+import { checkConfig, defaultsFor, settingsFor, STRATEGIES, type StrategyName } from '../shared/settings/index.ts';
 
-export type StrategyName = 'ensemble' | 'mutual' | 'online' | 'fedavg';
-export const STRATEGIES: readonly StrategyName[] = ['ensemble', 'mutual', 'online', 'fedavg'];
+export { STRATEGIES, type StrategyName };
 
-/** Everything the aggregator can be told, with defaults that a CLI flag or env var overrides. */
+/** Everything the aggregator can be told; each field is a row of the settings table (shared/settings/). */
 export interface ServerConfig {
   host: string;
   port: number;
@@ -73,43 +73,26 @@ export interface ServerConfig {
   frameLimits: FrameLimits;
 }
 
-export const DEFAULT_CONFIG: ServerConfig = {
-  host: '127.0.0.1',
-  port: 8080,
-  token: '',
-  viewerToken: '',
-  corsOrigins: [],
-  demoData: true,
-  strategy: 'ensemble',
-  rounds: 10,
-  minClients: 2,
-  fraction: 1,
-  roundTimeoutS: 300,
-  quorum: 0.5,
-  stateDir: '',
-  seed: 1,
-  student: 'cnn',
-  proxySubset: 1000,
-  localEpochs: 2,
-  batchSize: 64,
-  learningRate: 0.001,
-  aggregator: 'confidence',
-  logitAdjust: true,
-  ntdBeta: 0,
-  temperature: 2,
-  temperatureDecay: 0,
-  prevStudentLambda: 0,
-  mutualBeta: 1,
-  publishEverySteps: 100,
-  publishEverySeconds: 30,
-  stepsPerUpload: 24,
-  stalenessExponent: 0.5,
-  maxStaleness: 30,
-  distillEpochs: 3,
-  bankDecay: 1,
-  distillBatchSize: 128,
-  distillLearningRate: 0.001,
-  consensusEpochs: 2,
-  consensusCodec: 'fp16',
-  frameLimits: DEFAULT_FRAME_LIMITS,
-};
+/** Every ServerConfig field, so the check below fails the build when a field has no row in the settings table. */
+const CONFIG_FIELDS = {
+  host: 1, port: 1, token: 1, viewerToken: 1, tasks: 1, corsOrigins: 1, demoData: 1, strategy: 1, rounds: 1, minClients: 1,
+  fraction: 1, roundTimeoutS: 1, quorum: 1, stateDir: 1, seed: 1, student: 1, proxySubset: 1, localEpochs: 1, batchSize: 1,
+  learningRate: 1, aggregator: 1, logitAdjust: 1, ntdBeta: 1, temperature: 1, temperatureDecay: 1, prevStudentLambda: 1,
+  mutualBeta: 1, publishEverySteps: 1, publishEverySeconds: 1, stepsPerUpload: 1, stalenessExponent: 1, maxStaleness: 1,
+  distillEpochs: 1, bankDecay: 1, distillBatchSize: 1, distillLearningRate: 1, consensusEpochs: 1, consensusCodec: 1,
+  frameLimits: 1,
+} satisfies Record<keyof ServerConfig, 1>;
+
+/** The settings table's server rows that are ServerConfig fields (the others — --proxy, --log-level … — are the CLI's). */
+export const SERVER_CONFIG_SETTINGS = settingsFor('server').filter((s) => s.key.split('.')[0] in CONFIG_FIELDS);
+for (const field of Object.keys(CONFIG_FIELDS)) {
+  if (!SERVER_CONFIG_SETTINGS.some((s) => s.key.split('.')[0] === field)) throw new Error(`ServerConfig.${field} has no row in the settings table`);
+}
+
+/** The settings table's defaults: the demo's settings (README), so `fedistill server` + clients reproduce it. */
+export const DEFAULT_CONFIG: ServerConfig = defaultsFor('server', SERVER_CONFIG_SETTINGS.map((s) => s.key)) as unknown as ServerConfig;
+
+/** Refuses a config whose values are out of the table's ranges or contradict each other (RangeError naming the key). */
+export function checkServerConfig(config: Partial<ServerConfig>): void {
+  checkConfig('server', config as Record<string, unknown>);
+}

@@ -5,7 +5,8 @@ import { CLIENT_EVENTS } from '../shared/protocol/events.ts';
 import type { ServerMsg } from '../shared/protocol/messages.ts';
 import { ProtocolError, parseClientFrame, type FrameLimits } from '../shared/protocol/validate.ts';
 import type { Coordinator, Transport } from './coordinator.ts';
-import type { Metrics } from './metrics.ts';
+import type { AggregatorMetrics } from './metrics.ts';
+import type { Logger } from './logger.ts';
 import { tokenMatches } from './auth.ts';
 
 type FedSocket = Socket<ClientToServerEvents, ServerToClientEvents>;
@@ -13,8 +14,8 @@ type FedSocket = Socket<ClientToServerEvents, ServerToClientEvents>;
 export interface GatewayOptions {
   token: string;
   limits: FrameLimits;
-  metrics: Metrics;
-  log: (msg: string) => void;
+  metrics: AggregatorMetrics;
+  log: Logger;
 }
 
 /**
@@ -27,20 +28,23 @@ export function attachGateway(io: Server<ClientToServerEvents, ServerToClientEve
   const send = (socket: FedSocket, msg: ServerMsg): number => {
     const frame = encodeFrame(msg);
     socket.emit(msg.type as keyof ServerToClientEvents, frame);
-    o.metrics.inc('fedistill_downlink_bytes_total', {}, frame.byteLength);
+    o.metrics.sent(frame.byteLength);
     return frame.byteLength;
   };
   const refuse = (socket: FedSocket, e: unknown, event: string): void => {
-    if (!(e instanceof ProtocolError)) o.log(`internal error handling '${event}' from ${socket.id}: ${(e as Error).stack}`);
+    if (!(e instanceof ProtocolError)) o.log.error({ err: e, event, socket: socket.id }, `internal error handling '${event}' from ${socket.id}`);
     const msg = coordinator.errorFor(e);
-    o.metrics.inc('fedistill_refused_frames_total', { code: msg.code });
+    o.metrics.refused(event, msg.code);
+    // A peer's mistake is its own business (it gets the error frame); visible with --log-level debug.
+    o.log.debug({ event, code: msg.code, socket: socket.id }, `refused '${event}' from ${socket.id}: ${msg.code}: ${msg.message}`);
     send(socket, msg);
   };
 
   if (o.token) {
     io.use((socket, next) => {
       if (tokenMatches(socket.handshake.auth?.token, o.token)) return next();
-      o.metrics.inc('fedistill_refused_frames_total', { code: 'unauthorized' });
+      o.metrics.refused('handshake', 'unauthorized');
+      o.log.debug({ address: socket.handshake.address }, `refused a socket.io handshake from ${socket.handshake.address}: bad token`);
       next(new Error('unauthorized: pass the server token as auth.token in the socket.io handshake'));
     });
   }
@@ -73,7 +77,6 @@ export function attachGateway(io: Server<ClientToServerEvents, ServerToClientEve
           if (!clientId) throw new ProtocolError('not-registered', 'send hello before uploading');
           const msg = parseClientFrame(event, frame, o.limits);
           const bytes = coordinator.submit(clientId, msg, (frame as Uint8Array).byteLength);
-          o.metrics.inc('fedistill_uplink_bytes_total', {}, bytes);
           send(socket, { type: 'ack', round: (msg as { round: number }).round, accepted: true, bytes });
         } catch (e) {
           refuse(socket, e, event);

@@ -1,21 +1,154 @@
-/** Counters and gauges for /metrics (Prometheus text format), kept tiny on purpose. */
-export class Metrics {
-  private readonly counters = new Map<string, number>();
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+import type { Coordinator, RoundSummary } from './coordinator.ts';
 
-  inc(name: string, labels: Record<string, string> = {}, by = 1): void {
-    const key = name + labelText(labels);
-    this.counters.set(key, (this.counters.get(key) ?? 0) + by);
-  }
-
-  render(gauges: Record<string, number | undefined>): string {
-    const lines: string[] = [];
-    for (const [k, v] of [...this.counters].sort()) lines.push(`${k} ${v}`);
-    for (const [k, v] of Object.entries(gauges)) if (v !== undefined && Number.isFinite(v)) lines.push(`${k} ${v}`);
-    return lines.join('\n') + '\n';
-  }
+export interface MetricsOptions {
+  coordinator: Coordinator;
+  /** Open socket.io connections (clients and dashboard viewers). */
+  connectedSockets: () => number;
 }
 
-function labelText(labels: Record<string, string>): string {
-  const e = Object.entries(labels);
-  return e.length ? `{${e.map(([k, v]) => `${k}="${v.replace(/["\\\n]/g, '_')}"`).join(',')}}` : '';
+/**
+ * /metrics for one aggregator: its own prom-client Registry (several aggregators may share a process, e.g. tests),
+ * the process's default metrics, and the federation's series, fed from the coordinator's observer events
+ * (round-start, upload, phase, round) and read from its status at scrape time. Counters start at 0 with the process,
+ * as Prometheus expects of counters; the round and student gauges come from the (restored) history.
+ */
+export class AggregatorMetrics {
+  readonly registry = new Registry();
+  private readonly detach: () => void;
+  private readonly downlinkBytes: Counter;
+  private readonly refusals: Counter<'event' | 'code'>;
+
+  constructor(o: MetricsOptions) {
+    const registers = [this.registry];
+    const c = o.coordinator;
+    collectDefaultMetrics({ register: this.registry });
+
+    const rounds = new Counter({ name: 'fedistill_rounds_total', help: 'Rounds closed (online: student versions published), by outcome', labelNames: ['status'], registers });
+    const uploads = new Counter({ name: 'fedistill_uploads_accepted_total', help: 'Uploads (logits or weights) accepted and acknowledged', registers });
+    const uplink = new Counter({ name: 'fedistill_uplink_bytes_total', help: 'Bytes of accepted uploads, as framed on the wire', registers });
+    this.downlinkBytes = new Counter({ name: 'fedistill_downlink_bytes_total', help: 'Bytes of frames sent to clients (tasks, students, acks, errors)', registers });
+    this.refusals = new Counter({
+      name: 'fedistill_refused_frames_total',
+      help: "Frames and handshakes refused, by client event (handshake, hello, logits, weights, or 'other') and error code",
+      labelNames: ['event', 'code'],
+      registers,
+    });
+    const roundSeconds = new Histogram({
+      name: 'fedistill_round_duration_seconds',
+      help: 'Wall time of a round from its start to its summary (online: of a version window)',
+      buckets: [1, 2, 5, 10, 20, 30, 60, 120, 300, 600, 1800],
+      registers,
+    });
+    const aggregateSeconds = new Histogram({
+      name: 'fedistill_aggregation_duration_seconds',
+      help: "Server time aggregating a round's uploads: teacher and student distillation (online: training steps of a version)",
+      buckets: [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 40, 80, 160],
+      registers,
+    });
+    const evaluateSeconds = new Histogram({
+      name: 'fedistill_evaluation_duration_seconds',
+      help: 'Server time scoring the student on the validation set, per round',
+      buckets: [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+      registers,
+    });
+    const participants = new Histogram({
+      name: 'fedistill_round_participants',
+      help: 'Uploads a round took in (online: per version)',
+      buckets: [0, 1, 2, 3, 5, 10, 20, 50, 100, 200, 500],
+      registers,
+    });
+
+    const last = () => c.history.at(-1);
+    const lastEvaluated = () => [...c.history].reverse().find((s) => s.studentAccuracy !== undefined);
+    const gauge = (name: string, help: string, read: () => number | undefined) =>
+      new Gauge({
+        name,
+        help,
+        registers,
+        collect() {
+          // Not known yet (no evaluation so far): NaN, which Prometheus reads as "no value", rather than a false 0.
+          this.set(read() ?? NaN);
+        },
+      });
+    gauge('fedistill_round', 'Last completed round (online: published student version)', () => c.round);
+    gauge('fedistill_student_version', "The student's version (weights updates published)", () => c.strategy.version);
+    gauge('fedistill_student_accuracy', 'Student accuracy on the validation set, last evaluation (0..1)', () => lastEvaluated()?.studentAccuracy);
+    gauge('fedistill_distill_loss', "The student's distillation loss, last round", () => last()?.distillLoss);
+    gauge('fedistill_connected_clients', 'Registered clients with a live connection', () => c.status().clients.filter((x) => x.connected).length);
+    gauge('fedistill_known_clients', 'Clients ever registered (kept across restarts)', () => c.status().clients.length);
+    gauge('fedistill_connected_sockets', 'Open socket.io connections (clients and dashboard viewers)', o.connectedSockets);
+    gauge('fedistill_open_round_selected', 'Clients selected for the round now open (0 between rounds)', () => c.status().openRound?.selected ?? 0);
+    gauge('fedistill_open_round_received', 'Uploads the open round has received so far (0 between rounds)', () => c.status().openRound?.received ?? 0);
+
+    let staleness: Histogram | null = null;
+    let trainSteps: Counter | null = null;
+    // Online series only where the coordinator's status has an online section (the online coordinator).
+    const online = () => c.status().online!;
+    if (c.status().online) {
+      staleness = new Histogram({
+        name: 'fedistill_online_upload_staleness_versions',
+        help: 'Online: student versions published between the one an upload was computed on and the one it went into',
+        buckets: [0, 1, 2, 3, 5, 8, 13, 21, 34, 55],
+        registers,
+      });
+      trainSteps = new Counter({ name: 'fedistill_online_train_steps_total', help: 'Online: student training steps taken', registers });
+      gauge('fedistill_online_open_tasks', 'Online: tasks handed out and not yet answered', () => online().openTickets);
+      gauge('fedistill_online_uploads_accepted', 'Online: uploads taken in since the federation began (kept across restarts)', () => online().accepted);
+      gauge('fedistill_online_staleness_mean', 'Online: mean staleness (versions) of every upload taken in since the federation began', () => online().staleness.mean);
+      gauge('fedistill_online_staleness_p90', 'Online: 90th percentile of that staleness', () => online().staleness.p90);
+    }
+
+    let evaluateFrom: number | null = null;
+    // eslint-disable-next-line @typescript-eslint/no-explicit-any
+    const handlers: Record<string, (...a: any[]) => void> = {
+      upload: (e: { bytes: number; staleness?: number }) => {
+        uploads.inc();
+        uplink.inc(e.bytes);
+        if (staleness && e.staleness !== undefined) staleness.observe(e.staleness);
+      },
+      phase: (e: { phase: string; at: number }) => {
+        if (e.phase === 'evaluate') evaluateFrom = e.at;
+        else if (e.phase === 'done' && evaluateFrom !== null) {
+          evaluateSeconds.observe((e.at - evaluateFrom) / 1000);
+          evaluateFrom = null;
+        }
+      },
+      round: (s: RoundSummary) => {
+        rounds.inc({ status: s.status });
+        roundSeconds.observe(s.seconds);
+        participants.observe(s.participants);
+        if (s.status === 'completed') aggregateSeconds.observe(s.aggregateSeconds);
+        if (trainSteps && s.trainSteps) trainSteps.inc(s.trainSteps);
+      },
+    };
+    for (const [event, h] of Object.entries(handlers)) c.on(event, h);
+    this.detach = () => {
+      for (const [event, h] of Object.entries(handlers)) c.off(event, h);
+    };
+  }
+
+  /** A frame of `bytes` went out to a client. */
+  sent(bytes: number): void {
+    this.downlinkBytes.inc(bytes);
+  }
+
+  /** A frame or handshake was refused with `code` (an ErrorMsg code, or 'unauthorized' at the handshake). */
+  refused(event: string, code: string): void {
+    this.refusals.inc({ event: ['handshake', 'hello', 'logits', 'weights'].includes(event) ? event : 'other', code });
+  }
+
+  /** The Prometheus text exposition (format 0.0.4). */
+  render(): Promise<string> {
+    return this.registry.metrics();
+  }
+
+  get contentType(): string {
+    return this.registry.contentType;
+  }
+
+  close(): void {
+    this.detach();
+    this.registry.clear();
+  }
 }

@@ -1,165 +1,35 @@
-import { parseArgs } from 'node:util';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
-import { MODEL_KINDS, type ModelKind } from '../shared/models/builders.ts';
-import { AGGREGATORS } from '../shared/distill/aggregators.ts';
-import { LOGIT_CODECS } from '../shared/tensor/logit-codec.ts';
-import { STRATEGIES } from '../server/config.ts';
-import { DEFAULT_SIMULATION, runSimulation, type SimulationOptions, type SimulationResult } from './simulate.ts';
+import { readCommandLine } from '../server/command-line.ts';
+import { createLogger, type LogOptions } from '../server/logger.ts';
+import type { StrategyName } from '../server/config.ts';
+import { renderHelp, settingByKey } from '../shared/settings/index.ts';
+import { runSimulation, type SimulationOptions, type SimulationResult } from './simulate.ts';
 import { kb, pct, table } from './report.ts';
-import { SCENARIOS } from './continual.ts';
 
-const HELP = `fedistill simulate — a real aggregator and N real clients on Fashion-MNIST, on this machine
+const TITLE = 'fedistill simulate — a real aggregator and N real clients on Fashion-MNIST, on this machine';
 
-  --strategy S          ensemble | mutual | online | fedavg, or a comma list run one after the other on the
-                        same split and compared (e.g. ensemble,mutual); compare = ensemble,fedavg   [ensemble]
-  --clients N           simulated clients (each its own socket.io connection)                  [${DEFAULT_SIMULATION.clients}]
-  --rounds N            rounds                                                                  [${DEFAULT_SIMULATION.rounds}]
-  --partition P         dirichlet | shards | iid                                                [dirichlet]
-  --alpha A             Dirichlet concentration (smaller = more skewed)                         [${DEFAULT_SIMULATION.alpha}]
-  --shards-per-client N with --partition shards                                                 [${DEFAULT_SIMULATION.shardsPerClient}]
-  --proxy-size N        training rows held out as the public proxy set                          [${DEFAULT_SIMULATION.proxySize}]
-  --proxy-subset N      proxy rows asked for per round                                          [${DEFAULT_SIMULATION.proxySubset}]
-  --local-epochs E      local epochs per round                                                  [${DEFAULT_SIMULATION.localEpochs}]
-  --models LIST         client architectures, round-robin, e.g. cnn,mlp (half and half)        [cnn]
-  --student M           student architecture (mlp | cnn)                                        [cnn]
-  --codec C             logit codec: ${LOGIT_CODECS.join(' | ')}                                [${DEFAULT_SIMULATION.codec}]
-  --aggregator A        ${AGGREGATORS.join(' | ')}   [${DEFAULT_SIMULATION.aggregator}]
-  --no-logit-adjust     clients train with plain CE instead of the logit-adjusted loss (ensemble)
-  --ntd-beta B          weight of not-true distillation from the student in local training (0 = off)  [0]
-  --temperature T       distillation temperature (T_max with --temperature-decay)               [${DEFAULT_SIMULATION.temperature}]
-  --temperature-decay K T(t) = T_max·exp(−K·t) per round, floored at 1 (0 = constant)          [0]
-  --mutual-beta B       mutual: weight of the client's KL to the student's soft labels          [${DEFAULT_SIMULATION.mutualBeta}]
-  --prev-lambda L       weight λ of the previous-student term in the server's distillation; a comma
-                        list (e.g. 0,1) runs each and compares forgetting                       [0]
-  --distill-epochs E    server distillation epochs per round                                    [${DEFAULT_SIMULATION.distillEpochs}]
-  --bank-decay D        weight of a teacher label per round of age in the student's loss (1 = no decay)   [${DEFAULT_SIMULATION.bankDecay}]
-  --client-eval N       test rows each client scores its own model on (0 = off)                 [${DEFAULT_SIMULATION.clientEvalSize}]
-  --workers N           client worker processes                                                 [cores]
-  --seed N              seed for split, partitions, models                                      [${DEFAULT_SIMULATION.seed}]
-  --data-dir DIR        Fashion-MNIST idx files (else cache, Debian package, download, subset)
-  --backend B           auto | tensorflow-gpu | tensorflow | wasm | cpu (also FEDISTILL_BACKEND)
-  --out FILE            results JSON                                                            [results/simulate-<strategies>[-<scenario>].json]
-
- online (asynchronous) distillation:
-  --publish-steps K     publish a new student version every K training steps ...                [${DEFAULT_SIMULATION.publishEverySteps}]
-  --publish-seconds S   ... or every S seconds, whichever comes first                           [${DEFAULT_SIMULATION.publishEverySeconds}]
-  --steps-per-upload N  student training steps owed per accepted upload                         [${DEFAULT_SIMULATION.stepsPerUpload}]
-  --staleness-exponent A  teacher weight (1 + staleness)^−A of an upload                        [${DEFAULT_SIMULATION.stalenessExponent}]
-  --max-staleness N     uploads more than N versions behind are refused with 'resync'           [${DEFAULT_SIMULATION.maxStaleness}]
-  --slowdown LIST       emulated device slowness per client, round-robin, e.g. 1,1,1,1,1,2,2,4,4,8   [1]
-  --time-budget S       stop each run S seconds after all clients connected (compare by time)  [off]
-  --targets LIST        accuracy levels to report the time to, e.g. 0.7,0.75,0.8                [0.7,0.75,0.8]
-
- continual learning:
-  --scenario S          none | class-incremental | drift (the clients' data changes task by task)   [none]
-  --classes-per-task N  classes per task                                                        [${DEFAULT_SIMULATION.classesPerTask}]
-  --rounds-per-task N   rounds each task lasts (rounds = tasks × this)                         [${DEFAULT_SIMULATION.roundsPerTask}]
-`;
+/** Settings that shape the command rather than one simulation: what to compare, where the report goes, logging. */
+const CLI_ONLY = new Set(['strategies', 'prevLambdas', 'out', 'logLevel', 'logFormat']);
 
 export async function main(argv: string[]): Promise<void> {
-  const { values: v } = parseArgs({
-    args: argv,
-    options: {
-      strategy: { type: 'string', default: 'ensemble' },
-      clients: { type: 'string' },
-      rounds: { type: 'string' },
-      partition: { type: 'string' },
-      alpha: { type: 'string' },
-      'shards-per-client': { type: 'string' },
-      'proxy-size': { type: 'string' },
-      'proxy-subset': { type: 'string' },
-      'local-epochs': { type: 'string' },
-      models: { type: 'string' },
-      student: { type: 'string' },
-      codec: { type: 'string' },
-      aggregator: { type: 'string' },
-      temperature: { type: 'string' },
-      'temperature-decay': { type: 'string' },
-      'mutual-beta': { type: 'string' },
-      'prev-lambda': { type: 'string' },
-      'publish-steps': { type: 'string' },
-      'publish-seconds': { type: 'string' },
-      'steps-per-upload': { type: 'string' },
-      'staleness-exponent': { type: 'string' },
-      'max-staleness': { type: 'string' },
-      slowdown: { type: 'string' },
-      targets: { type: 'string' },
-      'time-budget': { type: 'string' },
-      scenario: { type: 'string' },
-      'classes-per-task': { type: 'string' },
-      'rounds-per-task': { type: 'string' },
-      'no-logit-adjust': { type: 'boolean' },
-      'ntd-beta': { type: 'string' },
-      'distill-epochs': { type: 'string' },
-      'client-eval': { type: 'string' },
-      'bank-decay': { type: 'string' },
-      workers: { type: 'string' },
-      seed: { type: 'string' },
-      'data-dir': { type: 'string' },
-      backend: { type: 'string' },
-      out: { type: 'string' },
-      help: { type: 'boolean', short: 'h' },
-    },
-  });
-  if (v.help) {
-    console.log(HELP);
+  // Every flag, env var, default, range and relation comes from the settings table (shared/settings/).
+  const cmd = readCommandLine('simulate', argv);
+  if (cmd.help) {
+    console.log(renderHelp('simulate', TITLE));
     return;
   }
-  const num = (x: string | undefined, name: string): number | undefined => {
-    if (x === undefined) return undefined;
-    const n = Number(x);
-    if (!Number.isFinite(n)) throw new Error(`--${name} must be a number, got '${x}'`);
-    return n;
-  };
-  const oneOf = <T extends string>(x: string | undefined, allowed: readonly T[], name: string): T | undefined => {
-    if (x === undefined) return undefined;
-    if (!allowed.includes(x as T)) throw new Error(`--${name} must be one of ${allowed.join(', ')}, got '${x}'`);
-    return x as T;
-  };
-  const opts: Partial<SimulationOptions> = {
-    clients: num(v.clients, 'clients'),
-    rounds: num(v.rounds, 'rounds'),
-    partition: oneOf(v.partition, ['dirichlet', 'shards', 'iid'] as const, 'partition'),
-    alpha: num(v.alpha, 'alpha'),
-    shardsPerClient: num(v['shards-per-client'], 'shards-per-client'),
-    proxySize: num(v['proxy-size'], 'proxy-size'),
-    proxySubset: num(v['proxy-subset'], 'proxy-subset'),
-    localEpochs: num(v['local-epochs'], 'local-epochs'),
-    models: v.models?.split(',').map((m) => oneOf(m.trim(), MODEL_KINDS, 'models') as ModelKind),
-    student: oneOf(v.student, MODEL_KINDS, 'student'),
-    codec: oneOf(v.codec, LOGIT_CODECS, 'codec'),
-    aggregator: oneOf(v.aggregator, AGGREGATORS, 'aggregator'),
-    temperature: num(v.temperature, 'temperature'),
-    temperatureDecay: num(v['temperature-decay'], 'temperature-decay'),
-    mutualBeta: num(v['mutual-beta'], 'mutual-beta'),
-    publishEverySteps: num(v['publish-steps'], 'publish-steps'),
-    publishEverySeconds: num(v['publish-seconds'], 'publish-seconds'),
-    stepsPerUpload: num(v['steps-per-upload'], 'steps-per-upload'),
-    stalenessExponent: num(v['staleness-exponent'], 'staleness-exponent'),
-    maxStaleness: num(v['max-staleness'], 'max-staleness'),
-    slowdown: v.slowdown?.split(',').map((x) => num(x, 'slowdown')!),
-    timeBudgetS: num(v['time-budget'], 'time-budget'),
-    accuracyTargets: v.targets?.split(',').map((x) => num(x, 'targets')!),
-    scenario: oneOf(v.scenario, SCENARIOS, 'scenario'),
-    classesPerTask: num(v['classes-per-task'], 'classes-per-task'),
-    roundsPerTask: num(v['rounds-per-task'], 'rounds-per-task'),
-    logitAdjust: v['no-logit-adjust'] ? false : undefined,
-    ntdBeta: num(v['ntd-beta'], 'ntd-beta'),
-    distillEpochs: num(v['distill-epochs'], 'distill-epochs'),
-    clientEvalSize: num(v['client-eval'], 'client-eval'),
-    bankDecay: num(v['bank-decay'], 'bank-decay'),
-    workers: num(v.workers, 'workers'),
-    seed: num(v.seed, 'seed'),
-    dataDir: v['data-dir'],
-    backend: v.backend,
-  };
-  for (const k of Object.keys(opts) as (keyof SimulationOptions)[]) if (opts[k] === undefined) delete opts[k];
-  const strategies = (v.strategy === 'compare' ? 'ensemble,fedavg' : v.strategy!).split(',').map((x) => oneOf(x.trim(), STRATEGIES, 'strategy')!);
+  const v = cmd.values;
+  // Only what was given: runSimulation fills in the rest, and scales a default that does not fit the data it finds.
+  const opts: Partial<SimulationOptions> = {};
+  for (const key of cmd.given) if (!CLI_ONLY.has(key)) (opts as Record<string, unknown>)[key] = v[key];
+  // The embedded server's log lines (silent by default: the report is what this command prints).
+  if (v.logLevel !== 'silent') opts.serverLog = createLogger({ level: v.logLevel as string, format: v.logFormat as LogOptions['format'] });
+  const strategies = (v.strategies as string[]).flatMap((x) => (x === 'compare' ? ['ensemble', 'fedavg'] : [x])) as StrategyName[];
+  const lambdas = v.prevLambdas as number[];
+  const scenario = (opts.scenario ?? settingByKey('scenario').default) as string;
 
-  const lambdas = (v['prev-lambda'] ?? '0').split(',').map((x) => num(x, 'prev-lambda')!);
-
-  const out = v.out ?? `results/simulate-${strategies.join('-')}${opts.scenario && opts.scenario !== 'none' ? `-${opts.scenario}` : ''}.json`;
+  const out = (v.out as string | undefined) ?? `results/simulate-${strategies.join('-')}${scenario !== 'none' ? `-${scenario}` : ''}.json`;
   mkdirSync(dirname(out), { recursive: true });
   const results: SimulationResult[] = [];
   const total = strategies.length * lambdas.length;

@@ -8,14 +8,16 @@ import { countParams } from '../shared/models/builders.ts';
 import type { LogitCodecName } from '../shared/tensor/logit-codec.ts';
 import { initBackend, type BackendInfo } from '../shared/compute/backend.ts';
 import { createAggregator } from '../server/app.ts';
-import { DEFAULT_CONFIG, type ServerConfig } from '../server/config.ts';
-import type { RoundSummary } from '../server/coordinator.ts';
-import { FASHION_MNIST_CLASSES, loadFashionMnist } from '../server/data/fashion-mnist.ts';
+import type { ServerConfig } from '../server/config.ts';
+import type { LogSink } from '../server/logger.ts';
+import { checkConfig, defaultsFor } from '../shared/settings/index.ts';
+import type { OnlineStats, RoundSummary } from '../server/coordinator.ts';
+import { FASHION_MNIST_CLASSES, loadFashionMnist } from '../datasets/fashion-mnist.ts';
+import { fitProxySize } from '../datasets/proxy-size.ts';
 import { splitForFederation, type PartitionKind } from '../shared/data/federated-split.ts';
 import type { WorkerReport, WorkerStart } from './client-worker.ts';
 import { kb, pct, table } from './report.ts';
 import { continualReport, makeScenario, rowsPerTask, taskAccuracy, taskOfRound, type ContinualReport, type ScenarioKind } from './continual.ts';
-import { OnlineCoordinator } from '../server/online-coordinator.ts';
 
 /** The server settings a simulation passes through unchanged. */
 const SERVER_KNOBS = [
@@ -50,32 +52,20 @@ export interface SimulationOptions extends Pick<ServerConfig, ServerKnobs> {
   dataDir?: string;
   backend?: string;
   log: (line: string) => void;
+  /** The embedded server's logger (default: silent unless FEDISTILL_VERBOSE, then its lines go to `log`). */
+  serverLog?: LogSink;
 }
 
-/** The server's own defaults for every knob passed through, overridden where a study wants otherwise. */
-const SERVER_DEFAULTS = Object.fromEntries(SERVER_KNOBS.map((k) => [k, DEFAULT_CONFIG[k]])) as Pick<ServerConfig, ServerKnobs>;
+/** The simulation's own settings, besides the server knobs it passes through. */
+const SIMULATION_KNOBS = [
+  'clients', 'partition', 'alpha', 'shardsPerClient', 'proxySize', 'models', 'codec', 'clientEvalSize', 'slowdown', 'scenario',
+  'classesPerTask', 'roundsPerTask', 'accuracyTargets', 'timeBudgetS',
+] as const satisfies readonly (keyof SimulationOptions)[];
 
+/** The settings table's defaults (shared/settings/): the demo's, the same the server and client CLIs default to. */
 export const DEFAULT_SIMULATION: SimulationOptions = {
-  ...SERVER_DEFAULTS,
-  rounds: 20,
-  proxySubset: 1500,
-  bankDecay: 0.8,
-  roundTimeoutS: 600,
-  clients: 10,
-  partition: 'dirichlet',
-  alpha: 0.5,
-  shardsPerClient: 2,
-  proxySize: 10000,
-  models: ['cnn'],
-  codec: 'topk',
+  ...(defaultsFor('simulate', [...SERVER_KNOBS, ...SIMULATION_KNOBS]) as Pick<SimulationOptions, ServerKnobs | (typeof SIMULATION_KNOBS)[number]>),
   workers: Math.max(1, availableParallelism()),
-  clientEvalSize: 1000,
-  slowdown: [1],
-  scenario: 'none',
-  classesPerTask: 2,
-  roundsPerTask: 4,
-  accuracyTargets: [0.7, 0.75, 0.8],
-  timeBudgetS: 0,
   log: (l) => console.log(l),
 };
 
@@ -109,14 +99,19 @@ export interface SimulationResult {
     timeToAccuracy: { target: number; seconds: number | null }[];
   };
   /** Online: staleness (in student versions) of every accepted upload. */
-  staleness?: ReturnType<OnlineCoordinator['onlineStats']>;
+  staleness?: OnlineStats;
   continual?: ContinualReport;
 }
 
-const WORKER = fileURLToPath(new URL('./client-worker.ts', import.meta.url));
+// The worker is this module's sibling in the same form: client-worker.ts through tsx when this runs from the sources,
+// client-worker.js with plain node when it runs compiled (dist/lib/, an installed package has no tsx).
+const COMPILED = import.meta.url.endsWith('.js');
+const WORKER = fileURLToPath(new URL(COMPILED ? './client-worker.js' : './client-worker.ts', import.meta.url));
+const WORKER_EXEC_ARGV = COMPILED ? [] : ['--import', 'tsx'];
 
 /** Start a real aggregator on loopback and real clients in worker processes, run the rounds, report. */
 export async function runSimulation(opts: Partial<SimulationOptions> = {}): Promise<SimulationResult> {
+  checkConfig('simulate', opts as Record<string, unknown>); // the flags' ranges, for callers that build options in code
   const o: SimulationOptions = { ...DEFAULT_SIMULATION, ...opts };
   const scenario = o.scenario === 'none' ? null : makeScenario(o.scenario, 10, o.classesPerTask, o.roundsPerTask);
   if (scenario && o.strategy === 'online') {
@@ -127,6 +122,14 @@ export async function runSimulation(opts: Partial<SimulationOptions> = {}): Prom
   const t0 = performance.now();
   const backend = await initBackend({ prefer: (o.backend as never) ?? undefined, log });
   const data = await loadFashionMnist({ dir: o.dataDir, log });
+  // On a smaller training set (the committed subset) the defaults that no longer fit are scaled, loudly; a value the
+  // caller gave (opts) is kept, or refused when it does not fit.
+  o.proxySize = fitProxySize({ requested: opts.proxySize, trainCount: data.train.count, isSubset: data.isSubset, log });
+  if (o.proxySubset > o.proxySize) {
+    if (opts.proxySubset !== undefined) throw new Error(`--proxy-subset ${o.proxySubset} is more than the ${o.proxySize} rows of the proxy set`);
+    log(`data: ${data.isSubset ? 'SUBSET: ' : ''}proxy rows per round scaled ${o.proxySubset} → ${o.proxySize} (the whole proxy set)`);
+    o.proxySubset = o.proxySize;
+  }
   const split = splitForFederation(data.train, { proxySize: o.proxySize, numClients: o.clients, partition: o.partition, alpha: o.alpha, shardsPerClient: o.shardsPerClient, seed: o.seed });
   const proxy = subset(data.train, split.proxy);
   const proxyLabels = proxy.labels!; // kept by the simulator only, to score the teacher ensemble
@@ -138,7 +141,7 @@ export async function runSimulation(opts: Partial<SimulationOptions> = {}): Prom
     classNames: [...FASHION_MNIST_CLASSES],
     validation: data.test,
     backend,
-    log: (m) => process.env.FEDISTILL_VERBOSE && log(`[server] ${m}`),
+    log: o.serverLog ?? ((m: string) => void (process.env.FEDISTILL_VERBOSE && log(`[server] ${m}`))),
     config: {
       ...(Object.fromEntries(SERVER_KNOBS.map((k) => [k, o[k]])) as Pick<ServerConfig, ServerKnobs>),
       host: '127.0.0.1',
@@ -160,7 +163,7 @@ export async function runSimulation(opts: Partial<SimulationOptions> = {}): Prom
   log(`watch it live: ${url}/ (dashboard)`);
 
   const rows: RoundRow[] = [];
-  const online = agg.coordinator instanceof OnlineCoordinator;
+  const online = agg.coordinator.status().online !== undefined;
   const testRowsPerClass = Array.from({ length: data.test.numClasses }, (_, j) => data.test.labels!.reduce((n, y) => n + (y === j ? 1 : 0), 0));
   const headers = [
     online ? 'version' : 'round',
@@ -237,7 +240,7 @@ export async function runSimulation(opts: Partial<SimulationOptions> = {}): Prom
           taskRows: scenario ? rowsPerTask(scenario, split.clients[i], data.train.labels!, `${o.seed}/${id}`) : undefined,
         });
       }
-      const child = fork(WORKER, [], { execArgv: ['--import', 'tsx'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+      const child = fork(WORKER, [], { execArgv: WORKER_EXEC_ARGV, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
       child.on('message', (m: WorkerReport) => {
         if (m.type === 'ready' && ++readyWorkers === nWorkers) {
           connectedAt = Date.now();
@@ -271,7 +274,7 @@ export async function runSimulation(opts: Partial<SimulationOptions> = {}): Prom
   const uplink = rows.reduce((n, r) => n + r.uplinkBytes, 0);
   const downlink = rows.reduce((n, r) => n + r.downlinkBytes, 0);
   const accs = done.map((r) => r.studentAccuracy).filter((a): a is number => a !== undefined);
-  const { log: _log, ...options } = o;
+  const { log: _log, serverLog: _serverLog, ...options } = o;
   return {
     options,
     data: { source: data.source, isSubset: data.isSubset, train: data.train.count, test: data.test.count, proxy: proxy.count, clientSizes: split.clients.map((c) => c.length) },
@@ -290,7 +293,7 @@ export async function runSimulation(opts: Partial<SimulationOptions> = {}): Prom
       seconds: (performance.now() - t0) / 1000,
       timeToAccuracy: o.accuracyTargets.map((target) => ({ target, seconds: rows.find((r) => (r.studentAccuracy ?? 0) >= target)?.elapsedSeconds ?? null })),
     },
-    staleness: agg.coordinator instanceof OnlineCoordinator ? agg.coordinator.onlineStats() : undefined,
+    staleness: agg.coordinator.status().online,
     // Indexed by round: a round that did not complete (no quorum, failure) is a gap, not a shift of every later task.
     continual: scenario
       ? continualReport(scenario, Array.from({ length: o.rounds }, (_, i) => done.find((r) => r.round === i + 1)?.studentPerClassAccuracy ?? []), testRowsPerClass)

@@ -1,68 +1,63 @@
-import { parseArgs } from 'node:util';
 import { hostname } from 'node:os';
-import { initBackend } from '../../shared/compute/backend.ts';
+import { initBackend, type BackendPreference } from '../../shared/compute/backend.ts';
 import { subset, type Dataset } from '../../shared/data/dataset.ts';
 import { splitForFederation } from '../../shared/data/federated-split.ts';
-import { MODEL_KINDS, type ModelKind } from '../../shared/models/builders.ts';
-import { LOGIT_CODECS, type LogitCodecName } from '../../shared/tensor/logit-codec.ts';
-import { loadFashionMnist } from '../../server/data/fashion-mnist.ts';
-import { FedistillClient } from '../client.ts';
+import type { ModelKind } from '../../shared/models/builders.ts';
+import type { LogitCodecName } from '../../shared/tensor/logit-codec.ts';
+import { renderHelp } from '../../shared/settings/index.ts';
+import { readCommandLine } from '../../server/command-line.ts';
+import { createLogger, type LogOptions } from '../../server/logger.ts';
+import { loadFashionMnist } from '../../datasets/fashion-mnist.ts';
+import { FedistillClient, FedistillError } from '../client.ts';
+import type { EndMsg } from '../../shared/protocol/messages.ts';
 import { FileProxyCache } from './file-proxy-cache.ts';
 import { loadPrivateData } from './private-data.ts';
+import { fitProxySize } from '../../datasets/proxy-size.ts';
 
-const HELP = `fedistill client — train on private data, share only proxy-set logits
+const TITLE = 'fedistill client — train on private data, share only proxy-set logits';
 
-  --url URL              aggregator URL (env FEDISTILL_URL)                  [http://127.0.0.1:8080]
-  --token T              the server's client token (env FEDISTILL_TOKEN)
-  --id ID                stable client id                                    [hostname-pid]
-  --model M              ${MODEL_KINDS.join(' | ')} (may differ from the server's student)  [cnn]
-  --codec C              ${LOGIT_CODECS.join(' | ')}                            [fp16]
-  --data-dir DIR         private data: train-images-idx3-ubyte(.gz) + train-labels-idx1-ubyte(.gz)
-                         (+ optional t10k-* to report local accuracy)
-  --fashion-mnist-part I/N[:ALPHA]
-                         instead of --data-dir, for test benches: take client I of N of the same
-                         Dirichlet split 'fedistill simulate' makes (ALPHA default 0.5)
-  --proxy-size N         with --fashion-mnist-part: the server's proxy size   [10000]
-  --seed N               [1]
-  --proxy-cache DIR      proxy-set cache                                      [~/.cache/fedistill/proxy]
-  --backend B            auto | tensorflow-gpu | tensorflow | wasm | cpu (env FEDISTILL_BACKEND)
-`;
+/** The client's settings (rows of the settings table that name 'client'). */
+interface ClientCliSettings {
+  url: string;
+  token: string;
+  id?: string;
+  model: ModelKind;
+  codec: LogitCodecName;
+  dataDir?: string;
+  fashionMnistPart?: string;
+  proxySize?: number;
+  classes?: string[];
+  seed: number;
+  proxyCache?: string;
+  giveUpAfterS: number;
+  backend: BackendPreference;
+  logLevel: string;
+  logFormat: LogOptions['format'];
+}
 
 export async function main(argv: string[]): Promise<void> {
-  const { values: v } = parseArgs({
-    args: argv,
-    options: {
-      url: { type: 'string', default: process.env.FEDISTILL_URL ?? 'http://127.0.0.1:8080' },
-      token: { type: 'string', default: process.env.FEDISTILL_TOKEN ?? '' },
-      id: { type: 'string', default: `${hostname()}-${process.pid}` },
-      model: { type: 'string', default: 'cnn' },
-      codec: { type: 'string', default: 'fp16' },
-      'data-dir': { type: 'string' },
-      'fashion-mnist-part': { type: 'string' },
-      'proxy-size': { type: 'string', default: '10000' },
-      seed: { type: 'string', default: '1' },
-      'proxy-cache': { type: 'string' },
-      backend: { type: 'string' },
-      help: { type: 'boolean', short: 'h' },
-    },
-  });
-  if (v.help) return void console.log(HELP);
-  if (!MODEL_KINDS.includes(v.model as ModelKind)) throw new Error(`--model must be one of ${MODEL_KINDS.join(', ')}`);
-  if (!LOGIT_CODECS.includes(v.codec as LogitCodecName)) throw new Error(`--codec must be one of ${LOGIT_CODECS.join(', ')}`);
-  const log = (m: string) => console.log(`${new Date().toISOString()} [${v.id}] ${m}`);
-  await initBackend({ prefer: v.backend as never, log });
+  // Every flag, env var, default, range and relation comes from the settings table (shared/settings/).
+  const cmd = readCommandLine('client', argv);
+  if (cmd.help) return void console.log(renderHelp('client', TITLE));
+  const v = cmd.values as unknown as ClientCliSettings;
+  const id = v.id ?? `${hostname()}-${process.pid}`;
+  const logger = createLogger({ level: v.logLevel, format: v.logFormat, name: id });
+  const log = (m: string) => logger.info(m);
+  await initBackend({ prefer: v.backend, log });
 
   let data: Dataset;
   let evalSet: Dataset | null = null;
-  if (v['data-dir']) {
-    ({ train: data, eval: evalSet } = await loadPrivateData(v['data-dir']));
-  } else if (v['fashion-mnist-part']) {
-    const m = /^(\d+)\/(\d+)(?::([\d.]+))?$/.exec(v['fashion-mnist-part']);
+  if (v.dataDir) {
+    ({ train: data, eval: evalSet } = await loadPrivateData(v.dataDir, { classes: v.classes, serverUrl: v.url, log }));
+  } else if (v.fashionMnistPart) {
+    const m = /^(\d+)\/(\d+)(?::([\d.]+))?$/.exec(v.fashionMnistPart);
     if (!m) throw new Error('--fashion-mnist-part must look like I/N or I/N:ALPHA');
     const [i, n, alpha] = [Number(m[1]), Number(m[2]), Number(m[3] ?? 0.5)];
     if (i >= n) throw new Error(`client index ${i} must be below ${n}`);
     const fm = await loadFashionMnist({ log });
-    const split = splitForFederation(fm.train, { proxySize: Number(v['proxy-size']), numClients: n, partition: 'dirichlet', alpha, shardsPerClient: 2, seed: Number(v.seed) });
+    // The server's default proxy size is scaled the same way on a smaller (subset) training set.
+    const proxySize = fitProxySize({ requested: v.proxySize, trainCount: fm.train.count, isSubset: fm.isSubset, log });
+    const split = splitForFederation(fm.train, { proxySize, numClients: n, partition: 'dirichlet', alpha, shardsPerClient: 2, seed: v.seed });
     data = subset(fm.train, split.clients[i]);
     evalSet = fm.test;
   } else {
@@ -73,13 +68,14 @@ export async function main(argv: string[]): Promise<void> {
   const client = new FedistillClient({
     url: v.url,
     token: v.token,
-    clientId: v.id,
-    model: v.model as ModelKind,
-    codec: v.codec as LogitCodecName,
+    clientId: id,
+    model: v.model,
+    codec: v.codec,
     data,
     evalSet,
-    proxyCache: new FileProxyCache(v['proxy-cache']),
-    seed: Number(v.seed),
+    proxyCache: new FileProxyCache(v.proxyCache),
+    seed: v.seed,
+    giveUpAfterMs: v.giveUpAfterS * 1000, // --give-up-after S; 0 = never give up
     log,
   });
   client.on('round-done', (r) =>
@@ -89,12 +85,24 @@ export async function main(argv: string[]): Promise<void> {
   );
   client.on('round-result', (r) => log(`server finished round ${r.round}${r.studentAccuracy !== undefined ? `: student acc ${(r.studentAccuracy * 100).toFixed(2)}%` : ''}`));
   client.on('disconnected', (reason) => log(`disconnected (${reason}); reconnecting`));
-  const w = await client.start();
-  log(`joined ${v.url}: strategy ${w.strategy}, student ${w.student.kind}, proxy ${w.proxy.id} (${w.proxy.count})`);
   const stop = () => {
     client.stop();
     process.exit(0);
   };
   process.once('SIGINT', stop);
   process.once('SIGTERM', stop);
+  // Either way one line says how it ended: exit 0 at the federation's end, 1 (with the reason) when it can't go on.
+  let end: EndMsg;
+  try {
+    const w = await client.start();
+    log(`joined ${v.url}: strategy ${w.strategy}, student ${w.student.kind}, proxy ${w.proxy.id} (${w.proxy.count})`);
+    end = await client.finished();
+  } catch (e) {
+    console.error(`fedistill client ${id}: ${e instanceof FedistillError ? `${e.code}: ` : ''}${(e as Error).message}`);
+    process.exit(1);
+  }
+  const acc = end.studentAccuracy !== undefined ? `student accuracy ${(end.studentAccuracy * 100).toFixed(2)}%` : 'no student accuracy (the server has no validation set)';
+  const where = end.studentPath ? `; student model: ${new URL(end.studentPath, v.url)} (tf.loadLayersModel)` : '';
+  log(end.reason === 'completed' ? `federation complete after round ${end.round}: ${acc}${where}` : `the server shut down after round ${end.round}: ${acc}${where}`);
+  process.exit(0);
 }

@@ -1,6 +1,8 @@
 import type { Namespace, Server, Socket } from 'socket.io';
 import { tokenMatches } from '../auth.ts';
-import type { Coordinator, RoundSummary } from '../coordinator.ts';
+import type { Logger } from '../logger.ts';
+import type { Coordinator } from '../coordinator.ts';
+import type { ClientsUpdate, DashboardSnapshot, Phase, RoundSummary, Timeline, TimelineEvent } from '../../shared/dashboard-feed.ts';
 
 /**
  * The live dashboard's data feed: a read-only socket.io namespace. A viewer gets one `snapshot` on connect, then
@@ -23,49 +25,13 @@ const CLIENTS_THROTTLE_MS = 250;
 /** Per round (an online window can take many uploads): enough for the chart, bounded memory. */
 const MAX_TIMELINE_EVENTS = 2000;
 
-export type Phase = 'closed' | 'aggregate' | 'evaluate' | 'done';
-
-export interface TimelineEvent {
-  kind: 'upload' | Phase;
-  at: number;
-  clientId?: string;
-  bytes?: number;
-  staleness?: number;
-}
-
-/** The current (or, between rounds, the last) round as it happened. Times are epoch milliseconds. */
-export interface Timeline {
-  round: number;
-  openedAt: number;
-  deadline: number | null;
-  selected: string[];
-  events: TimelineEvent[];
-}
-
-export type DashboardClient = ReturnType<Coordinator['status']>['clients'][number];
-
-export interface ClientsUpdate {
-  at: number;
-  round: number;
-  studentVersion: number;
-  openRound: ReturnType<Coordinator['status']>['openRound'];
-  clients: DashboardClient[];
-}
-
-export interface DashboardSnapshot extends Record<string, unknown> {
-  at: number;
-  /** The aggregator's describe(): strategy, student, backend, proxy, config (secrets hidden). */
-  server: Record<string, unknown>;
-  status: ClientsUpdate;
-  history: RoundSummary[];
-  timeline: Timeline | null;
-  tasks: number[][] | null;
-}
+// The wire types live in shared/ (the browser page reads them too); re-exported for server-side users.
+export type { ClientsUpdate, DashboardClient, DashboardSnapshot, Phase, Timeline, TimelineEvent } from '../../shared/dashboard-feed.ts';
 
 export interface DashboardOptions {
   viewerToken: string;
   describe: () => Record<string, unknown>;
-  log: (m: string) => void;
+  log: Logger;
 }
 
 export function attachDashboard(io: Server, coordinator: Coordinator, o: DashboardOptions): { close(): void } {
@@ -103,14 +69,14 @@ export function attachDashboard(io: Server, coordinator: Coordinator, o: Dashboa
     // Read-only: there is nothing a viewer may ask for. Answer nothing; hang up on a viewer that keeps talking.
     socket.onAny(() => {
       if (++strikes > VIEWER_EVENT_ALLOWANCE) {
-        o.log(`dashboard: viewer ${socket.id} keeps sending events; disconnected`);
+        o.log.warn({ viewer: socket.id, address: socket.handshake.address }, `dashboard: viewer ${socket.id} keeps sending events; disconnected`);
         socket.disconnect(true);
       }
     });
     try {
       socket.emit('snapshot', snapshot());
     } catch (e) {
-      o.log(`dashboard: snapshot failed: ${(e as Error).stack}`);
+      o.log.error({ err: e, viewer: socket.id }, 'dashboard: snapshot failed');
       socket.disconnect(true);
     }
   });

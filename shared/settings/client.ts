@@ -1,0 +1,129 @@
+import { MODEL_KINDS } from '../protocol/model-kinds.ts';
+import { LOGIT_CODECS } from '../tensor/logit-codec.ts';
+import type { Setting } from './types.ts';
+
+/** 'I/N' or 'I/N:ALPHA' → checked (I < N, α > 0) and returned as given; the data loader reads it. */
+function fashionMnistPart(raw: string): string {
+  const m = /^(\d+)\/(\d+)(?::(\d*\.?\d+))?$/.exec(raw.trim());
+  if (!m) throw new Error(`'${raw}' is not I/N or I/N:ALPHA (e.g. 3/10 or 3/10:0.5)`);
+  const [i, n, alpha] = [Number(m[1]), Number(m[2]), m[3] === undefined ? 0.5 : Number(m[3])];
+  if (n < 1) throw new Error(`'${raw}': N must be at least 1`);
+  if (i >= n) throw new Error(`'${raw}': client index ${i} is not in [0, ${n - 1}]`);
+  if (!(alpha > 0) || !Number.isFinite(alpha)) throw new Error(`'${raw}': ALPHA ${m[3]} is not in (0, ∞)`);
+  return raw.trim();
+}
+
+/**
+ * What a client is told: the server's address and token, who it is, its architecture and codec, and where its data is.
+ * (Local epochs, batch size and learning rate come from the server with each round.)
+ */
+export const CLIENT_SETTINGS: readonly Setting[] = [
+  {
+    key: 'url',
+    flag: 'url',
+    type: 'string',
+    pattern: /^(https?|wss?):\/\/[^\s/]+.*$/,
+    patternText: 'an http:// or https:// URL',
+    default: 'http://127.0.0.1:8080',
+    env: 'FEDISTILL_URL',
+    arg: 'URL',
+    commands: ['client'],
+    help: 'aggregator URL',
+    group: 'access',
+  },
+  {
+    key: 'token',
+    flag: 'token',
+    type: 'string',
+    default: '',
+    env: 'FEDISTILL_TOKEN',
+    arg: 'T',
+    commands: ['server', 'client'],
+    help: { server: "shared secret clients present; '' = no auth", client: "the server's client token" },
+    group: 'access',
+  },
+  {
+    key: 'id',
+    flag: 'id',
+    type: 'string',
+    pattern: /^[A-Za-z0-9_.:-]{1,128}$/, // the protocol's rule for hello.clientId (shared/protocol/schemas.ts)
+    patternText: "1 to 128 letters, digits and '_.:-'",
+    default: undefined,
+    defaultText: 'hostname-pid',
+    arg: 'ID',
+    commands: ['client'],
+    help: 'stable client id: a client that reconnects with it is the same participant',
+    group: 'access',
+  },
+  {
+    key: 'model',
+    flag: 'model',
+    type: 'enum',
+    values: MODEL_KINDS,
+    default: 'cnn',
+    arg: 'M',
+    commands: ['client'],
+    help: "local architecture (may differ from the server's student)",
+    group: 'training',
+  },
+  {
+    key: 'codec',
+    flag: 'codec',
+    type: 'enum',
+    values: LOGIT_CODECS,
+    default: 'topk',
+    arg: 'C',
+    commands: ['client', 'simulate'],
+    help: 'how uploaded logits are encoded (topk: top-3 logits a row, the demo)',
+    group: 'training',
+  },
+  {
+    key: 'fashionMnistPart',
+    flag: 'fashion-mnist-part',
+    type: 'custom',
+    parse: fashionMnistPart,
+    default: undefined,
+    arg: 'I/N[:ALPHA]',
+    commands: ['client'],
+    help: "instead of --data-dir, for test benches: client I of N of the Dirichlet split 'fedistill simulate' makes (ALPHA 0.5)",
+    group: 'data',
+  },
+  {
+    key: 'proxySize',
+    flag: 'proxy-size',
+    type: 'int',
+    range: { min: 1 },
+    default: undefined,
+    defaults: { simulate: 10000 },
+    defaultText: '10000; a sixth of a smaller training set',
+    arg: 'N',
+    commands: ['client', 'simulate'],
+    help: {
+      client: "with --fashion-mnist-part: the server's proxy size (rows held out of the split)",
+      simulate: 'training rows held out as the public proxy set',
+    },
+    group: 'data',
+  },
+  {
+    key: 'proxyCache',
+    flag: 'proxy-cache',
+    type: 'string',
+    default: undefined,
+    defaultText: '~/.cache/fedistill/proxy',
+    arg: 'DIR',
+    commands: ['client'],
+    help: 'where the downloaded proxy set is kept (checked by hash)',
+    group: 'data',
+  },
+  {
+    key: 'giveUpAfterS',
+    flag: 'give-up-after',
+    type: 'float',
+    range: { min: 0 },
+    default: 60,
+    arg: 'S',
+    commands: ['client'],
+    help: 'exit with an error after S seconds unable to reach the server (0 = keep trying forever)',
+    group: 'access',
+  },
+];

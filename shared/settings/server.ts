@@ -1,0 +1,174 @@
+import { AGGREGATORS } from '../distill/aggregators.ts';
+import { MODEL_KINDS } from '../protocol/model-kinds.ts';
+import { LOGIT_CODECS } from '../tensor/logit-codec.ts';
+import type { Setting } from './types.ts';
+
+export type StrategyName = 'ensemble' | 'mutual' | 'online' | 'fedavg';
+export const STRATEGIES: readonly StrategyName[] = ['ensemble', 'mutual', 'online', 'fedavg'];
+
+/** '0,1;2,3' → [[0, 1], [2, 3]]: continual tasks as groups of class indices. */
+export function parseTasks(raw: string): number[][] {
+  const tasks = raw.split(';').map((t) => t.split(',').map((c) => (c.trim() === '' ? NaN : Number(c.trim()))));
+  if (!tasks.length || tasks.some((t) => !t.length || t.some((c) => !Number.isInteger(c) || c < 0))) {
+    throw new Error(`'${raw}' is not groups of class indices like 0,1;2,3`);
+  }
+  return tasks;
+}
+
+/** 'a,b,c' → ['a', 'b', 'c']: 2 to 256 distinct, non-empty names. */
+export function parseClassNames(raw: string): string[] {
+  const names = raw.split(',').map((c) => c.trim());
+  if (names.some((c) => c === '')) throw new Error(`'${raw}' is not a comma list of names`);
+  const dup = names.find((c, i) => names.indexOf(c) !== i);
+  if (dup !== undefined) throw new Error(`'${raw}' names '${dup}' twice`);
+  if (names.length < 2 || names.length > 256) throw new Error(`'${raw}' has ${names.length} names, not 2 to 256`);
+  return names;
+}
+
+const positive = { min: 0, minOpen: true } as const;
+const nonNegative = { min: 0 } as const;
+const atLeastOne = { min: 1 } as const;
+const fraction = { min: 0, minOpen: true, max: 1 } as const;
+
+/**
+ * Everything the aggregator can be told (ServerConfig), with the demo's values as defaults: `fedistill server` plus
+ * `fedistill client`s run what `npm run demo` measured (README). `simulate` takes the ones a study varies.
+ */
+export const SERVER_SETTINGS: readonly Setting[] = [
+  // ---- listening and access
+  { key: 'host', flag: 'host', type: 'string', default: '127.0.0.1', env: 'FEDISTILL_HOST', arg: 'H', commands: ['server'], help: 'listen address (0.0.0.0 = every interface)', group: 'access' },
+  { key: 'port', flag: 'port', type: 'int', range: { min: 0, max: 65535 }, default: 8080, env: 'PORT', arg: 'N', commands: ['server'], help: 'port, 0 = any free one', group: 'access' },
+  { key: 'viewerToken', flag: 'viewer-token', type: 'string', default: '', env: 'FEDISTILL_VIEWER_TOKEN', arg: 'T', commands: ['server'], help: "token the dashboard at / asks for; '' = open to anyone", group: 'access' },
+  {
+    key: 'corsOrigins',
+    flag: 'cors-origin',
+    type: 'list',
+    item: { type: 'string' },
+    minItems: 0,
+    default: [],
+    env: 'FEDISTILL_CORS_ORIGIN',
+    arg: 'LIST',
+    commands: ['server'],
+    help: "origins whose pages may use the SDK here (comma list, '*' = any; none = same origin only)",
+    group: 'access',
+  },
+  { key: 'demoData', flag: 'demo-data', type: 'boolean', default: true, commands: ['server'], help: "serve the public Fashion-MNIST subset for the join page's demo shards", group: 'access' },
+  { key: 'stateDir', flag: 'state-dir', type: 'string', default: '', env: 'FEDISTILL_STATE_DIR', arg: 'DIR', commands: ['server'], help: "checkpoints + upload journal; a restart on the same dir resumes ('' = memory only)", group: 'access' },
+
+  {
+    key: 'keepServing',
+    flag: 'keep-serving',
+    type: 'boolean',
+    default: false,
+    commands: ['server'],
+    help: 'after the last round keep serving /student, /status and the dashboard until stopped (default: exit 0 once clients are told)',
+    group: 'access',
+  },
+
+  // ---- rounds
+  { key: 'strategy', flag: 'strategy', type: 'enum', values: STRATEGIES, default: 'ensemble', arg: 'S', commands: ['server'], help: 'who teaches whom (README: Strategies)', group: 'rounds' },
+  { key: 'rounds', flag: 'rounds', type: 'int', range: nonNegative, default: 20, arg: 'N', commands: ['server', 'simulate'], help: 'rounds to run (online: student versions to publish); 0 = forever', group: 'rounds' },
+  { key: 'minClients', flag: 'min-clients', type: 'int', range: atLeastOne, default: 2, arg: 'N', commands: ['server'], help: 'clients needed before a round starts', group: 'rounds' },
+  { key: 'fraction', flag: 'fraction', type: 'float', range: fraction, default: 1, arg: 'F', commands: ['server'], help: 'fraction of connected clients selected per round (at least --min-clients)', group: 'rounds' },
+  {
+    key: 'roundTimeoutS',
+    flag: 'round-timeout',
+    type: 'float',
+    range: positive,
+    default: 300,
+    defaults: { simulate: 600 },
+    arg: 'S',
+    commands: ['server', 'simulate'],
+    help: 'round deadline in seconds',
+    group: 'rounds',
+  },
+  { key: 'quorum', flag: 'quorum', type: 'float', range: fraction, default: 0.5, arg: 'F', commands: ['server'], help: 'fraction of the selected uploads a round needs at its deadline', group: 'rounds' },
+  {
+    key: 'tasks',
+    flag: 'tasks',
+    type: 'custom',
+    parse: parseTasks,
+    format: (v) => (v as number[][]).map((t) => t.join(',')).join(';'),
+    default: undefined,
+    arg: 'SPEC',
+    commands: ['server'],
+    help: 'continual tasks as class groups, e.g. 0,1;2,3;4,5 (dashboard: per-task accuracy, forgetting)',
+    group: 'rounds',
+  },
+
+  // ---- data (loaded by the server CLI; not part of ServerConfig)
+  {
+    key: 'proxy',
+    flag: 'proxy',
+    type: 'string',
+    pattern: /^(fashion-mnist(:[1-9]\d*)?|images:.+|idx:.+)$/,
+    patternText: 'fashion-mnist[:N] (N ≥ 1), images:DIR or idx:FILE',
+    default: 'fashion-mnist',
+    arg: 'SPEC',
+    commands: ['server'],
+    help: 'public proxy set: N Fashion-MNIST training rows held out (no N: 10000, a sixth of a smaller set), a folder of images, or an idx images file',
+    group: 'data',
+  },
+  {
+    key: 'validation',
+    flag: 'validation',
+    type: 'string',
+    pattern: /^(fashion-mnist|none|images:.+|idx:[^,]+,[^,]+)$/,
+    patternText: 'fashion-mnist, images:DIR, idx:IMAGES,LABELS or none',
+    default: 'fashion-mnist',
+    arg: 'SPEC',
+    commands: ['server'],
+    help: "labelled set the student is scored on each round (none = don't evaluate)",
+    group: 'data',
+  },
+  {
+    key: 'classes',
+    flag: 'classes',
+    type: 'custom',
+    parse: parseClassNames,
+    format: (v) => (v as string[]).join(','),
+    default: undefined,
+    defaultText: "the data set's",
+    arg: 'a,b,c',
+    commands: ['server', 'client'],
+    help: {
+      server: 'class names in label order (image folders: their sub-folder names, in this order)',
+      client: 'class names in label order (an image folder: classes.json, else the server\'s, else the sub-folder names)',
+    },
+    group: 'data',
+  },
+  { key: 'student', flag: 'student', type: 'enum', values: MODEL_KINDS, default: 'cnn', arg: 'M', commands: ['server', 'simulate'], help: "the student's architecture", group: 'distillation' },
+  { key: 'proxySubset', flag: 'proxy-subset', type: 'int', range: atLeastOne, default: 1500, arg: 'N', commands: ['server', 'simulate'], help: 'proxy rows asked for per round (uplink per client-round = N × classes values)', group: 'data' },
+
+  // ---- local training (sent to the clients with each round)
+  { key: 'localEpochs', flag: 'local-epochs', type: 'int', range: atLeastOne, default: 2, arg: 'E', commands: ['server', 'simulate'], help: 'epochs clients train on their private data per round', group: 'local training' },
+  { key: 'batchSize', flag: 'batch-size', type: 'int', range: atLeastOne, default: 64, arg: 'N', commands: ['server', 'simulate'], help: "clients' local batch size", group: 'local training' },
+  { key: 'learningRate', flag: 'learning-rate', type: 'float', range: positive, default: 0.001, arg: 'LR', commands: ['server', 'simulate'], help: "clients' local learning rate (Adam)", group: 'local training' },
+  { key: 'logitAdjust', flag: 'logit-adjust', type: 'boolean', default: true, commands: ['server', 'simulate'], help: 'clients train with the logit-adjusted loss CE(z + log π_local) (FedLC-style; ensemble)', group: 'local training' },
+  { key: 'ntdBeta', flag: 'ntd-beta', type: 'float', range: nonNegative, default: 0, arg: 'B', commands: ['server', 'simulate'], help: 'β of not-true distillation from the student in local training (FedNTD); 0 = off', group: 'local training' },
+  { key: 'mutualBeta', flag: 'mutual-beta', type: 'float', range: nonNegative, default: 1, arg: 'B', commands: ['server', 'simulate'], help: "mutual/online: β of the client's β·T²·KL(p_student ‖ p_client) term", group: 'local training' },
+  { key: 'consensusEpochs', flag: 'consensus-epochs', type: 'int', range: nonNegative, default: 2, arg: 'E', commands: ['server'], help: 'epochs a client of another architecture digests the consensus soft labels (FedMD)', group: 'local training' },
+  { key: 'consensusCodec', flag: 'consensus-codec', type: 'enum', values: LOGIT_CODECS, default: 'fp16', arg: 'C', commands: ['server'], help: 'how the consensus soft labels are encoded for those clients', group: 'local training' },
+
+  // ---- the server's distillation
+  { key: 'aggregator', flag: 'aggregator', type: 'enum', values: AGGREGATORS, default: 'confidence', arg: 'A', commands: ['server', 'simulate'], help: "how clients' logits become the teacher", group: 'distillation' },
+  { key: 'temperature', flag: 'temperature', type: 'float', range: positive, default: 2, arg: 'T', commands: ['server', 'simulate'], help: 'distillation temperature (T_max with --temperature-decay)', group: 'distillation' },
+  { key: 'temperatureDecay', flag: 'temperature-decay', type: 'float', range: nonNegative, default: 0, arg: 'K', commands: ['server', 'simulate'], help: 'T(t) = T_max·exp(−K·t) per round, floored at 1; 0 = constant', group: 'distillation' },
+  { key: 'distillEpochs', flag: 'distill-epochs', type: 'int', range: atLeastOne, default: 3, arg: 'E', commands: ['server', 'simulate'], help: 'student epochs over the teacher bank per round', group: 'distillation' },
+  { key: 'distillBatchSize', flag: 'distill-batch-size', type: 'int', range: atLeastOne, default: 128, arg: 'N', commands: ['server'], help: "the student's batch size", group: 'distillation' },
+  { key: 'distillLearningRate', flag: 'distill-learning-rate', type: 'float', range: positive, default: 0.001, arg: 'LR', commands: ['server'], help: "the student's learning rate (Adam)", group: 'distillation' },
+  { key: 'bankDecay', flag: 'bank-decay', type: 'float', range: fraction, default: 0.8, arg: 'D', commands: ['server', 'simulate'], help: "a teacher label's weight per round of age in the student's loss; 1 = no decay", group: 'distillation' },
+  { key: 'prevStudentLambda', flag: 'prev-lambda', type: 'float', range: nonNegative, default: 0, arg: 'L', commands: ['server'], help: 'λ of the previous-student term λ·T²·KL(p_prev ‖ p_student) (continual rounds); 0 = off', group: 'distillation' },
+
+  // ---- online strategy
+  { key: 'publishEverySteps', flag: 'publish-steps', type: 'int', range: atLeastOne, default: 100, arg: 'K', commands: ['server', 'simulate'], help: 'online: publish a student version every K training steps ...', group: 'online' },
+  { key: 'publishEverySeconds', flag: 'publish-seconds', type: 'float', range: positive, default: 30, arg: 'S', commands: ['server', 'simulate'], help: '... or every S seconds, whichever comes first', group: 'online' },
+  { key: 'stepsPerUpload', flag: 'steps-per-upload', type: 'int', range: atLeastOne, default: 24, arg: 'N', commands: ['server', 'simulate'], help: 'online: student training steps owed per accepted upload', group: 'online' },
+  { key: 'stalenessExponent', flag: 'staleness-exponent', type: 'float', range: nonNegative, default: 0.5, arg: 'A', commands: ['server', 'simulate'], help: 'online: an upload weighs (1 + staleness)^−A in the teacher', group: 'online' },
+  { key: 'maxStaleness', flag: 'max-staleness', type: 'int', range: nonNegative, default: 30, arg: 'N', commands: ['server', 'simulate'], help: "online: uploads more than N versions behind are refused with 'resync'", group: 'online' },
+
+  // ---- limits
+  { key: 'frameLimits.hello', flag: 'max-hello-bytes', type: 'int', range: { min: 1024 }, default: 64 * 1024, arg: 'B', commands: ['server'], help: 'largest hello frame accepted', group: 'limits' },
+  { key: 'frameLimits.logits', flag: 'max-logits-bytes', type: 'int', range: { min: 1024 }, default: 16 * 1024 * 1024, arg: 'B', commands: ['server'], help: 'largest logits upload accepted', group: 'limits' },
+  { key: 'frameLimits.weights', flag: 'max-weights-bytes', type: 'int', range: { min: 1024 }, default: 64 * 1024 * 1024, arg: 'B', commands: ['server'], help: 'largest weights upload accepted (fedavg)', group: 'limits' },
+];

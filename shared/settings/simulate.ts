@@ -1,0 +1,70 @@
+import { MODEL_KINDS } from '../protocol/model-kinds.ts';
+import { STRATEGIES } from './server.ts';
+import type { Setting } from './types.ts';
+
+/** simulations/continual.ts's SCENARIOS (a test keeps them equal; shared/ does not import simulations/). */
+export const SCENARIO_NAMES = ['none', 'class-incremental', 'drift'] as const;
+export const PARTITIONS = ['dirichlet', 'shards', 'iid'] as const;
+
+/**
+ * What only `fedistill simulate` takes: the federation it builds on this machine (clients, split, devices), the
+ * comparisons it runs, and where the report goes. The server settings it passes through are in server.ts.
+ */
+export const SIMULATE_SETTINGS: readonly Setting[] = [
+  {
+    key: 'strategies',
+    flag: 'strategy',
+    type: 'list',
+    item: { type: 'enum', values: [...STRATEGIES, 'compare'] },
+    default: ['ensemble'],
+    arg: 'LIST',
+    commands: ['simulate'],
+    help: 'a strategy, or a comma list run one after the other on the same split and compared (compare = ensemble,fedavg)',
+    group: 'simulation',
+  },
+  { key: 'clients', flag: 'clients', type: 'int', range: { min: 1 }, default: 10, arg: 'N', commands: ['simulate'], help: 'simulated clients (each its own socket.io connection)', group: 'simulation' },
+  { key: 'partition', flag: 'partition', type: 'enum', values: PARTITIONS, default: 'dirichlet', arg: 'P', commands: ['simulate'], help: 'how the private data is split', group: 'simulation' },
+  { key: 'alpha', flag: 'alpha', type: 'float', range: { min: 0, minOpen: true }, default: 0.5, arg: 'A', commands: ['simulate'], help: 'Dirichlet concentration (smaller = more skewed)', group: 'simulation' },
+  { key: 'shardsPerClient', flag: 'shards-per-client', type: 'int', range: { min: 1 }, default: 2, arg: 'N', commands: ['simulate'], help: 'with --partition shards', group: 'simulation' },
+  { key: 'models', flag: 'models', type: 'list', item: { type: 'enum', values: MODEL_KINDS }, default: ['cnn'], arg: 'LIST', commands: ['simulate'], help: 'client architectures, round-robin (cnn,mlp = half and half)', group: 'simulation' },
+  { key: 'clientEvalSize', flag: 'client-eval', type: 'int', range: { min: 0 }, default: 1000, arg: 'N', commands: ['simulate'], help: 'test rows each client scores its own model on (0 = off)', group: 'simulation' },
+  { key: 'workers', flag: 'workers', type: 'int', range: { min: 1 }, default: undefined, defaultText: 'one per core', arg: 'N', commands: ['simulate'], help: 'client worker processes', group: 'simulation' },
+  {
+    key: 'prevLambdas',
+    flag: 'prev-lambda',
+    type: 'list',
+    item: { type: 'float', range: { min: 0 } },
+    default: [0],
+    arg: 'LIST',
+    commands: ['simulate'],
+    help: "λ of the previous-student term in the server's distillation; a comma list runs each and compares forgetting",
+    group: 'distillation',
+  },
+  {
+    key: 'slowdown',
+    flag: 'slowdown',
+    type: 'list',
+    item: { type: 'float', range: { min: 1 } },
+    default: [1],
+    arg: 'LIST',
+    commands: ['simulate'],
+    help: 'emulated device slowness per client, round-robin, e.g. 1,1,1,1,1,2,2,4,4,8',
+    group: 'online',
+  },
+  { key: 'timeBudgetS', flag: 'time-budget', type: 'float', range: { min: 0 }, default: 0, arg: 'S', commands: ['simulate'], help: 'stop each run S seconds after all clients connected (compare by time); 0 = off', group: 'online' },
+  {
+    key: 'accuracyTargets',
+    flag: 'targets',
+    type: 'list',
+    item: { type: 'float', range: { min: 0, minOpen: true, max: 1 } },
+    default: [0.7, 0.75, 0.8],
+    arg: 'LIST',
+    commands: ['simulate'],
+    help: 'accuracy levels to report the time to',
+    group: 'online',
+  },
+  { key: 'scenario', flag: 'scenario', type: 'enum', values: SCENARIO_NAMES, default: 'none', arg: 'S', commands: ['simulate'], help: "continual learning: the clients' data changes task by task", group: 'continual' },
+  { key: 'classesPerTask', flag: 'classes-per-task', type: 'int', range: { min: 1, max: 10 }, default: 2, arg: 'N', commands: ['simulate'], help: 'classes per task', group: 'continual' },
+  { key: 'roundsPerTask', flag: 'rounds-per-task', type: 'int', range: { min: 1 }, default: 4, arg: 'N', commands: ['simulate'], help: 'rounds each task lasts (rounds = tasks × this)', group: 'continual' },
+  { key: 'out', flag: 'out', type: 'string', default: undefined, defaultText: 'results/simulate-<strategies>[-<scenario>].json', arg: 'FILE', commands: ['simulate'], help: 'results JSON', group: 'runtime' },
+];

@@ -1,0 +1,61 @@
+import { CLIENT_SETTINGS } from './client.ts';
+import { COMMON_SETTINGS } from './common.ts';
+import { SERVER_SETTINGS } from './server.ts';
+import { SIMULATE_SETTINGS } from './simulate.ts';
+import type { Command, Relation, Setting } from './types.ts';
+
+/** Every setting of every command: the one place flags, env vars, defaults, ranges and help are defined. */
+export const SETTINGS: readonly Setting[] = [...SERVER_SETTINGS, ...CLIENT_SETTINGS, ...SIMULATE_SETTINGS, ...COMMON_SETTINGS];
+
+/** Checks across settings; each says which flags to change. */
+export const RELATIONS: readonly Relation[] = [
+  {
+    commands: ['server'],
+    flags: ['proxy-subset', 'proxy'],
+    help: '--proxy-subset ≤ the rows of --proxy (a default --proxy-subset is lowered to fit, and said so)',
+    check: (v, given) => {
+      const m = /^fashion-mnist:(\d+)$/.exec(String(v.proxy));
+      // Other proxy sets are counted once loaded (server CLI), where a default proxySubset is also scaled down.
+      if (!m || !given.has('proxySubset')) return null;
+      return (v.proxySubset as number) > Number(m[1]) ? `--proxy-subset: ${v.proxySubset} is more than the ${m[1]} rows of --proxy ${v.proxy}` : null;
+    },
+  },
+  {
+    commands: ['simulate'],
+    flags: ['proxy-subset', 'proxy-size'],
+    help: '--proxy-subset ≤ --proxy-size',
+    check: (v, given) =>
+      given.has('proxySubset') && (v.proxySubset as number) > (v.proxySize as number)
+        ? `--proxy-subset: ${v.proxySubset} is more than --proxy-size ${v.proxySize}`
+        : null,
+  },
+  {
+    commands: ['simulate'],
+    flags: ['strategy', 'scenario'],
+    help: '--scenario other than none needs rounds: not with --strategy online',
+    check: (v) =>
+      v.scenario !== 'none' && (v.strategies as string[]).includes('online')
+        ? `--scenario ${v.scenario} counts its tasks in rounds; --strategy online has none (use ensemble, mutual or fedavg)`
+        : null,
+  },
+  {
+    commands: ['client'],
+    flags: ['data-dir', 'fashion-mnist-part'],
+    help: 'exactly one of --data-dir and --fashion-mnist-part',
+    check: (v) => {
+      if (v.dataDir !== undefined && v.fashionMnistPart !== undefined) return 'give --data-dir or --fashion-mnist-part, not both';
+      if (v.dataDir === undefined && v.fashionMnistPart === undefined) return 'give --data-dir DIR (your private data) or --fashion-mnist-part I/N';
+      return null;
+    },
+  },
+];
+
+export function settingsFor(command: Command): Setting[] {
+  return SETTINGS.filter((s) => s.commands.includes(command));
+}
+
+export function settingByKey(key: string): Setting {
+  const s = SETTINGS.find((x) => x.key === key);
+  if (!s) throw new Error(`no setting '${key}' in the settings table`);
+  return s;
+}
