@@ -24,7 +24,7 @@ import { trainSupervised } from '../shared/models/training.ts';
 import { Rng } from '../shared/data/rng.ts';
 import type { Dataset } from '../shared/data/dataset.ts';
 import { createAggregator } from '../server/app.ts';
-import { FASHION_MNIST_CLASSES, loadSubset, resolveRepoPath } from '../server/data/fashion-mnist.ts';
+import { FASHION_MNIST_CLASSES, loadSubset, resolveRepoPath } from '../datasets/fashion-mnist.ts';
 import { BROWSER_DIST } from '../server/routes/browser.ts';
 import { demoShard } from '../client/browser-data.ts';
 

@@ -9,7 +9,7 @@ import { initBackend } from '../shared/compute/backend.ts';
 import { subset, type Dataset } from '../shared/data/dataset.ts';
 import type { ModelKind } from '../shared/models/builders.ts';
 import type { LogitCodecName } from '../shared/tensor/logit-codec.ts';
-import { loadFromDir } from '../server/data/fashion-mnist.ts';
+import { loadFromDir } from '../datasets/fashion-mnist.ts';
 
 export interface WorkerClientSpec {
   clientId: string;

@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import type { Browser, Page } from 'playwright-core';
 import { launchChromium, recordWire } from './chromium.ts';
 import type { Dataset } from '../shared/data/dataset.ts';
-import { FASHION_MNIST_CLASSES } from '../server/data/fashion-mnist.ts';
+import { FASHION_MNIST_CLASSES } from '../datasets/fashion-mnist.ts';
 import { makeClient, roundsDone, startBench, TOKEN } from './helpers.ts';
 import { assertOnlyLogitsOnWire } from './wire.ts';
 

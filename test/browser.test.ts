@@ -10,7 +10,7 @@ import Fastify from 'fastify';
 import type { Browser } from 'playwright-core';
 import { launchChromium, recordWire } from './chromium.ts';
 import { demoShard } from '../client/browser-data.ts';
-import { resolveRepoPath } from '../server/data/fashion-mnist.ts';
+import { resolveRepoPath } from '../datasets/fashion-mnist.ts';
 import { makeClient, roundsDone, startBench, subsetData, TOKEN, type Bench } from './helpers.ts';
 import { assertOnlyLogitsOnWire } from './wire.ts';
 import { taskAccuracy } from '../shared/metrics.ts';

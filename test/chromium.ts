@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { chromium, type Browser, type BrowserContext } from 'playwright-core';
-import { resolveRepoPath } from '../server/data/fashion-mnist.ts';
+import { resolveRepoPath } from '../datasets/fashion-mnist.ts';
 
 /** Launch headless Chromium; builds dist/browser first if a checkout skipped `npm ci`'s build. */
 export async function launchChromium(): Promise<Browser> {

@@ -8,7 +8,7 @@ import { decodeFrame, encodeFrame } from '../shared/protocol/frame-codec.ts';
 import type { ServerMsg } from '../shared/protocol/messages.ts';
 import { createAggregator, type Aggregator } from '../server/app.ts';
 import type { ServerConfig } from '../server/config.ts';
-import { loadSubset } from '../server/data/fashion-mnist.ts';
+import { loadSubset } from '../datasets/fashion-mnist.ts';
 
 export const TOKEN = 'test-token-0123456789';
 

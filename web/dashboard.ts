@@ -7,8 +7,7 @@
 import uPlot from 'uplot';
 import { taskAccuracy } from '../shared/metrics.ts';
 import { io } from 'socket.io-client';
-import type { RoundSummary } from '../server/coordinator.ts';
-import type { ClientsUpdate, DashboardClient, DashboardSnapshot, Phase, Timeline } from '../server/dashboard/feed.ts';
+import type { ClientsUpdate, DashboardClient, DashboardSnapshot, Phase, RoundSummary, Timeline } from '../shared/dashboard-feed.ts';
 
 // ---------------------------------------------------------------- state
 

@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -17,7 +18,8 @@ export class FileProxyCache implements ProxyCache {
 
   async put(hash: string, body: Uint8Array): Promise<void> {
     await fs.mkdir(this.dir, { recursive: true });
-    const tmp = `${this.file(hash)}.tmp-${process.pid}`;
+    // Unique per write: two clients in one process may cache the same proxy set at the same moment.
+    const tmp = `${this.file(hash)}.tmp-${process.pid}-${randomUUID()}`;
     await fs.writeFile(tmp, body);
     await fs.rename(tmp, this.file(hash));
   }

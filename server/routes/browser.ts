@@ -2,7 +2,7 @@ import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import fastifyStatic from '@fastify/static';
 import type { FastifyPluginAsync } from 'fastify';
-import { resolveRepoPath, SUBSET_DIR } from '../data/fashion-mnist.ts';
+import { resolveRepoPath, SUBSET_DIR } from '../../datasets/fashion-mnist.ts';
 
 export interface BrowserRoutesOptions {
   /** What a page needs to know before it connects (input shape, classes, strategy …): served at /federation. */

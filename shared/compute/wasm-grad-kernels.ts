@@ -29,8 +29,8 @@ export type PatchableKernel = (typeof PATCHABLE_KERNELS)[number];
 
 /**
  * When kernelH*kernelW*inChannels is at most this, the filter gradient uses an identity-filter Conv2D (im2col on
- * XNNPACK) followed by one matmul; otherwise the transpose trick (one dilated Conv2D). compute.md measured the
- * im2col variant ~3x faster for few input channels.
+ * XNNPACK) followed by one matmul; otherwise the transpose trick (one dilated Conv2D). Measured (npm run bench):
+ * the im2col variant is ~3x faster for few input channels.
  */
 export const IM2COL_MAX_PATCH = 36;
 

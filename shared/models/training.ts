@@ -18,8 +18,11 @@ export function imagesToTensor(images: Uint8Array, count: number, shape: [number
  * busy (it re-reads the clock and runs newly expired timers), starving socket I/O until pings time out. Browsers run
  * timers and network events as separate tasks, so setTimeout is fine there.
  */
-const breathe: () => Promise<void> =
-  typeof setImmediate === 'function' ? () => new Promise<void>((r) => setImmediate(r)) : () => new Promise<void>((r) => setTimeout(r, 0));
+// Read through globalThis: this module also runs in browsers, which have no setImmediate (nor its Node typing).
+const setImmediateIfAny = (globalThis as { setImmediate?: (callback: () => void) => unknown }).setImmediate;
+const breathe: () => Promise<void> = setImmediateIfAny
+  ? () => new Promise<void>((r) => setImmediateIfAny(r))
+  : () => new Promise<void>((r) => setTimeout(r, 0));
 
 /** Called after every batch: where a long local step is (for progress bars). `done`/`total` count batches. */
 export type ProgressFn = (p: { epoch: number; epochs: number; done: number; total: number }) => void;
@@ -39,7 +42,7 @@ interface BatchSource {
 
 /**
  * Shuffled mini-batches gathered on the JS side: each batch becomes its own tensor, because wasm Slice copies the
- * whole source tensor on every call (compute.md).
+ * whole source tensor on every call (measured: the gather is cheaper than a slice of the full set).
  */
 function* batches(src: BatchSource, batchSize: number, order: Uint32Array): Generator<{ x: tf.Tensor4D; rows: Uint32Array }> {
   const size = src.shape[0] * src.shape[1] * src.shape[2];
