@@ -6,6 +6,8 @@
  * becomes round(M / 6) (1,000 on the subset), said loudly; a size the user asked for is never changed: one that does
  * not fit is refused.
  */
+import { UsageError } from '../shared/settings/types.ts';
+
 export const DEFAULT_PROXY_SIZE = 10000;
 /** The default's share of the training set: 10,000 of Fashion-MNIST's 60,000. */
 export const DEFAULT_PROXY_FRACTION = 1 / 6;
@@ -22,6 +24,8 @@ export interface FitProxyOptions {
   /** The training set is the committed subset (the message says so). */
   isSubset: boolean;
   log: (m: string) => void;
+  /** The flag the size came from (e.g. '--proxy-size'): a refusal then names it and is a usage error (exit 2). */
+  flag?: string;
 }
 
 /** The proxy size to use; throws when an explicit one does not fit, logs when the default was scaled. */
@@ -29,9 +33,10 @@ export function fitProxySize(o: FitProxyOptions): number {
   const subsetNote = o.isSubset
     ? ` — this is the committed Fashion-MNIST SUBSET (${o.trainCount} training images), used because the full set was not found`
     : '';
+  const refuse = (m: string) => (o.flag ? new UsageError(`${o.flag}: ${m}`) : new Error(m));
   if (o.requested !== undefined) {
-    if (!Number.isInteger(o.requested) || o.requested < 1) throw new Error(`proxy size must be a positive integer, got ${o.requested}`);
-    if (o.requested >= o.trainCount) throw new Error(`proxy size ${o.requested} must be smaller than the training set (${o.trainCount})${subsetNote}`);
+    if (!Number.isInteger(o.requested) || o.requested < 1) throw refuse(`proxy size must be a positive integer, got ${o.requested}`);
+    if (o.requested >= o.trainCount) throw refuse(`proxy size ${o.requested} must be smaller than the training set (${o.trainCount})${subsetNote}`);
     return o.requested;
   }
   if (o.trainCount < 2) throw new Error(`a training set of ${o.trainCount} row(s) leaves nothing to hold out as a proxy set`);

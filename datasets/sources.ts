@@ -162,7 +162,7 @@ export async function loadProxySet(
   const numClasses = o.classes?.length ?? FASHION_MNIST_CLASSES.length;
   if (spec.kind === 'fashion-mnist') {
     const data = await fashionMnist();
-    const size = fitProxySize({ requested: spec.size, trainCount: data.train.count, isSubset: data.isSubset, log: o.log });
+    const size = fitProxySize({ requested: spec.size, trainCount: data.train.count, isSubset: data.isSubset, log: o.log, flag: '--proxy' });
     // The same held-out rows `fedistill simulate` and `fedistill split` use for this seed; labels are dropped.
     const dataset: Dataset = { ...subset(data.train, proxyRows(data.train.count, size, o.seed)), labels: null };
     return {

@@ -163,7 +163,7 @@ export async function splitToFolders(o: SplitOptions): Promise<FederationManifes
   const stale = await checkOut(out, o.force ?? false);
   const src = await loadSource(o);
   const { train, classNames } = src;
-  const proxySize = o.proxySize === 0 ? 0 : fitProxySize({ requested: o.proxySize, trainCount: train.count, isSubset: src.isSubset, log: o.log });
+  const proxySize = o.proxySize === 0 ? 0 : fitProxySize({ requested: o.proxySize, trainCount: train.count, isSubset: src.isSubset, log: o.log, flag: '--proxy-size' });
   const split = splitForFederation(train, { proxySize, numClients: o.clients, partition: o.partition, alpha: o.alpha, shardsPerClient: o.shardsPerClient, seed: o.seed });
   for (const e of stale) await rm(join(out, e), { recursive: true, force: true });
   await mkdir(out, { recursive: true });

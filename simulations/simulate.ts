@@ -124,7 +124,7 @@ export async function runSimulation(opts: Partial<SimulationOptions> = {}): Prom
   const data = await loadFashionMnist({ dir: o.dataDir, log });
   // On a smaller training set (the committed subset) the defaults that no longer fit are scaled, loudly; a value the
   // caller gave (opts) is kept, or refused when it does not fit.
-  o.proxySize = fitProxySize({ requested: opts.proxySize, trainCount: data.train.count, isSubset: data.isSubset, log });
+  o.proxySize = fitProxySize({ requested: opts.proxySize, trainCount: data.train.count, isSubset: data.isSubset, log, flag: '--proxy-size' });
   if (o.proxySubset > o.proxySize) {
     if (opts.proxySubset !== undefined) throw new Error(`--proxy-subset ${o.proxySubset} is more than the ${o.proxySize} rows of the proxy set`);
     log(`data: ${data.isSubset ? 'SUBSET: ' : ''}proxy rows per round scaled ${o.proxySubset} → ${o.proxySize} (the whole proxy set)`);

@@ -4,7 +4,7 @@ import { subset, type Dataset } from '../../shared/data/dataset.ts';
 import { splitForFederation } from '../../shared/data/federated-split.ts';
 import type { ModelKind } from '../../shared/models/builders.ts';
 import type { LogitCodecName } from '../../shared/tensor/logit-codec.ts';
-import { renderHelp } from '../../shared/settings/index.ts';
+import { renderHelp, settingByKey } from '../../shared/settings/index.ts';
 import { readCommandLine } from '../../server/command-line.ts';
 import { createLogger, type LogOptions } from '../../server/logger.ts';
 import { loadFashionMnist } from '../../datasets/fashion-mnist.ts';
@@ -26,6 +26,7 @@ interface ClientCliSettings {
   dataDir?: string;
   fashionMnistPart?: string;
   proxySize?: number;
+  clientEvalSize: number;
   classes?: string[];
   seed: number;
   proxyCache?: string;
@@ -52,14 +53,18 @@ export async function main(argv: string[]): Promise<void> {
   } else if (v.fashionMnistPart) {
     const m = /^(\d+)\/(\d+)(?::([\d.]+))?$/.exec(v.fashionMnistPart);
     if (!m) throw new Error('--fashion-mnist-part must look like I/N or I/N:ALPHA');
-    const [i, n, alpha] = [Number(m[1]), Number(m[2]), Number(m[3] ?? 0.5)];
+    // The Dirichlet split `fedistill simulate` makes with the same seed, proxy size and α (the settings table's
+    // --alpha default), so that client I here holds exactly the rows of simulate's client I.
+    const [i, n, alpha] = [Number(m[1]), Number(m[2]), Number(m[3] ?? settingByKey('alpha').default)];
     if (i >= n) throw new Error(`client index ${i} must be below ${n}`);
     const fm = await loadFashionMnist({ log });
     // The server's default proxy size is scaled the same way on a smaller (subset) training set.
-    const proxySize = fitProxySize({ requested: v.proxySize, trainCount: fm.train.count, isSubset: fm.isSubset, log });
+    const proxySize = fitProxySize({ requested: v.proxySize, trainCount: fm.train.count, isSubset: fm.isSubset, log, flag: '--proxy-size' });
     const split = splitForFederation(fm.train, { proxySize, numClients: n, partition: 'dirichlet', alpha, shardsPerClient: 2, seed: v.seed });
     data = subset(fm.train, split.clients[i]);
-    evalSet = fm.test;
+    // The first --client-eval test rows, as simulate's clients: the mean "client acc" of a round is then the same.
+    const evalRows = Math.min(v.clientEvalSize, fm.test.count);
+    evalSet = evalRows > 0 ? subset(fm.test, Uint32Array.from({ length: evalRows }, (_, r) => r)) : null;
   } else {
     throw new Error('give --data-dir DIR (private idx files) or --fashion-mnist-part I/N');
   }

@@ -275,7 +275,7 @@ export class RoundScheduler {
     }
     if (status === 'completed') await f.releaseStudent(summary);
     f.log.info(
-      { round, status, uploads: updates.length, selected: tasks.size, dropped, uplinkBytes: summary.uplinkBytes, downlinkBytes: summary.downlinkBytes, studentVersion: summary.studentVersion, studentAccuracy: accuracy, seconds: summary.seconds },
+      { round, status, uploads: updates.length, selected: tasks.size, dropped, uplinkBytes: summary.uplinkBytes, downlinkBytes: summary.downlinkBytes, studentVersion: summary.studentVersion, studentAccuracy: accuracy, meanClientEvalAccuracy: summary.meanClientEvalAccuracy, seconds: summary.seconds },
       `round ${round}${cfg.rounds ? `/${cfg.rounds}` : ''} ${status}: ${updates.length}/${tasks.size} uploads, up ${summary.uplinkBytes} B, down ${summary.downlinkBytes} B` +
         (accuracy !== undefined ? `, student acc ${(accuracy * 100).toFixed(2)}%` : '') +
         `, ${summary.seconds.toFixed(1)} s`,

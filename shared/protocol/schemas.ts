@@ -203,7 +203,7 @@ export const WelcomeSchema = z.object({
   clientId: str(128).describe('The id the client registered as'),
   resumeToken: str(128).describe('Secret for this clientId: send it in later hellos (reconnects)'),
   serverVersion: str(64).describe('Server software version (informative)'),
-  strategy: str(64).describe('Strategy name (ensemble, fedavg, fedmd, …)'),
+  strategy: str(64).describe('Strategy name: ensemble, mutual, online or fedavg'),
   proxy: ProxyInfoSchema.describe('The public proxy set'),
   student: z.object({
     kind: ModelKindSchema.describe('Student architecture'),

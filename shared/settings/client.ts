@@ -85,7 +85,9 @@ export const CLIENT_SETTINGS: readonly Setting[] = [
     default: undefined,
     arg: 'I/N[:ALPHA]',
     commands: ['client'],
-    help: "instead of --data-dir, for test benches: client I of N of the Dirichlet split 'fedistill simulate' makes (ALPHA 0.5)",
+    help:
+      "instead of --data-dir, for test benches: client I of N of the Dirichlet split 'fedistill simulate' makes (ALPHA 0.5); " +
+      "with simulate's id for it, --id client-NN (I in two digits: client-03), it trains exactly as simulate's client I",
     group: 'data',
   },
   {
@@ -101,6 +103,22 @@ export const CLIENT_SETTINGS: readonly Setting[] = [
     help: {
       client: "with --fashion-mnist-part: the server's proxy size (rows held out of the split)",
       simulate: 'training rows held out as the public proxy set',
+    },
+    group: 'data',
+  },
+  {
+    // One row for both: a --fashion-mnist-part client scores itself on the same test rows as simulate's clients, so
+    // the "client acc" a server reports matches the simulation's.
+    key: 'clientEvalSize',
+    flag: 'client-eval',
+    type: 'int',
+    range: { min: 0 },
+    default: 1000,
+    arg: 'N',
+    commands: ['client', 'simulate'],
+    help: {
+      client: 'with --fashion-mnist-part: the first N Fashion-MNIST test rows the client scores its own model on each round (0 = off)',
+      simulate: 'test rows each client scores its own model on (0 = off)',
     },
     group: 'data',
   },

@@ -27,7 +27,6 @@ export const SIMULATE_SETTINGS: readonly Setting[] = [
   { key: 'alpha', flag: 'alpha', type: 'float', range: { min: 0, minOpen: true }, default: 0.5, arg: 'A', commands: ['simulate'], help: 'Dirichlet concentration (smaller = more skewed)', group: 'simulation' },
   { key: 'shardsPerClient', flag: 'shards-per-client', type: 'int', range: { min: 1 }, default: 2, arg: 'N', commands: ['simulate'], help: 'with --partition shards', group: 'simulation' },
   { key: 'models', flag: 'models', type: 'list', item: { type: 'enum', values: MODEL_KINDS }, default: ['cnn'], arg: 'LIST', commands: ['simulate'], help: 'client architectures, round-robin (cnn,mlp = half and half)', group: 'simulation' },
-  { key: 'clientEvalSize', flag: 'client-eval', type: 'int', range: { min: 0 }, default: 1000, arg: 'N', commands: ['simulate'], help: 'test rows each client scores its own model on (0 = off)', group: 'simulation' },
   { key: 'workers', flag: 'workers', type: 'int', range: { min: 1 }, default: undefined, defaultText: 'one per core', arg: 'N', commands: ['simulate'], help: 'client worker processes', group: 'simulation' },
   {
     key: 'prevLambdas',
