@@ -3,7 +3,9 @@
  *
  * Search order (first that yields a valid set wins; each attempt is logged in one line):
  *   1. opts.dir, else env FEDISTILL_DATA_DIR — a directory the user named. If it lacks a valid set this is an
- *      error (no silent fallback to other data).
+ *      error (no silent fallback to other data). `fedistill server` and `simulate` read the variable through the
+ *      settings table's --data-dir row (so --help lists it) and pass it as opts.dir; library callers and
+ *      `fedistill client --fashion-mnist-part` that name no dir get it here.
  *   2. the cache directory (opts.cacheDir, default $XDG_CACHE_HOME/fedistill/fashion-mnist or
  *      ~/.cache/fedistill/fashion-mnist)
  *   3. the Debian package dataset-fashion-mnist: /usr/share/datasets/fashion-mnist

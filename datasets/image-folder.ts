@@ -22,6 +22,8 @@ import { prepareImage, type InvertMode } from '../shared/data/image-prep.ts';
 export const IMAGE_EXTENSIONS = ['.png', '.jpg', '.jpeg', '.webp', '.gif', '.avif', '.tif', '.tiff'] as const;
 export const DEFAULT_IMAGE_SHAPE: [number, number, number] = [28, 28, 1];
 export const CLASSES_FILE = 'classes.json';
+/** Labels are bytes (Dataset.labels is a Uint8Array). */
+export const MAX_CLASSES = 256;
 
 export interface ImageFolderOptions {
   /** [height, width, channels] of the rows; default classes.json's shape, else 28×28×1. */
@@ -72,6 +74,8 @@ export async function readFolderMeta(dir: string): Promise<FolderMeta | null> {
   if (meta.classes !== undefined && !(Array.isArray(meta.classes) && meta.classes.length > 0 && meta.classes.every((c) => typeof c === 'string' && c !== ''))) {
     throw new Error(`${p}: "classes" must be a non-empty list of names`);
   }
+  const dup = meta.classes?.find((c, i) => meta.classes!.indexOf(c) !== i);
+  if (dup !== undefined) throw new Error(`${p}: "classes" names '${dup}' twice`);
   if (meta.invert !== undefined && meta.invert !== true && meta.invert !== false && meta.invert !== 'auto') {
     throw new Error(`${p}: "invert" must be true, false or "auto"`);
   }
@@ -137,8 +141,8 @@ function skippedNote(skipped: string[]): string {
 /**
  * A labelled folder: one sub-folder per class. Class names come from `o.classes`, else classes.json, else the
  * sub-folders' names sorted (all-numeric names: sorted as numbers, and the name is the class number). A sub-folder
- * matches a class by name (case and punctuation ignored) or by number; one that matches none, or holds no image, is
- * an error.
+ * matches a class by name (exactly, else ignoring case, else also punctuation: classOfFolder) or by number; one that
+ * matches none, or two classes equally, or holds no image, is an error.
  */
 export async function readLabelledImageFolder(dir: string, o: ImageFolderOptions = {}): Promise<ImageFolderData> {
   requireFolder(dir, dir);
@@ -147,19 +151,27 @@ export async function readLabelledImageFolder(dir: string, o: ImageFolderOptions
   checkShape(shape, dir);
   const subdirs = (await readdir(dir, { withFileTypes: true })).filter((e) => e.isDirectory() && !hidden(e.name)).map((e) => e.name);
   if (subdirs.length === 0) throw new Error(`${dir}: no class sub-folders (a labelled image folder holds one sub-folder of images per class)`);
+  const tooMany = (n: number | string) => new Error(`${dir}: ${n} classes; at most ${MAX_CLASSES} are supported`);
   let classNames = o.classes ?? meta?.classes;
   if (!classNames) {
-    const numeric = subdirs.every((d) => /^\d+$/.test(d));
-    classNames = numeric
-      ? Array.from({ length: Math.max(...subdirs.map(Number)) + 1 }, (_, i) => String(i))
-      : [...subdirs].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+    if (subdirs.every((d) => /^\d+$/.test(d))) {
+      // Checked before the names are made: a folder `100000000` must not allocate 10⁸ of them.
+      const largest = subdirs.reduce((m, d) => Math.max(m, Number(d)), 0);
+      if (largest >= MAX_CLASSES) throw tooMany(`folder '${subdirs.find((d) => Number(d) === largest)}' names class ${largest}, so ${largest + 1}`);
+      classNames = Array.from({ length: largest + 1 }, (_, i) => String(i));
+    } else classNames = [...subdirs].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
   }
-  if (classNames.length > 256) throw new Error(`${dir}: ${classNames.length} classes; at most 256 are supported`);
+  if (classNames.length > MAX_CLASSES) throw tooMany(classNames.length);
   const files: string[] = [];
   const labels: number[] = [];
   const skipped: string[] = [];
   for (const sub of [...subdirs].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0))) {
-    const cls = classOfFolder(sub, classNames);
+    let cls: number | null;
+    try {
+      cls = classOfFolder(sub, classNames);
+    } catch (e) {
+      throw new Error(`${join(dir, sub)}: ${(e as Error).message}`);
+    }
     if (cls === null) throw new Error(`${join(dir, sub)}: folder '${sub}' is not one of the classes (${classNames.join(', ')})`);
     const found = await listImages(join(dir, sub));
     if (found.images.length === 0) throw new Error(`${join(dir, sub)}: class '${classNames[cls]}' holds no images${skippedNote(found.skipped)}`);

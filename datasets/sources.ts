@@ -63,16 +63,6 @@ export function parseValidationSpec(spec: string): ValidationSpec {
   throw new Error(`--validation must be ${VALIDATION_SPEC_HELP} (got '${spec}')`);
 }
 
-/** '--classes a,b,c' → ['a', 'b', 'c'] (trimmed; empty names and duplicates refused). */
-export function parseClasses(list: string): string[] {
-  const names = list.split(',').map((c) => c.trim());
-  if (names.some((c) => c === '')) throw new Error(`--classes must be a comma list of names (got '${list}')`);
-  const dup = names.find((c, i) => names.indexOf(c) !== i);
-  if (dup !== undefined) throw new Error(`--classes names '${dup}' twice`);
-  if (names.length < 2 || names.length > 256) throw new Error(`--classes needs 2 to 256 names, got ${names.length}`);
-  return names;
-}
-
 export interface SourceOptions {
   /** Seed of the held-out rows of fashion-mnist:N. */
   seed: number;

@@ -1,6 +1,6 @@
 /** `fedistill split`: writes client folders, a proxy folder and federation.json from one labelled data set. */
 import { parseArgs } from 'node:util';
-import { parseClasses } from './sources.ts';
+import { parseClassNames } from '../shared/settings/server.ts';
 import { parseSourceSpec, SOURCE_SPEC_HELP, splitSummary, splitToFolders, type SplitFormat } from './split.ts';
 import type { PartitionKind } from '../shared/data/federated-split.ts';
 
@@ -8,7 +8,7 @@ const HELP = `fedistill split — one labelled data set → N client folders + a
 
   --dataset SPEC         ${SOURCE_SPEC_HELP}                  [fashion-mnist]
                          fashion-mnist is found as the other commands find it (else the committed subset)
-  --data-dir DIR         where the Fashion-MNIST files are
+  --data-dir DIR         where the Fashion-MNIST files are (env FEDISTILL_DATA_DIR)
   --clients N            client folders to write                                [10]
   --partition P          dirichlet | shards | iid                               [dirichlet]
   --alpha A              Dirichlet concentration (smaller = more skewed)        [0.5]
@@ -31,6 +31,15 @@ function int(x: string, flag: string, min: number): number {
   const n = Number(x);
   if (!Number.isInteger(n) || n < min) throw new Error(`--${flag} must be an integer ≥ ${min}, got '${x}'`);
   return n;
+}
+
+/** `parse()`, its error prefixed with the flag (as the other commands' settings table does). */
+function flag<T>(name: string, parse: () => T): T {
+  try {
+    return parse();
+  } catch (e) {
+    throw new Error(`--${name}: ${(e as Error).message}`);
+  }
 }
 
 function parseShape(x: string): [number, number, number] {
@@ -76,7 +85,7 @@ export async function main(argv: string[]): Promise<void> {
     seed: int(v.seed, 'seed', 0),
     proxySize: v['proxy-size'] === undefined ? undefined : int(v['proxy-size'], 'proxy-size', 0),
     format: v.format as SplitFormat,
-    classes: v.classes === undefined ? undefined : parseClasses(v.classes),
+    classes: v.classes === undefined ? undefined : flag('classes', () => parseClassNames(v.classes!)),
     shape: v.shape === undefined ? undefined : parseShape(v.shape),
     dataDir: v['data-dir'],
     force: v.force,

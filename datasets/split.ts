@@ -21,7 +21,7 @@ import { join, resolve } from 'node:path';
 import { sampleSize, subset, type Dataset } from '../shared/data/dataset.ts';
 import { splitForFederation, type PartitionKind } from '../shared/data/federated-split.ts';
 import { classHistogram } from '../shared/data/partition.ts';
-import { folderOfClass } from '../shared/data/class-folders.ts';
+import { classFolderNames } from '../shared/data/class-folders.ts';
 import { FASHION_MNIST_CLASSES, loadFashionMnist, type LoadFashionMnistOptions } from './fashion-mnist.ts';
 import { readIdxLabelled, writeIdx } from './idx-files.ts';
 import { CLASSES_FILE, readLabelledImageFolder } from './image-folder.ts';
@@ -123,7 +123,7 @@ const pad = (n: number, count: number) => String(n).padStart(Math.max(5, String(
 async function writePngs(dir: string, ds: Dataset, classNames: string[], concurrency: number): Promise<void> {
   const [h, w, c] = ds.shape;
   const size = sampleSize(ds);
-  const folders = classNames.map(folderOfClass);
+  const folders = classFolderNames(classNames);
   if (ds.labels) for (const y of new Set(ds.labels)) await mkdir(join(dir, folders[y]), { recursive: true });
   else await mkdir(dir, { recursive: true });
   const tasks = Array.from({ length: ds.count }, (_, k) => async () => {
@@ -163,6 +163,14 @@ export async function splitToFolders(o: SplitOptions): Promise<FederationManifes
   const stale = await checkOut(out, o.force ?? false);
   const src = await loadSource(o);
   const { train, classNames } = src;
+  // Refused before anything is written: two classes in one folder (`a/b` and `a_b` are both `a_b`) would merge them.
+  if (o.format === 'images') {
+    try {
+      classFolderNames(classNames);
+    } catch (e) {
+      throw new Error(`--format images: ${(e as Error).message} (or use --format idx, which has no class folders)`);
+    }
+  }
   const proxySize = o.proxySize === 0 ? 0 : fitProxySize({ requested: o.proxySize, trainCount: train.count, isSubset: src.isSubset, log: o.log, flag: '--proxy-size' });
   const split = splitForFederation(train, { proxySize, numClients: o.clients, partition: o.partition, alpha: o.alpha, shardsPerClient: o.shardsPerClient, seed: o.seed });
   for (const e of stale) await rm(join(out, e), { recursive: true, force: true });

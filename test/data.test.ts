@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { parseIdx, encodeIdx, datasetFromIdx, datasetToIdx, gunzip, isGzip } from '../shared/data/idx.ts';
 import { Rng } from '../shared/data/rng.ts';
+import { classFolderNames, classOfFolder, folderOfClass } from '../shared/data/class-folders.ts';
 import {
   dirichletPartition,
   shardPartition,
@@ -191,6 +192,30 @@ describe('partition', () => {
     assert.deepEqual(classHistogram(Uint8Array.from([0, 1, 1, 2, 2, 2]), [1, 2, 3, 5], 4), [0, 2, 2, 0]);
     assert.equal(histogramEntropy([5, 0, 0]), 0);
     assert.ok(Math.abs(histogramEntropy([1, 1, 1, 1]) - Math.log(4)) < 1e-12);
+  });
+});
+
+describe('class folders', () => {
+  test('classOfFolder: exactly, then ignoring case, then ignoring punctuation, then a number; ties refused', () => {
+    assert.equal(classOfFolder('ab', ['a-b', 'ab']), 1, "an exact match beats an earlier class's loose one");
+    assert.equal(classOfFolder('AB', ['a-b', 'ab']), 1, 'ignoring case beats ignoring punctuation');
+    assert.equal(classOfFolder('tshirt-top', ['T-shirt/top', 'Trouser']), 0);
+    assert.equal(classOfFolder('1', ['x', 'y']), 1);
+    assert.equal(classOfFolder('0', ['1', '0']), 1, 'a class named by a number is matched by name first');
+    assert.equal(classOfFolder('7', ['x', 'y']), null);
+    assert.throws(() => classOfFolder('ab', ['a-b', 'a_b']), /folder 'ab' matches the classes 'a-b' and 'a_b' ignoring case and punctuation; name it exactly/);
+    assert.throws(() => classOfFolder('CAT', ['Cat', 'cat']), /matches the classes 'Cat' and 'cat' ignoring case/);
+  });
+
+  test('classFolderNames: one folder per class that reads back as that class, else an error', () => {
+    const names = ['T-shirt/top', 'a:b', 'Bag'];
+    assert.deepEqual(classFolderNames(names), ['T-shirt_top', 'a_b', 'Bag']);
+    for (const [i, f] of classFolderNames(names).entries()) assert.equal(classOfFolder(f, names), i);
+    assert.throws(() => classFolderNames(['x', '..']), /class '\.\.' would be written to folder '_\.\.', which reads back as no class/);
+    assert.equal(folderOfClass('a/b'), folderOfClass('a_b'));
+    assert.throws(() => classFolderNames(['a/b', 'a_b']), /classes 'a\/b' and 'a_b' would be written to the same folder \('a_b'\)/);
+    assert.throws(() => classFolderNames(['x', 'Cat', 'cat']), /'Cat' and 'cat' .*equal ignoring case/);
+    assert.throws(() => classFolderNames(['a/b', 'ab']), /reads back ambiguously/);
   });
 });
 

@@ -207,6 +207,65 @@ describe('image folders', () => {
     await assert.rejects(readUnlabelledImageFolder(join(tmp, 'flat'), 10), /no images/);
   });
 
+  test('folder names: an exact match beats an earlier loose one; an ambiguous one and a huge class number are refused', async () => {
+    const dir = join(tmp, 'exact-first');
+    await classFolder(dir, { 0: 'ab', 1: 'A-B' }, 2);
+    // Sorted by code unit: 'A-B' (→ 'a-b' ignoring case) then 'ab' (→ 'ab' exactly, though 'a-b' comes first).
+    const got = await readLabelledImageFolder(dir, { classes: ['a-b', 'ab'], invert: false });
+    assert.deepEqual([...got.dataset.labels!], [0, 0, 1, 1]);
+    await assert.rejects(
+      readLabelledImageFolder(dir, { classes: ['a_b', 'a.b'] }),
+      (e: Error) => e.message.startsWith(join(dir, 'A-B')) && /matches the classes 'a_b' and 'a\.b' ignoring case and punctuation/.test(e.message),
+    );
+    await writeFile(join(dir, 'classes.json'), JSON.stringify(['ab', 'x', 'ab']));
+    await assert.rejects(readLabelledImageFolder(dir), /classes\.json: "classes" names 'ab' twice/);
+
+    // All-numeric folders: the bound is checked before 10⁸ class names would be made.
+    const huge = join(tmp, 'huge-number');
+    await classFolder(huge, { 0: '3', 1: '100000000' }, 1);
+    await assert.rejects(readLabelledImageFolder(huge), /folder '100000000' names class 100000000, so 100000001 classes; at most 256 are supported/);
+  });
+
+  test('idx private data: the class count from --classes, classes.json, the server, else the largest label', { timeout: 60_000 }, async () => {
+    const { train } = await loadSubset();
+    /** DIR/train-*.gz (+ t10k-*.gz) of 30 subset images whose labels are `label(i)`. */
+    const idxFolder = async (name: string, label: (i: number) => number, evalLabel?: (i: number) => number) => {
+      const dir = join(tmp, name);
+      const rows = subset(train, Uint32Array.from({ length: 30 }, (_, i) => i));
+      await writeIdx(dir, 'train', { ...rows, labels: Uint8Array.from({ length: 30 }, (_, i) => label(i)) });
+      if (evalLabel) await writeIdx(dir, 't10k', { ...rows, labels: Uint8Array.from({ length: 30 }, (_, i) => evalLabel(i)) });
+      return dir;
+    };
+    const fifteen = await idxFolder('idx-15', (i) => i % 15);
+    const five = await idxFolder('idx-5', (i) => i % 5);
+    const a = await loadPrivateData(fifteen);
+    assert.equal(a.train.numClasses, 15, 'no names anywhere: the largest label + 1 (not a fixed 10)');
+    assert.equal(a.classNames, null);
+    assert.equal((await loadPrivateData(five)).train.numClasses, 5);
+    const withEval = await loadPrivateData(await idxFolder('idx-5-eval7', (i) => i % 5, (i) => i % 7));
+    assert.deepEqual([withEval.train.numClasses, withEval.eval!.numClasses], [7, 7], 'train and t10k agree on the count');
+
+    await writeFile(join(five, 'classes.json'), JSON.stringify(['a', 'b', 'c', 'd', 'e', 'f']));
+    const named = await loadPrivateData(five);
+    assert.deepEqual([named.train.numClasses, named.classNames], [6, ['a', 'b', 'c', 'd', 'e', 'f']]);
+    await assert.rejects(loadPrivateData(five, { classes: ['x', 'y', 'z'] }), /label [34] at index \d+ is out of range for 3 classes \(the 3 classes of --classes\)/);
+    await rm(join(five, 'classes.json'));
+
+    // No names given: the server's (GET /federation), so hello's per-class counts have the server's length.
+    const bench = await startBench(1);
+    try {
+      const fromServer = await loadPrivateData(five, { serverUrl: bench.url });
+      assert.equal(fromServer.train.numClasses, 10);
+      assert.equal(fromServer.classNames?.length, 10, "the server's names");
+      await assert.rejects(
+        loadPrivateData(fifteen, { serverUrl: bench.url }),
+        /label 1[0-4] at index \d+ is out of range for 10 classes \(the 10 classes of http:\/\/127\.0\.0\.1:\d+\/federation\)/,
+      );
+    } finally {
+      await bench.agg.close();
+    }
+  });
+
   test('format detection: idx files, class folders, neither', async () => {
     const idxDir = join(tmp, 'idx-client');
     const { train } = await loadSubset();
@@ -355,6 +414,27 @@ describe('fedistill split', () => {
     assert.match(viaFolder.proxy.id, /^images-proxy-500$/);
     assert.match(viaIdx.proxy.id, /^idx-proxy-images-idx3-ubyte-500$/);
     assert.equal(viaFm.proxy.id, 'fashion-mnist-500');
+  });
+
+  test('class names that would share a folder (or read back ambiguously) are refused before anything is written', async () => {
+    const { train } = await loadSubset();
+    const rows = Uint32Array.from([...train.labels!].flatMap((y, i) => (y < 2 ? [i] : [])).slice(0, 60));
+    const src = await writeIdx(join(tmp, 'two-class-src'), 'train', { ...subset(train, rows), numClasses: 2 });
+    const o = (classes: string[], out: string, format: 'images' | 'idx' = 'images') =>
+      base(out, { source: { kind: 'idx', images: src.images, labels: src.labels! }, classes, clients: 2, proxySize: 10, format });
+    const cases: [string[], RegExp][] = [
+      [['a/b', 'a_b'], /--format images: classes 'a\/b' and 'a_b' would be written to the same folder \('a_b'\); rename one of them/],
+      [['Cat', 'cat'], /classes 'Cat' and 'cat' would be written to the same folder \('Cat' \/ 'cat', equal ignoring case\)/],
+      [['a/b', 'ab'], /class 'a\/b' would be written to a folder that reads back ambiguously: folder 'a_b' matches the classes 'a\/b' and 'ab'/],
+    ];
+    for (const [i, [classes, refusal]] of cases.entries()) {
+      const out = join(tmp, `clash-${i}`);
+      await assert.rejects(splitToFolders(o(classes, out)), refusal);
+      assert.equal(existsSync(out), false, 'nothing written');
+    }
+    // idx files have no class folders: the same names are fine there.
+    const m = await splitToFolders(o(['a/b', 'a_b'], join(tmp, 'clash-idx'), 'idx'));
+    assert.deepEqual(m.classes, ['a/b', 'a_b']);
   });
 
   test('from a user image folder: classes from its folders, refusal of a non-empty --out', { timeout: 60_000 }, async () => {

@@ -8,7 +8,7 @@ import { MODEL_KINDS } from '../shared/protocol/model-kinds.ts';
 import { DEFAULT_FRAME_LIMITS } from '../shared/protocol/validate.ts';
 import { LOGIT_CODECS } from '../shared/tensor/logit-codec.ts';
 import {
-  BACKENDS, checkConfig, COMMANDS, defaultOf, flagUsage, getPath, readSettings, renderHelp, SCENARIO_NAMES, settingsFor, STRATEGIES,
+  BACKENDS, checkConfig, COMMANDS, defaultOf, envOf, flagUsage, getPath, readSettings, renderHelp, SCENARIO_NAMES, settingsFor, STRATEGIES,
   UsageError, valueProblem, type Command, type Setting,
 } from '../shared/settings/index.ts';
 import { SETTINGS } from '../shared/settings/table.ts';
@@ -142,6 +142,7 @@ test('every flag of every command parses from argv into its key, typed', () => {
       else if (s.type === 'list') assert.deepEqual((v as unknown[]).map(String), raw.split(','), `${command} --${s.flag}`);
       else if (s.key === 'tasks') assert.deepEqual(v, [[0, 1], [2, 3], [4, 5]]);
       else if (s.key === 'classes') assert.deepEqual(v, ['cat', 'dog', 'bird']);
+      else if (s.key === 'fashionMnistPart') assert.deepEqual(v, { index: 3, of: 10, alpha: 0.3 });
       else assert.equal(v, raw, `${command} --${s.flag}`);
       // The space-separated form reads the same.
       assert.deepEqual(readCommandLine(command, [...extra, `--${s.flag}`, raw], {}).values[s.key], v);
@@ -158,6 +159,8 @@ test('a flag wins over its env var, which wins over the default; a bad env value
   assert.equal(readSettings('simulate', {}, {}).values.logLevel, 'silent');
   assert.equal(readSettings('server', {}, { FEDISTILL_LOG_LEVEL: 'debug' }).values.logLevel, 'debug');
   assert.equal(refusal(() => readSettings('server', {}, { PORT: 'http' })), "PORT: 'http' is not an integer");
+  // --fashion-mnist-part is parsed once, here; without ALPHA it is simulate's --alpha default.
+  assert.deepEqual(readSettings('client', { 'fashion-mnist-part': ' 2/5 ' }).values.fashionMnistPart, { index: 2, of: 5, alpha: defaultOf(SETTINGS.find((s) => s.key === 'alpha')!, 'simulate') });
   assert.equal(refusal(() => readSettings('server', {}, { FEDISTILL_BACKEND: 'cuda' })), "FEDISTILL_BACKEND: 'cuda' is not one of auto, tensorflow-gpu, tensorflow, wasm, cpu");
 });
 
@@ -227,9 +230,21 @@ test('--help lists every flag of the command, with its default', () => {
     const help = renderHelp(command, `fedistill ${command}`).replace(/\s+/g, ' ');
     for (const s of settingsFor(command)) {
       assert.ok(help.includes(flagUsage(s)), `${command} --help lacks ${flagUsage(s)}`);
-      if (s.env) assert.ok(help.includes(`env ${s.env}`), `${command} --help lacks ${s.env}`);
+      const env = envOf(s, command);
+      if (env) assert.ok(help.includes(`env ${env}`), `${command} --help lacks ${env}`);
     }
   }
+  // Read by the Fashion-MNIST finder: shown where --data-dir means Fashion-MNIST, not as the client's private data.
+  const entry = (command: Command, flag: string) => {
+    const lines = renderHelp(command, '').split('\n');
+    const at = lines.findIndex((l) => l.startsWith(`  --${flag} `));
+    const end = lines.findIndex((l, i) => i > at && (l.startsWith('  -') || l.trim() === ''));
+    return lines.slice(at, end).join(' ').replace(/\s+/g, ' ');
+  };
+  for (const command of ['server', 'simulate'] as const) assert.match(entry(command, 'data-dir'), /\(env FEDISTILL_DATA_DIR\)/);
+  assert.doesNotMatch(entry('client', 'data-dir'), /FEDISTILL_DATA_DIR/);
+  assert.equal(readSettings('server', {}, { FEDISTILL_DATA_DIR: '/srv/fm' }).values.dataDir, '/srv/fm');
+  assert.equal(readSettings('client', { 'fashion-mnist-part': '1/3' }, { FEDISTILL_DATA_DIR: '/srv/fm' }).values.dataDir, undefined);
   assert.ok(renderHelp('server', '').includes('--bank-decay D'));
   assert.ok(renderHelp('server', '').includes('[0.8]'));
   assert.equal(readCommandLine('server', ['--help'], {}).help, true);

@@ -4,7 +4,7 @@ import { subset, type Dataset } from '../../shared/data/dataset.ts';
 import { splitForFederation } from '../../shared/data/federated-split.ts';
 import type { ModelKind } from '../../shared/models/builders.ts';
 import type { LogitCodecName } from '../../shared/tensor/logit-codec.ts';
-import { renderHelp, settingByKey } from '../../shared/settings/index.ts';
+import { renderHelp, type FashionMnistPart } from '../../shared/settings/index.ts';
 import { readCommandLine } from '../../server/command-line.ts';
 import { createLogger, type LogOptions } from '../../server/logger.ts';
 import { loadFashionMnist } from '../../datasets/fashion-mnist.ts';
@@ -24,7 +24,8 @@ interface ClientCliSettings {
   model: ModelKind;
   codec: LogitCodecName;
   dataDir?: string;
-  fashionMnistPart?: string;
+  /** Parsed and checked by the settings table (I < N, α > 0; α defaults to simulate's --alpha). */
+  fashionMnistPart?: FashionMnistPart;
   proxySize?: number;
   clientEvalSize: number;
   classes?: string[];
@@ -51,12 +52,9 @@ export async function main(argv: string[]): Promise<void> {
   if (v.dataDir) {
     ({ train: data, eval: evalSet } = await loadPrivateData(v.dataDir, { classes: v.classes, serverUrl: v.url, log }));
   } else if (v.fashionMnistPart) {
-    const m = /^(\d+)\/(\d+)(?::([\d.]+))?$/.exec(v.fashionMnistPart);
-    if (!m) throw new Error('--fashion-mnist-part must look like I/N or I/N:ALPHA');
-    // The Dirichlet split `fedistill simulate` makes with the same seed, proxy size and α (the settings table's
-    // --alpha default), so that client I here holds exactly the rows of simulate's client I.
-    const [i, n, alpha] = [Number(m[1]), Number(m[2]), Number(m[3] ?? settingByKey('alpha').default)];
-    if (i >= n) throw new Error(`client index ${i} must be below ${n}`);
+    // The Dirichlet split `fedistill simulate` makes with the same seed, proxy size and α, so that client I here
+    // holds exactly the rows of simulate's client I.
+    const { index: i, of: n, alpha } = v.fashionMnistPart;
     const fm = await loadFashionMnist({ log });
     // The server's default proxy size is scaled the same way on a smaller (subset) training set.
     const proxySize = fitProxySize({ requested: v.proxySize, trainCount: fm.train.count, isSubset: fm.isSubset, log, flag: '--proxy-size' });

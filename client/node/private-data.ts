@@ -3,14 +3,16 @@
  *   idx     train-images-idx3-ubyte(.gz) + train-labels-idx1-ubyte(.gz), and, if present, t10k-* as a local
  *           evaluation set
  *   images  one sub-folder of images per class (PNG, JPEG, WebP …), decoded like the browser join page does
- * For images the class of a sub-folder is found by name (or number) among: --classes, else the folder's classes.json
- * (`fedistill split` writes one), else the server's class names (GET /federation), else the sorted folder names.
+ * The class names: --classes, else the folder's classes.json (`fedistill split` writes one), else the server's class
+ * names (GET /federation), else — idx — 0 … the largest label, or — images — the sorted folder names. For images the
+ * class of a sub-folder is found among them by name (or number). The count must be the server's: hello's per-class
+ * counts have one entry per class.
  */
 import { existsSync, readdirSync, statSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { datasetFromIdx } from '../../shared/data/idx.ts';
 import type { Dataset } from '../../shared/data/dataset.ts';
-import { findFile, readMaybeGz } from '../../datasets/fashion-mnist.ts';
+import { findFile } from '../../datasets/fashion-mnist.ts';
+import { readIdxLabelled } from '../../datasets/idx-files.ts';
 import { readFolderMeta, readLabelledImageFolder } from '../../datasets/image-folder.ts';
 
 export type PrivateDataFormat = 'idx' | 'images';
@@ -19,7 +21,7 @@ export interface PrivateData {
   train: Dataset;
   eval: Dataset | null;
   format: PrivateDataFormat;
-  /** The class names the labels index (images: as matched; idx: from --classes or classes.json, else null). */
+  /** The class names the labels index (images: as matched; idx: --classes, classes.json or the server's, else null). */
   classNames: string[] | null;
 }
 
@@ -70,6 +72,29 @@ export async function fetchFederation(url: string, waitMs: number, log: (m: stri
   }
 }
 
+/**
+ * The class names the labels index, in this order: --classes, the folder's classes.json, the server's (GET
+ * /federation, when a URL is given); null when none of them says (idx: the largest label + 1 classes; images: the
+ * sorted folder names).
+ */
+async function settleClassNames(
+  given: string[] | undefined,
+  o: PrivateDataOptions,
+  log: (m: string) => void,
+  fallback: string,
+): Promise<{ classes: string[] | undefined; shape?: [number, number, number]; from: string }> {
+  if (given) return { classes: given, from: o.classes ? '--classes' : 'classes.json' };
+  if (o.serverUrl) {
+    const fed = await fetchFederation(o.serverUrl, o.serverWaitMs ?? 30000, log);
+    if (fed) {
+      log(`data: class names from ${o.serverUrl}/federation: ${fed.classNames.join(', ')}`);
+      return { classes: fed.classNames, shape: fed.inputShape, from: `${o.serverUrl}/federation` };
+    }
+    log(`data: ${o.serverUrl}/federation did not answer; ${fallback}`);
+  }
+  return { classes: undefined, from: '' };
+}
+
 export async function loadPrivateData(dirArg: string, o: PrivateDataOptions = {}): Promise<PrivateData> {
   const log = o.log ?? (() => {});
   const dir = resolve(dirArg);
@@ -77,34 +102,34 @@ export async function loadPrivateData(dirArg: string, o: PrivateDataOptions = {}
   const meta = await readFolderMeta(dir);
   const given = o.classes ?? meta?.classes;
   if (format === 'idx') {
+    const { classes, from } = await settleClassNames(given, o, log, 'the classes are 0 … the largest label');
     const read = async (prefix: string): Promise<Dataset | null> => {
       const img = findFile(dir, `${prefix}-images-idx3-ubyte`);
       const lab = findFile(dir, `${prefix}-labels-idx1-ubyte`);
       if (!img || !lab) return null;
       try {
-        return datasetFromIdx(await readMaybeGz(img), await readMaybeGz(lab), given?.length ?? 10);
+        // No class names known: readIdxLabelled counts the largest label + 1.
+        return await readIdxLabelled(img, lab, classes?.length, img);
       } catch (e) {
-        throw new Error(`${img}: ${(e as Error).message}`);
+        throw new Error(classes ? `${(e as Error).message} (the ${classes.length} classes of ${from})` : (e as Error).message);
       }
     };
     const train = await read('train');
     if (!train) throw new Error(`${dir} must hold train-images-idx3-ubyte(.gz) and train-labels-idx1-ubyte(.gz): the client's private, labelled data`);
     const evalSet = await read('t10k');
+    if (!classes) {
+      // The two files agree on the class count (hello's per-class counts have one entry per class).
+      const numClasses = Math.max(train.numClasses, evalSet?.numClasses ?? 0);
+      train.numClasses = numClasses;
+      if (evalSet) evalSet.numClasses = numClasses;
+      log(`data: no class names (--classes, classes.json or the server's); ${numClasses} classes from the largest label`);
+    }
     log(`data: ${dir}: idx files, ${train.count} labelled images${evalSet ? ` (+ ${evalSet.count} t10k images to measure on)` : ''}`);
-    return { train, eval: evalSet, format, classNames: given ?? null };
+    return { train, eval: evalSet, format, classNames: classes ?? null };
   }
-  let classes = given;
-  let shape = meta?.shape;
-  if (!classes && o.serverUrl) {
-    const fed = await fetchFederation(o.serverUrl, o.serverWaitMs ?? 30000, log);
-    if (fed) {
-      log(`data: class names from ${o.serverUrl}/federation: ${fed.classNames.join(', ')}`);
-      classes = fed.classNames;
-      shape ??= fed.inputShape;
-    } else log(`data: ${o.serverUrl}/federation did not answer; the classes are the sorted folder names`);
-  }
+  const settled = await settleClassNames(given, o, log, 'the classes are the sorted folder names');
   log(`data: ${dir}: class sub-folders of images`);
-  const got = await readLabelledImageFolder(dir, { classes, shape, log });
+  const got = await readLabelledImageFolder(dir, { classes: settled.classes, shape: meta?.shape ?? settled.shape, log });
   const counts = got.classNames.map((_, i) => got.dataset.labels!.filter((y) => y === i).length);
   const perClass = got.classNames.flatMap((c, i) => (counts[i] > 0 ? [`${c} ${counts[i]}`] : []));
   log(`data: ${got.dataset.count} labelled images: ${perClass.join(', ')}`);

@@ -1,16 +1,27 @@
 import { MODEL_KINDS } from '../protocol/model-kinds.ts';
 import { LOGIT_CODECS } from '../tensor/logit-codec.ts';
+import { SIMULATE_SETTINGS } from './simulate.ts';
 import type { Setting } from './types.ts';
 
-/** 'I/N' or 'I/N:ALPHA' → checked (I < N, α > 0) and returned as given; the data loader reads it. */
-function fashionMnistPart(raw: string): string {
+/** --fashion-mnist-part: client `index` of `of` of the Dirichlet(`alpha`) split `fedistill simulate` makes. */
+export interface FashionMnistPart {
+  index: number;
+  of: number;
+  alpha: number;
+}
+
+/** simulate's --alpha default: a part without ALPHA is split as simulate splits by default. */
+const SIMULATE_ALPHA = SIMULATE_SETTINGS.find((s) => s.key === 'alpha')!.default as number;
+
+/** 'I/N' or 'I/N:ALPHA' → { index: I, of: N, alpha }, checked (I < N, α > 0). The one parser of the flag. */
+export function parseFashionMnistPart(raw: string): FashionMnistPart {
   const m = /^(\d+)\/(\d+)(?::(\d*\.?\d+))?$/.exec(raw.trim());
   if (!m) throw new Error(`'${raw}' is not I/N or I/N:ALPHA (e.g. 3/10 or 3/10:0.5)`);
-  const [i, n, alpha] = [Number(m[1]), Number(m[2]), m[3] === undefined ? 0.5 : Number(m[3])];
-  if (n < 1) throw new Error(`'${raw}': N must be at least 1`);
-  if (i >= n) throw new Error(`'${raw}': client index ${i} is not in [0, ${n - 1}]`);
+  const [index, of, alpha] = [Number(m[1]), Number(m[2]), m[3] === undefined ? SIMULATE_ALPHA : Number(m[3])];
+  if (of < 1) throw new Error(`'${raw}': N must be at least 1`);
+  if (index >= of) throw new Error(`'${raw}': client index ${index} is not in [0, ${of - 1}]`);
   if (!(alpha > 0) || !Number.isFinite(alpha)) throw new Error(`'${raw}': ALPHA ${m[3]} is not in (0, ∞)`);
-  return raw.trim();
+  return { index, of, alpha };
 }
 
 /**
@@ -81,13 +92,18 @@ export const CLIENT_SETTINGS: readonly Setting[] = [
     key: 'fashionMnistPart',
     flag: 'fashion-mnist-part',
     type: 'custom',
-    parse: fashionMnistPart,
+    parse: parseFashionMnistPart,
+    format: (v) => {
+      const p = v as FashionMnistPart;
+      return `${p.index}/${p.of}:${p.alpha}`;
+    },
     default: undefined,
     arg: 'I/N[:ALPHA]',
     commands: ['client'],
     help:
       "instead of --data-dir, for test benches: client I of N of the Dirichlet split 'fedistill simulate' makes (ALPHA 0.5); " +
-      "with simulate's id for it, --id client-NN (I in two digits: client-03), it trains exactly as simulate's client I",
+      "with simulate's id for it, --id client-NN (I in two digits: client-03), it trains exactly as simulate's client I " +
+      '(Fashion-MNIST found as simulate finds it: env FEDISTILL_DATA_DIR, cache, Debian package, download, subset)',
     group: 'data',
   },
   {

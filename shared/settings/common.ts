@@ -29,6 +29,9 @@ export const COMMON_SETTINGS: readonly Setting[] = [
     flag: 'data-dir',
     type: 'string',
     default: undefined,
+    // The Fashion-MNIST finder (datasets/fashion-mnist.ts) reads it too, for library callers that name no dir; the
+    // client's --data-dir is its private data, so there the variable only locates Fashion-MNIST for a part.
+    env: { server: 'FEDISTILL_DATA_DIR', simulate: 'FEDISTILL_DATA_DIR' },
     arg: 'DIR',
     commands: ['server', 'client', 'simulate'],
     help: {

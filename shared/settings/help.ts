@@ -1,6 +1,6 @@
 import { RELATIONS, settingsFor } from './table.ts';
 import type { Command, Setting } from './types.ts';
-import { defaultOf, formatRange, formatValue } from './values.ts';
+import { defaultOf, envOf, formatRange, formatValue } from './values.ts';
 
 /** Sections of --help, in this order. */
 const GROUP_TITLES: Record<string, string | Partial<Record<Command, string>>> = {
@@ -75,7 +75,8 @@ export function renderHelp(command: Command, title: string, notes: string[] = []
       const parts = [helpText(s, command)];
       const a = allowed(s);
       if (a) parts.push(`(${a})`);
-      if (s.env) parts.push(`(env ${s.env})`);
+      const env = envOf(s, command);
+      if (env) parts.push(`(env ${env})`);
       const d = shownDefault(s, command);
       if (d) parts.push(`[${d}]`);
       const pad = head.length + 1 > FLAG_COLUMN ? `${head}\n${' '.repeat(FLAG_COLUMN)}` : head.padEnd(FLAG_COLUMN);

@@ -1,6 +1,6 @@
 import { RELATIONS, SETTINGS, settingByKey, settingsFor } from './table.ts';
 import { UsageError, type Command, type Setting } from './types.ts';
-import { defaultOf, setPath, valueProblem, parseValue, getPath } from './values.ts';
+import { defaultOf, envOf, setPath, valueProblem, parseValue, getPath } from './values.ts';
 
 /** What a command line parser produced: flag name (no dashes) → its text, or true/false for a boolean. */
 export type RawFlags = Readonly<Record<string, string | boolean | undefined>>;
@@ -22,12 +22,13 @@ export function readSettings(command: Command, flags: RawFlags, env: Env = {}): 
   const given = new Set<string>();
   for (const s of settingsFor(command)) {
     const f = flags[s.flag];
+    const name = envOf(s, command);
     let v: unknown;
     if (f !== undefined) {
       v = s.type === 'boolean' ? f === true || f === 'true' : parseValue(s, typeof f === 'string' ? f : String(f), `--${s.flag}`);
       given.add(s.key);
-    } else if (s.env && env[s.env] !== undefined && env[s.env] !== '') {
-      v = parseValue(s, env[s.env]!, s.env);
+    } else if (name && env[name] !== undefined && env[name] !== '') {
+      v = parseValue(s, env[name]!, name);
       given.add(s.key);
     } else {
       v = defaultOf(s, command);

@@ -38,7 +38,7 @@ export const SERVER_SETTINGS: readonly Setting[] = [
   // ---- listening and access
   { key: 'host', flag: 'host', type: 'string', default: '127.0.0.1', env: 'FEDISTILL_HOST', arg: 'H', commands: ['server'], help: 'listen address (0.0.0.0 = every interface)', group: 'access' },
   { key: 'port', flag: 'port', type: 'int', range: { min: 0, max: 65535 }, default: 8080, env: 'PORT', arg: 'N', commands: ['server'], help: 'port, 0 = any free one', group: 'access' },
-  { key: 'viewerToken', flag: 'viewer-token', type: 'string', default: '', env: 'FEDISTILL_VIEWER_TOKEN', arg: 'T', commands: ['server'], help: "token the dashboard at / asks for; '' = open to anyone", group: 'access' },
+  { key: 'viewerToken', flag: 'viewer-token', type: 'string', default: '', env: 'FEDISTILL_VIEWER_TOKEN', arg: 'T', commands: ['server'], help: "token the dashboard at / asks for ('' = open to anyone); /student takes it or --token, and is public only when neither is set", group: 'access' },
   {
     key: 'corsOrigins',
     flag: 'cors-origin',

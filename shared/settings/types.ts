@@ -25,8 +25,8 @@ interface Common<T> {
   help: string | Partial<Record<Command, string>>;
   /** Placeholder for the value in --help (N, F, DIR …). */
   arg?: string;
-  /** Environment variable read when the flag is absent. */
-  env?: string;
+  /** Environment variable read when the flag is absent (per command where only some read it). */
+  env?: string | Partial<Record<Command, string>>;
   /** Undefined: no value unless given (the setting is optional). */
   default: T | undefined;
   /** A command whose default differs from `default`. */

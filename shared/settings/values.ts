@@ -90,6 +90,11 @@ export function valueProblem(s: Setting, v: unknown): string | null {
   }
 }
 
+/** The environment variable a command reads for the setting, if any. */
+export function envOf(s: Setting, command: Command): string | undefined {
+  return typeof s.env === 'string' ? s.env : s.env?.[command];
+}
+
 /** The setting's default for a command (a command's own default wins). */
 export function defaultOf(s: Setting, command: Command): unknown {
   const own = s.defaults?.[command];
