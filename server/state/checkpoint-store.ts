@@ -3,6 +3,7 @@ import * as path from 'node:path';
 import { createHash } from 'node:crypto';
 import { encodeFrame, decodeFrame } from '../../shared/protocol/frame-codec.ts';
 import { silentLogger, type Logger } from '../logger.ts';
+import { replaceFile, syncDir } from './durable-file.ts';
 
 /**
  * Round checkpoints in a state dir: one msgpack file per completed round, written atomically
@@ -29,21 +30,8 @@ export class FileCheckpointStore implements CheckpointStore {
     const digest = createHash('sha256').update(body).digest('hex');
     const frame = encodeFrame({ magic: MAGIC, round, sha256: digest, body });
     const file = path.join(this.dir, `round-${String(round).padStart(8, '0')}.ckpt`);
-    const tmp = `${file}.tmp-${process.pid}`;
-    const fh = await fs.open(tmp, 'w');
-    try {
-      await fh.writeFile(frame);
-      await fh.sync();
-    } finally {
-      await fh.close();
-    }
-    await fs.rename(tmp, file);
-    const dh = await fs.open(this.dir, 'r');
-    try {
-      await dh.sync();
-    } finally {
-      await dh.close();
-    }
+    await replaceFile(file, frame);
+    await syncDir(this.dir);
     await this.prune();
     return file;
   }

@@ -2,6 +2,7 @@ import * as tf from '@tensorflow/tfjs';
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { countParams, type ModelKind } from '../../shared/models/builders.ts';
+import { replaceFile, syncDir, writeSynced } from './durable-file.ts';
 
 /** The weight file beside each model.json (one shard: the students are small). */
 export const STUDENT_WEIGHTS_FILE = 'weights.bin';
@@ -24,8 +25,10 @@ export interface ModelCard {
     shape: number[];
     dtype: 'float32';
     layout: 'NHWC';
-    /** Exactly what the clients and the server do to pixels before the model sees them. */
+    /** Bytes → model input: what the clients and the server do to every row (x = pixel · scale + offset). */
     normalisation: string;
+    /** Raw picture → bytes: the preparation the clients apply to pictures of any size (fedistill's prepareImage). */
+    preparation: string;
     scale: number;
     offset: number;
   };
@@ -56,6 +59,26 @@ export interface ReleaseMeta {
   serverVersion: string;
   /** Defaults to now. */
   createdAt?: Date;
+}
+
+/** The card's bytes → input text, for the input's channels (1: grey; 3: R, G, B). */
+export function normalisationText(inputShape: readonly number[]): string {
+  const what = inputShape[2] === 3 ? 'each of R, G, B (last axis, in that order): 8-bit 0..255' : 'one grey channel: 8-bit levels 0..255 (0 = black)';
+  return `x = pixel / 255 on ${what}, to float32 in [0, 1]; no mean or std subtraction`;
+}
+
+/** The card's picture → bytes text: the steps of prepareImage (shared with the join page), for this input shape. */
+export function preparationText(inputShape: readonly number[]): string {
+  const [h, w, c] = inputShape;
+  const colour = c === 3 ? 'R, G, B each rounded to 8 bits' : 'grey = round(0.299·R + 0.587·G + 0.114·B) (ITU-R BT.601)';
+  return (
+    `raw pictures of any size become ${h}×${w}×${c} bytes as fedistill's prepareImage makes them (the join page and ` +
+    `image folders of 'fedistill client'): letterboxed into ${h}×${w} (aspect ratio kept, centred), area resampling ` +
+    `(each pixel the coverage-weighted mean of the source pixels under it), transparent pixels and the margin take the ` +
+    `background; ${colour}; inverted (255 − v, on a white background) when the outermost ring of the picture is light ` +
+    `(mean luminance above 127), so objects are light on black like Fashion-MNIST, else on black. Prepare pictures the ` +
+    `same way; data already in this form (idx files, 'fedistill split' output) is used as it is`
+  );
 }
 
 /** The model as a standard tfjs LayersModel (topology + one weight shard) plus its model card. */
@@ -89,7 +112,8 @@ export async function releaseStudent(model: tf.LayersModel, meta: ReleaseMeta): 
       shape: meta.inputShape,
       dtype: 'float32',
       layout: 'NHWC',
-      normalisation: 'x = pixel / 255: 8-bit grey levels 0..255 (0 = black) to float32 in [0, 1]; no mean or std subtraction',
+      normalisation: normalisationText(meta.inputShape),
+      preparation: preparationText(meta.inputShape),
       scale: 1 / 255,
       offset: 0,
     },
@@ -122,16 +146,12 @@ export async function writeRelease(dir: string, r: StudentRelease): Promise<void
   await fs.rm(tmp, { recursive: true, force: true });
   await fs.mkdir(tmp);
   for (const [name, bytes] of releaseFiles(r)) await writeSynced(path.join(tmp, name), bytes);
+  await syncDir(tmp); // the files' names are durable before the folder takes its place
   const old = `${dir}.old-${process.pid}`;
   const had = await fs.rename(dir, old).then(() => true, (e: NodeJS.ErrnoException) => (e.code === 'ENOENT' ? false : Promise.reject(e)));
   await fs.rename(tmp, dir);
   if (had) await fs.rm(old, { recursive: true, force: true });
-  const dh = await fs.open(parent, 'r');
-  try {
-    await dh.sync();
-  } finally {
-    await dh.close();
-  }
+  await syncDir(parent);
 }
 
 /**
@@ -143,22 +163,10 @@ export async function exportRelease(dir: string, r: StudentRelease): Promise<str
   const written: string[] = [];
   for (const [name, bytes] of releaseFiles(r)) {
     const file = path.join(dir, name);
-    const tmp = `${file}.tmp-${process.pid}`;
-    await writeSynced(tmp, bytes);
-    await fs.rename(tmp, file);
+    await replaceFile(file, bytes);
     written.push(file);
   }
   return written;
-}
-
-async function writeSynced(file: string, bytes: Uint8Array): Promise<void> {
-  const fh = await fs.open(file, 'w');
-  try {
-    await fh.writeFile(bytes);
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
 }
 
 /** Read a release written by writeRelease (null if `dir` holds none). */
