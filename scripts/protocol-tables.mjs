@@ -65,8 +65,11 @@ function describeType(schema) {
     }
     case 'boolean':
       return ['bool', ''];
-    case 'literal':
-      return ['str', `\`${d.values.map(String).join('`, `')}\``];
+    case 'literal': {
+      // The literal's own msgpack type: `accepted: true` is a bool, `type: 'ack'` a str.
+      const wire = (v) => (typeof v === 'boolean' ? 'bool' : typeof v === 'number' ? (Number.isInteger(v) ? 'int' : 'float') : 'str');
+      return [[...new Set(d.values.map(wire))].join(' or '), `\`${d.values.map(String).join('`, `')}\``];
+    }
     case 'enum':
       return ['str', Object.values(d.entries).map((v) => `\`${v}\``).join(', ')];
     case 'custom':

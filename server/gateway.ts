@@ -31,13 +31,15 @@ export function attachGateway(io: Server<ClientToServerEvents, ServerToClientEve
     o.metrics.sent(frame.byteLength);
     return frame.byteLength;
   };
-  const refuse = (socket: FedSocket, e: unknown, event: string): void => {
+  /** Answer a refused frame with `error` (naming the round the frame named, if any); `ack`: see oneFrame(). */
+  const refuse = (socket: FedSocket, e: unknown, event: string, round?: number, ack?: (frame: Uint8Array) => void): void => {
     if (!(e instanceof ProtocolError)) o.log.error({ err: e, event, socket: socket.id }, `internal error handling '${event}' from ${socket.id}`);
-    const msg = coordinator.errorFor(e);
+    const msg = coordinator.errorFor(e, round ?? (e instanceof ProtocolError ? e.round : undefined));
     o.metrics.refused(event, msg.code);
     // A peer's mistake is its own business (it gets the error frame); visible with --log-level debug.
     o.log.debug({ event, code: msg.code, socket: socket.id }, `refused '${event}' from ${socket.id}: ${msg.code}: ${msg.message}`);
     send(socket, msg);
+    ack?.(encodeFrame(msg));
   };
 
   if (o.token) {
@@ -49,12 +51,32 @@ export function attachGateway(io: Server<ClientToServerEvents, ServerToClientEve
     });
   }
 
+  /**
+   * The event's one frame. socket.io delivers every argument the peer emitted, plus an acknowledgement callback last
+   * when the peer asked for one (emitWithAck / a callback). The protocol has no acknowledgements (replies are events),
+   * so anything but exactly one argument is `bad-frame`, an ack request included; that refusal also answers the
+   * callback with the same `error` frame, so a peer waiting on it is not left hanging.
+   */
+  const oneFrame = (event: string, args: unknown[]): unknown => {
+    if (ackOf(args)) {
+      throw new ProtocolError('bad-frame', `event '${event}' must not ask for a socket.io acknowledgement: emit the frame alone (replies are events)`);
+    }
+    if (args.length !== 1) {
+      throw new ProtocolError('bad-frame', `event '${event}' must carry exactly one binary msgpack frame, got ${args.length} arguments`);
+    }
+    return args[0];
+  };
+  const ackOf = (args: unknown[]): ((frame: Uint8Array) => void) | undefined => {
+    const last = args.at(-1);
+    return typeof last === 'function' ? (last as (frame: Uint8Array) => void) : undefined;
+  };
+
   io.on('connection', (socket: FedSocket) => {
     let clientId: string | null = null;
 
-    socket.on('hello', (frame: unknown) => {
+    socket.on('hello', (...args: unknown[]) => {
       try {
-        const msg = parseClientFrame('hello', frame, o.limits);
+        const msg = parseClientFrame('hello', oneFrame('hello', args), o.limits);
         if (msg.type !== 'hello') throw new ProtocolError('bad-message', 'expected hello');
         if (clientId && clientId !== msg.clientId) throw new ProtocolError('bad-message', `this connection is already client '${clientId}'`);
         const welcome = coordinator.register(msg);
@@ -63,23 +85,32 @@ export function attachGateway(io: Server<ClientToServerEvents, ServerToClientEve
         const refresh = clientId === msg.clientId && prior === socket;
         clientId = msg.clientId;
         sockets.set(clientId, socket);
-        if (prior && prior !== socket) prior.disconnect(true); // the newest connection of a client wins
+        if (prior && prior !== socket) {
+          // The newest connection of a client wins. The old one is told why first (frames go out in order, before
+          // the close): its client knows it was replaced, not dropped, and does not reconnect to take the id back.
+          const why = `another session of client id '${clientId}' presented its resumeToken and took over; this connection is closed`;
+          send(prior, { type: 'error', code: 'unauthorized', message: why });
+          prior.disconnect(true);
+        }
         send(socket, welcome);
         if (!refresh) coordinator.resumeIfSelected(clientId);
       } catch (e) {
-        refuse(socket, e, 'hello');
+        refuse(socket, e, 'hello', undefined, ackOf(args));
       }
     });
 
     for (const event of ['logits', 'weights'] as const) {
-      socket.on(event, (frame: unknown) => {
+      socket.on(event, (...args: unknown[]) => {
+        let round: number | undefined;
         try {
+          const frame = oneFrame(event, args);
           if (!clientId) throw new ProtocolError('not-registered', 'send hello before uploading');
           const msg = parseClientFrame(event, frame, o.limits);
+          round = (msg as { round: number }).round;
           const bytes = coordinator.submit(clientId, msg, (frame as Uint8Array).byteLength);
-          send(socket, { type: 'ack', round: (msg as { round: number }).round, accepted: true, bytes });
+          send(socket, { type: 'ack', round, accepted: true, bytes });
         } catch (e) {
-          refuse(socket, e, event);
+          refuse(socket, e, event, round, ackOf(args));
         }
       });
     }

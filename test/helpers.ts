@@ -81,11 +81,14 @@ export function roundsDone(b: Bench, n: number, timeoutMs = 120_000): Promise<vo
 export class RawPeer {
   readonly socket: Socket;
   readonly received: ServerMsg[] = [];
+  /** Every frame the server sent this peer, as the bytes that arrived (for checks on the encoding itself). */
+  readonly frames: { event: string; bytes: Uint8Array }[] = [];
   private waiters: { pred: (m: ServerMsg) => boolean; resolve: (m: ServerMsg) => void }[] = [];
 
   constructor(url: string, token = TOKEN) {
     this.socket = io(url, { auth: { token }, transports: ['websocket'], reconnection: false, forceNew: true });
-    this.socket.onAny((_event: string, frame: Uint8Array) => {
+    this.socket.onAny((event: string, frame: Uint8Array) => {
+      this.frames.push({ event, bytes: frame });
       const m = decodeFrame(frame) as ServerMsg;
       this.received.push(m);
       this.waiters = this.waiters.filter((w) => (w.pred(m) ? (w.resolve(m), false) : true));

@@ -6,6 +6,7 @@ import type { OnlineStats } from '../coordinator.ts';
 import type { JournalRecord } from '../state/upload-journal.ts';
 import type { OnlineStrategy, RoundContext, RoundTask, Update } from '../strategies/strategy.ts';
 import type { ClientRecord } from './client-registry.ts';
+import type { Scheduler, SchedulerStatus } from './composed-coordinator.ts';
 import type { Federation } from './federation.ts';
 
 /** A task handed to one client, open until its upload arrives or its deadline passes (a disconnect keeps it open). */
@@ -54,7 +55,7 @@ const breathe = () => new Promise<void>((r) => setImmediate(r));
  * nothing acked. The federation's `round` is the published student version; `rounds` in the config is how many
  * versions to publish.
  */
-export class OnlineTaskLoop {
+export class OnlineTaskLoop implements Scheduler {
   private readonly tickets = new Map<string, Ticket>();
   private readonly tasksIssued = new Map<string, number>();
   /** The student version each client last received (not persisted: after a restart everyone gets the student again). */
@@ -79,6 +80,11 @@ export class OnlineTaskLoop {
   /** Total accepted uploads, and their staleness distribution (for /status and reports). */
   stats(): OnlineStats {
     return { accepted: this.accepted, staleness: stalenessSummary(this.stalenessHist), histogram: [...this.stalenessHist], openTickets: this.tickets.size };
+  }
+
+  /** For /status: the online section (no round is ever open). */
+  status(): SchedulerStatus {
+    return { online: this.stats() };
   }
 
   // ---------------- recovery ----------------
@@ -109,7 +115,7 @@ export class OnlineTaskLoop {
   }
 
   /** After a restore that found something: where the loop goes on from. */
-  logRestored(): void {
+  restored(): void {
     this.f.log.info(
       { studentVersion: this.strategy.version, accepted: this.accepted, nextTicket: this.nextTicket },
       `online: student v${this.strategy.version}, ${this.accepted} uploads taken in so far, next ticket ${this.nextTicket}; open tasks are reissued`,
@@ -143,10 +149,11 @@ export class OnlineTaskLoop {
     const { f } = this;
     const clientId = rec.participant.id;
     const cfg = f.config;
+    // A task never issued is unknown (also after the end); one issued and not this client's open task is closed.
+    if (msg.round < 1 || msg.round >= this.nextTicket) throw new ProtocolError('unknown-round', `task ${msg.round} was never issued`);
     if (f.ended) throw new ProtocolError('stale-round', `the federation is over: all ${cfg.rounds} student versions are published`);
     const t = this.tickets.get(clientId);
     if (!t || msg.round !== t.ticket) {
-      if (msg.round >= this.nextTicket) throw new ProtocolError('unknown-round', `task ${msg.round} was never issued`);
       throw new ProtocolError('stale-round', `task ${msg.round} is closed${t ? `; your open task is ${t.ticket}` : ''}`);
     }
     if (Date.now() > t.deadline) throw new ProtocolError('late', `task ${t.ticket}'s deadline has passed`);

@@ -5,6 +5,7 @@ import { ProtocolError } from '../../shared/protocol/validate.ts';
 import type { JournalRecord } from '../state/upload-journal.ts';
 import type { AggregateReport, Participant, RoundTask, Strategy, Update } from '../strategies/strategy.ts';
 import type { ClientRecord } from './client-registry.ts';
+import type { Scheduler, SchedulerStatus } from './composed-coordinator.ts';
 import type { Federation } from './federation.ts';
 
 /** How long a round resumed after a restart waits for its selected clients to reconnect before it may close. */
@@ -41,11 +42,13 @@ interface ResumedRound {
  * have dropped (after a reconnect grace) or at the deadline, then aggregate if a quorum answered, evaluate, checkpoint
  * and publish. A round open at a crash is rebuilt from the journal and resumed with the uploads it had accepted.
  */
-export class RoundScheduler {
+export class RoundScheduler implements Scheduler {
   private open: OpenRound | null = null;
   private resumed: ResumedRound | null = null;
   /** A round completed but its checkpoint failed: no new round opens until one succeeds (replay resumes one round). */
   private checkpointOwed = false;
+  /** The newest round opened by this process (a restored server also counts the checkpoint's completed rounds). */
+  private lastOpened = 0;
 
   constructor(private readonly f: Federation) {}
 
@@ -100,8 +103,7 @@ export class RoundScheduler {
     if (msg.type === 'hello') throw new ProtocolError('bad-message', 'hello is not an upload');
     const clientId = rec.participant.id;
     const open = this.open;
-    if (!open || msg.round > open.round) throw new ProtocolError('unknown-round', `round ${msg.round} is not open (current round: ${open?.round ?? 'none'})`);
-    if (msg.round < open.round) throw new ProtocolError('stale-round', `round ${msg.round} is closed; the open round is ${open.round}`);
+    if (!open || msg.round !== open.round) throw this.notOpen(msg.round);
     const task = open.tasks.get(clientId);
     if (!task) throw new ProtocolError('not-selected', `client ${clientId} was not selected for round ${open.round}`);
     if (open.updates.has(clientId)) throw new ProtocolError('duplicate', `round ${open.round} already has an upload from ${clientId}`);
@@ -121,10 +123,23 @@ export class RoundScheduler {
     return bytes;
   }
 
+  /**
+   * An upload for a round that is not open: one that was opened (≤ the last opened, also after the end) is closed,
+   * `stale-round`; one never opened is `unknown-round`. The same answer whether or not the next round is open yet.
+   */
+  private notOpen(round: number): ProtocolError {
+    const last = Math.max(this.lastOpened, this.f.round);
+    const now = this.open ? `the open round is ${this.open.round}` : this.f.ended ? 'the federation is over' : 'no round is open now';
+    if (round >= 1 && round <= last) return new ProtocolError('stale-round', `round ${round} is closed; ${now}`);
+    return new ProtocolError('unknown-round', `round ${round} has not been opened (last opened: ${last || 'none'}); ${now}`);
+  }
+
   /** For /status: the round in progress, or null between rounds. */
-  openRound(): OpenRoundStatus | null {
+  status(): SchedulerStatus {
     const open = this.open;
-    return open && { round: open.round, selected: open.tasks.size, received: open.updates.size, deadline: new Date(open.deadline).toISOString() };
+    const openRound: OpenRoundStatus | null =
+      open && { round: open.round, selected: open.tasks.size, received: open.updates.size, deadline: new Date(open.deadline).toISOString() };
+    return { openRound };
   }
 
   /** On shutdown: the open round closes now with what it has. */
@@ -199,6 +214,7 @@ export class RoundScheduler {
       timer: null,
     };
     this.open = open;
+    this.lastOpened = Math.max(this.lastOpened, round);
     if (!resumed) f.o.journal.append('open', { round, selected: [...tasks.keys()], deadline: open.deadline, startedAt });
     for (const [id, task] of tasks) {
       const msg: RoundMsg = { type: 'round', round, strategy: name, deadline: open.deadline, ...task };

@@ -108,7 +108,7 @@ export const EncodedMatrixSchema = z.preprocess(
     data: bytes().describe('Payload bytes: fp32: 4·rows·cols; fp16: 2·rows·cols; int8: rows·cols; topk: 2·rows·k'),
     scales: opt(float32Array()).describe('int8 only: rows float32 quantisation steps'),
     offsets: opt(float32Array()).describe('int8: rows float32 row minimums; topk: rows float32 "rest" values'),
-    k: opt(int(1)).describe('topk only: entries kept per row, 1 ≤ k ≤ cols'),
+    k: opt(int(1)).describe('topk only: entries kept per row, the sender\'s choice of 1 ≤ k ≤ cols (the SDK: min(cols, max(3, ⌈cols/10⌉)))'),
     indices: opt(
       z.custom<Uint8Array | Uint16Array>((v) => v instanceof Uint8Array || v instanceof Uint16Array, {
         error: (iss) => `must be bytes (1 per index) or 2-byte little-endian indices, got ${describeValue(iss.input)}`,
@@ -171,7 +171,7 @@ export const HelloSchema = z.object({
   type: z.literal('hello'),
   protocol: int(0, 1e6).describe('Protocol version the client speaks (currently 1)'),
   clientId: str(128, /^[A-Za-z0-9_.:-]+$/, ", using only letters, digits and '_.:-'").describe('Stable id chosen by the client; a reconnect with the same id is the same participant'),
-  model: ModelKindSchema.describe('The client\'s architecture'),
+  model: ModelKindSchema.describe('The client\'s architecture; it decides what each `round` carries (see "Choosing `model`")'),
   numSamples: int(0, 1e9).describe('Private training-set size (sample-count weighting); 0 = holds no data now'),
   classCounts: opt(z.array(int(0, 1e9), { error: 'must be a list of non-negative integers' }).max(10000, { error: 'must have at most 10000 entries' })).describe('Private label histogram, numClasses counts (enables per-class teacher weighting)'),
   codec: LogitCodecSchema.describe('Logit codec the client will upload with (informative)'),
@@ -217,11 +217,11 @@ export const RoundSchema = z.object({
   round: int(0).describe('Round number (online: task number, increasing per server)'),
   strategy: str(64).describe('Strategy name'),
   task: z.enum(['logits', 'weights'], { error: 'must be logits or weights' }).describe('What to upload: `logits` or `weights`'),
-  indices: opt(uint32Array()).describe('task logits: proxy rows to compute logits on, in upload row order'),
+  indices: opt(uint32Array()).describe('Proxy rows to compute logits on, in upload row order: always present for task `logits`, absent for `weights`'),
   localEpochs: int(0, 1e6).describe('Epochs over the private data'),
   batchSize: int(1, 1e6).describe('Local mini-batch size'),
   learningRate: finite(0).describe('Local Adam learning rate'),
-  logitAdjust: opt(z.boolean({ error: 'must be a boolean' })).describe('Train with the logit-adjusted loss (add log label prior to logits during training)'),
+  logitAdjust: opt(z.boolean({ error: 'must be a boolean' })).describe('Train with the logit-adjusted loss: add the log of the client\'s own label prior (from its private labels, add-one smoothed) to the logits inside the loss; uploaded logits stay unadjusted'),
   ntdBeta: opt(finite(0)).describe('FedNTD: weight of not-true distillation from `model`; absent/0 = off'),
   deadline: finite(0).describe('Milliseconds since the Unix epoch (UTC) after which the upload is refused as `late`'),
   model: opt(WireModelSchema).describe('Weights to start from when `model.kind` is the client\'s architecture'),
@@ -243,14 +243,14 @@ export const AckSchema = z.object({
   type: z.literal('ack'),
   round: int(0).describe('Round of the accepted upload'),
   accepted: z.literal(true).describe('Always true (a refusal is an `error`)'),
-  bytes: int(0).describe('Payload bytes accepted'),
+  bytes: int(0).describe('Size of the accepted upload frame as received: the whole msgpack frame, not only its logits/weights payload'),
 });
 
 export const ErrorSchema = z.object({
   type: z.literal('error'),
   code: ErrorCodeSchema.describe('Machine-readable reason (see "Error codes")'),
   message: z.string({ error: 'must be a string' }).describe('What to fix, for humans'),
-  round: opt(int(0)).describe('Round the refused frame was about, if any'),
+  round: opt(int(0)).describe('Round (online: task) the refused upload named, when its `round` field was well-formed (see "Errors and limits")'),
 });
 
 export const RoundResultSchema = z.object({

@@ -6,6 +6,8 @@ import { validateEncodedMatrix } from '../tensor/logit-codec.ts';
 
 /** A refusal to send back to the peer: `code` is machine-readable, `message` says what to fix. */
 export class ProtocolError extends Error {
+  /** The round (online: task) the refused frame named, when it carried a well-formed one: sent as `error.round`. */
+  round?: number;
   constructor(readonly code: ErrorCode, message: string) {
     super(message);
   }
@@ -76,12 +78,21 @@ function decodeEnvelope(event: string, frame: unknown, limit: number | undefined
 export function parseClientFrame(event: string, frame: unknown, limits: FrameLimits = DEFAULT_FRAME_LIMITS): ClientMsg {
   const limit = Object.hasOwn(CLIENT_SCHEMAS, event) ? (limits as unknown as Record<string, number>)[event] : undefined;
   const raw = decodeEnvelope(event, frame, limit);
-  const parsed = CLIENT_SCHEMAS[event as keyof typeof CLIENT_SCHEMAS].safeParse(raw);
-  if (!parsed.success) throw issueError(parsed.error, raw);
-  const msg = parsed.data as ClientMsg;
-  if (msg.type === 'logits') checkLogitsContent(msg);
-  else if (msg.type === 'weights') checkWireTensors(msg.weights);
-  return msg;
+  try {
+    const parsed = CLIENT_SCHEMAS[event as keyof typeof CLIENT_SCHEMAS].safeParse(raw);
+    if (!parsed.success) throw issueError(parsed.error, raw);
+    const msg = parsed.data as ClientMsg;
+    if (msg.type === 'logits') checkLogitsContent(msg);
+    else if (msg.type === 'weights') checkWireTensors(msg.weights);
+    return msg;
+  } catch (e) {
+    // A refused upload still names its round when that field itself is well-formed (the sender can tell which of
+    // its uploads was refused).
+    const round = raw.round;
+    const named = event !== 'hello' && typeof round === 'number' && Number.isSafeInteger(round) && round >= 0;
+    if (e instanceof ProtocolError && named) e.round ??= round;
+    throw e;
+  }
 }
 
 /**
