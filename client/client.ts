@@ -131,6 +131,10 @@ export class FedistillClient extends Emitter<ClientEvents> {
   private giveUpTimer: ReturnType<typeof setTimeout> | null = null;
   /** Why the last connection attempt failed (e.g. ECONNREFUSED), for the give-up message. */
   private lastCause = '';
+  /** The server said (error 'unauthorized' after our welcome) that a newer session of our id took this connection. */
+  private takenOver = false;
+  /** Hellos refused with 'internal' (a server fault, not a verdict on us): when the first was, and the next back-off. */
+  private helloRetry: { since: number; delayMs: number; timer: ReturnType<typeof setTimeout> | null } | null = null;
 
   constructor(private readonly o: ClientOptions) {
     super();
@@ -163,17 +167,28 @@ export class FedistillClient extends Emitter<ClientEvents> {
     socket.on('connect', () => {
       this.disarmGiveUp();
       this.lastCause = '';
+      this.takenOver = false;
       this.send(this.hello());
     });
     socket.on('connect_error', (e) => this.onConnectError(e, socket));
     socket.on('disconnect', (reason) => {
+      const wasWelcomed = this.registered;
       this.registered = false;
+      this.stopHelloRetry();
       if (this.settled) return;
       this.emit('disconnected', reason);
-      // socket.io does not reconnect after a server-side disconnect: the gateway does that when a newer session of
-      // this id takes over.
-      if (reason === 'io server disconnect') this.fail(new FedistillError('replaced', `${this.o.url} closed this connection: another session of client id '${this.o.clientId}' took over`));
-      else this.armGiveUp();
+      // The gateway closes a welcomed connection after saying a newer session of this id took over: that session
+      // is the client now, and taking the id back would only bounce it between the two.
+      if (reason === 'io server disconnect' && wasWelcomed && this.takenOver) {
+        this.fail(new FedistillError('replaced', `${this.o.url} closed this connection: another session of client id '${this.o.clientId}' took over`));
+        return;
+      }
+      this.armGiveUp();
+      // Any other server-side close (socket.io does not reconnect after one by itself): connect again, a moment later.
+      if (reason === 'io server disconnect') {
+        const t = setTimeout(() => !this.settled && !socket.connected && socket.connect(), 1000);
+        (t as { unref?: () => void }).unref?.();
+      }
     });
     socket.on('end', (f) => this.inbound('end', f, (e) => this.onEnd(e)));
     socket.on('welcome', (f) => this.inbound('welcome', f, (w) => this.onWelcome(w)));
@@ -191,7 +206,8 @@ export class FedistillClient extends Emitter<ClientEvents> {
         .then(() => this.onRound(msg))
         .catch((e) => {
           this.rounds.delete(msg.round);
-          this.log(`round ${msg.round} failed: ${(e as Error).stack}`);
+          if (e instanceof RoundAbandoned) this.log(`round ${msg.round} abandoned: ${e.message}`);
+          else this.log(`round ${msg.round} failed: ${(e as Error).stack}`);
         });
     }));
     socket.on('ack', (f) => this.inbound('ack', f, (a) => this.emit('ack', a)));
@@ -199,8 +215,15 @@ export class FedistillClient extends Emitter<ClientEvents> {
     socket.on('error', (f) => this.inbound('error', f, (e) => {
       this.log(`server refused: ${e.code}: ${e.message}`);
       this.emit('server-error', e);
-      // Before a welcome on this connection, an error can only answer our hello: the server won't register us.
-      if (!this.registered) this.fail(helloRefusal(e, this.o.clientId));
+      if (this.registered) {
+        // After our welcome the server only says 'unauthorized' just before it closes this connection for a newer one.
+        if (e.code === 'unauthorized') this.takenOver = true;
+        return;
+      }
+      // Before a welcome on this connection, an error can only answer our hello. 'internal' is the server's fault and
+      // may pass: hello again after a back-off. Anything else is its verdict on us: it won't register us.
+      if (e.code === 'internal') this.retryHello(socket);
+      else this.fail(helloRefusal(e, this.o.clientId));
     }));
     // Rejects (with the FedistillError) if the client can't join at all: wrong token, id in use, server unreachable.
     return Promise.race([welcomed.then(([w]) => w), this.outcome.then(() => Promise.reject(new FedistillError('protocol', 'the federation ended before this client was welcomed')))]);
@@ -227,8 +250,10 @@ export class FedistillClient extends Emitter<ClientEvents> {
   private onEnd(e: EndMsg): void {
     if (this.settled) return;
     this.settled = true;
+    // A round still training stops at its next batch (see abandonIfStopped) and uploads nothing.
     this.stopped = true;
     this.disarmGiveUp();
+    this.stopHelloRetry();
     this.socket?.disconnect();
     const acc = e.studentAccuracy !== undefined ? `, student accuracy ${(e.studentAccuracy * 100).toFixed(2)}%` : '';
     this.log(`the federation ${e.reason === 'completed' ? 'is complete' : 'was shut down by the server'} after ${e.round} rounds${acc}`);
@@ -242,6 +267,7 @@ export class FedistillClient extends Emitter<ClientEvents> {
     this.settled = true;
     this.stopped = true;
     this.disarmGiveUp();
+    this.stopHelloRetry();
     this.socket?.disconnect();
     this.log(err.message);
     this.settle.reject(err);
@@ -260,6 +286,29 @@ export class FedistillClient extends Emitter<ClientEvents> {
     this.lastCause = cause;
     const ms = this.giveUpAfterMs;
     this.log(`cannot reach ${this.o.url}: ${cause}; retrying${ms > 0 ? ` (giving up after ${ms / 1000} s without a connection)` : ''}`);
+  }
+
+  /** Hello again after an 'internal' refusal: back-off 0.5 s doubling to 8 s; give up after giveUpAfterMs of them. */
+  private retryHello(socket: Socket): void {
+    const now = Date.now();
+    const r = (this.helloRetry ??= { since: now, delayMs: 500, timer: null });
+    const ms = this.giveUpAfterMs;
+    if (ms > 0 && Number.isFinite(ms) && now - r.since >= ms) {
+      this.fail(new FedistillError('refused', `${this.o.url} failed this client's hello with internal errors for ${ms / 1000} s; giving up`));
+      return;
+    }
+    if (r.timer) return;
+    this.log(`the server failed our hello (internal error); saying hello again in ${r.delayMs / 1000} s`);
+    r.timer = setTimeout(() => {
+      r.timer = null;
+      if (!this.settled && socket.connected && !this.registered) this.send(this.hello());
+    }, r.delayMs);
+    r.delayMs = Math.min(r.delayMs * 2, 8000);
+  }
+
+  private stopHelloRetry(): void {
+    if (this.helloRetry?.timer) clearTimeout(this.helloRetry.timer);
+    if (this.helloRetry) this.helloRetry.timer = null;
   }
 
   private get giveUpAfterMs(): number {
@@ -383,6 +432,8 @@ export class FedistillClient extends Emitter<ClientEvents> {
 
   private onWelcome(w: WelcomeMsg): void {
     this.registered = true;
+    this.stopHelloRetry();
+    this.helloRetry = null;
     this.epoch++;
     this.resumeTokenValue = w.resumeToken;
     if (w.proxy.hash !== this.proxyHash) {
@@ -429,6 +480,7 @@ export class FedistillClient extends Emitter<ClientEvents> {
     if (!this.proxy) throw new Error('round before the proxy set is known');
     if (this.o.dataAt) this.setData(this.o.dataAt(msg.round));
     const proxy = await this.proxy;
+    this.abandonIfStopped();
     this.emit('round-start', msg);
     const random = () => this.rng.next();
     let adopted = false;
@@ -444,6 +496,14 @@ export class FedistillClient extends Emitter<ClientEvents> {
     }
   }
 
+  /**
+   * After `end` (or stop(), or a fatal error) a round in progress is dropped: checked before training, after every
+   * batch and before the upload, so a browser tab stops burning CPU on work nobody will take.
+   */
+  private abandonIfStopped(): void {
+    if (this.stopped) throw new RoundAbandoned('this client is done (the federation ended, or it was stopped)');
+  }
+
   private async fit(msg: RoundMsg, proxy: Dataset, optimizer: tf.Optimizer, adopted: boolean, random: () => number): Promise<void> {
     const t0 = performance.now();
     let digested = false;
@@ -456,7 +516,7 @@ export class FedistillClient extends Emitter<ClientEvents> {
         temperature: c.temperature,
         random,
         numClasses: proxy.numClasses,
-        onProgress: (p) => this.emit('progress', { round: msg.round, phase: 'digest', ...p }),
+        onProgress: (p) => (this.abandonIfStopped(), this.emit('progress', { round: msg.round, phase: 'digest', ...p })),
       });
       digested = true;
     }
@@ -469,7 +529,7 @@ export class FedistillClient extends Emitter<ClientEvents> {
       mimic: msg.mutual && msg.indices
         ? { src: subset(proxy, msg.indices), probs: decodeMatrix(msg.mutual.probs), beta: msg.mutual.beta, temperature: msg.mutual.temperature, numClasses: proxy.numClasses }
         : undefined,
-      onProgress: (p) => this.emit('progress', { round: msg.round, phase: 'train', ...p }),
+      onProgress: (p) => (this.abandonIfStopped(), this.emit('progress', { round: msg.round, phase: 'train', ...p })),
     });
     const stats: ClientRoundStats = { trainLoss: train.loss, trainAccuracy: train.accuracy, trainSeconds: (performance.now() - t0) / 1000 };
     if (this.o.evalSet) stats.evalAccuracy = await evaluateAccuracy(this.model, this.o.evalSet);
@@ -479,7 +539,7 @@ export class FedistillClient extends Emitter<ClientEvents> {
       await new Promise((r) => (setTimeout(r, (slowdown - 1) * stats.trainSeconds * 1000) as { unref?: () => void }).unref?.());
       stats.trainSeconds *= slowdown;
     }
-    if (this.stopped) return;
+    this.abandonIfStopped();
     let uploadBytes: number;
     if (msg.task === 'logits') {
       this.emit('progress', { round: msg.round, phase: 'logits', epoch: 0, epochs: 1, done: 0, total: 1 });
@@ -491,6 +551,9 @@ export class FedistillClient extends Emitter<ClientEvents> {
     this.emit('round-done', { round: msg.round, task: msg.task, stats, uploadBytes, adoptedStudent: adopted, digestedConsensus: digested });
   }
 }
+
+/** Thrown out of a round's local step when the client stopped mid-way; not an error worth a stack trace. */
+class RoundAbandoned extends Error {}
 
 interface Upload {
   event: ClientMsg['type'];

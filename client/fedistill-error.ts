@@ -7,7 +7,8 @@ import type { ErrorMsg } from '../shared/protocol/messages.ts';
  * - 'replaced': the server closed this connection because a newer session of the same id took over;
  * - 'unreachable': no connection for `giveUpAfterMs` (the message names the URL and the last cause);
  * - 'protocol': the server refused the hello (protocol version, bad registration) or sent something unusable;
- * - 'refused': the handshake was refused for another reason;
+ * - 'refused': the handshake was refused for another reason, or the server failed every hello with 'internal' errors
+ *   for `giveUpAfterMs`;
  * - 'stopped': stop() was called before the federation ended.
  */
 export type FedistillErrorCode = 'unauthorized' | 'duplicate' | 'replaced' | 'unreachable' | 'protocol' | 'refused' | 'stopped';

@@ -129,7 +129,7 @@ export function createAggregator(o: AggregatorOptions): Aggregator {
   const dashboard = attachDashboard(io, coordinator, { viewerToken: config.viewerToken, describe, log: logger });
   app.register(healthRoutes, { coordinator, metrics, describe });
   app.register(proxyRoutes, { info: proxyInfo, body: proxyBody, token: config.token });
-  app.register(studentRoutes, { shelf, viewerToken: config.viewerToken });
+  app.register(studentRoutes, { shelf, token: config.token, viewerToken: config.viewerToken });
   app.register(browserRoutes, {
     demoData: config.demoData,
     federation: () => ({

@@ -3,6 +3,7 @@ import { nest, renderHelp, UsageError } from '../shared/settings/index.ts';
 import { createAggregator } from './app.ts';
 import { readCommandLine } from './command-line.ts';
 import { SERVER_CONFIG_SETTINGS, type ServerConfig } from './config.ts';
+import type { EndDelivery } from './coordinator.ts';
 import { createLogger, type LogOptions } from './logger.ts';
 import { loadServerData } from '../datasets/sources.ts';
 
@@ -54,22 +55,30 @@ export async function main(argv: string[]): Promise<void> {
     log: logger,
     config,
   });
-  await agg.start();
-  const shutdown = async (sig: string) => {
-    logger.info({ signal: sig }, `${sig}: shutting down`);
-    await agg.close();
-    process.exit(0);
-  };
-  // A federation with a set number of rounds is a job: once every client has been sent the final student (they hang
-  // up on `end`), the server exits 0, its student kept in --state-dir. --keep-serving leaves /student and the dashboard up.
-  agg.coordinator.on('finished', () => {
-    if (s.keepServing) return;
-    void (async () => {
-      logger.info('federation complete; exiting (--keep-serving keeps the server up)');
-      await agg.close();
-      process.exit(0);
-    })();
+  // Whichever comes first (a signal, the end of the federation) closes; a second caller gets the same closing.
+  let closing: Promise<void> | null = null;
+  const closeAndExit = (): Promise<void> =>
+    (closing ??= agg.close().then(
+      () => process.exit(0),
+      (e: unknown) => {
+        logger.error({ err: e }, `shutdown failed: ${(e as Error)?.message ?? e}`);
+        process.exit(1);
+      },
+    ));
+  // A federation with a set number of rounds is a job: once every registered client has been sent the final student
+  // (a client reconnecting at that moment gets it after its welcome), or min(--round-timeout, 60 s) after the end
+  // (the coordinator logs who never got it), the server exits 0, its student kept in --state-dir. --keep-serving
+  // leaves /student and the dashboard up. Registered before start(): a restored, finished federation ends at once.
+  agg.coordinator.once('all-told', (d: EndDelivery) => {
+    if (s.keepServing || d.reason === 'shutdown' || closing) return;
+    logger.info('federation complete; exiting (--keep-serving keeps the server up)');
+    void closeAndExit();
   });
-  process.once('SIGINT', () => void shutdown('SIGINT'));
-  process.once('SIGTERM', () => void shutdown('SIGTERM'));
+  await agg.start();
+  const shutdown = (sig: string) => {
+    logger.info({ signal: sig }, `${sig}: shutting down`);
+    void closeAndExit();
+  };
+  process.once('SIGINT', () => shutdown('SIGINT'));
+  process.once('SIGTERM', () => shutdown('SIGTERM'));
 }

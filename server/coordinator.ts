@@ -16,7 +16,7 @@ export type { RoundSummary };
 export type { ClientRecord, StoredClient } from './coordination/client-registry.ts';
 export type { CoordinatorState, StudentMeta } from './coordination/recovery.ts';
 export { RECONNECT_GRACE_MS, RESUME_GRACE_MS } from './coordination/round-scheduler.ts';
-export { SHUTDOWN_DRAIN_MS, STUDENT_PATH } from './coordination/federation.ts';
+export { SHUTDOWN_DRAIN_MS, STUDENT_PATH, type EndDelivery } from './coordination/federation.ts';
 export { OnlineCoordinator, RoundCoordinator };
 
 /** How the coordinator reaches a client; the socket.io gateway implements it. Returns the frame's byte size. */
@@ -73,8 +73,9 @@ export interface CoordinatorStatus {
  * Events (observers; a listener that throws is logged, never fails an upload or a round):
  * 'round-start' (round, selected ids, deadline: rounds only), 'upload' ({clientId, round, bytes, at, staleness?}),
  * 'client' (id, on register/disconnect), 'phase' ({round, phase: 'closed' | 'aggregate' | 'evaluate' | 'done', at}),
- * 'round' (RoundSummary, AggregateReport: a round closed, or online a version published), 'end' (EndMsg) and
- * 'finished' (history, once the configured rounds are done).
+ * 'round' (RoundSummary, AggregateReport: a round closed, or online a version published), 'end' (EndMsg),
+ * 'finished' (history, once the configured rounds are done) and 'all-told' (EndDelivery, once after 'finished': every
+ * registered client was sent the end, or the wait for offline ones ran out, or stop() came first).
  */
 export interface Coordinator extends EventEmitter {
   /** Rounds completed (online: the published student version). */

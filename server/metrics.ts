@@ -1,6 +1,21 @@
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { Coordinator, RoundSummary } from './coordinator.ts';
 
+/**
+ * The process's default metrics (CPU, memory, heap, GC, event-loop lag): one set per process, not per aggregator.
+ * collectDefaultMetrics starts a GC PerformanceObserver and an event-loop monitor that Registry.clear() never stops,
+ * so registering them per aggregator would leak one of each for every server a process ever started (tests start
+ * dozens). Made on first use; each aggregator's /metrics shows them next to its own series.
+ */
+let processRegistry: Registry | null = null;
+function processMetrics(): Registry {
+  if (!processRegistry) {
+    processRegistry = new Registry();
+    collectDefaultMetrics({ register: processRegistry });
+  }
+  return processRegistry;
+}
+
 export interface MetricsOptions {
   coordinator: Coordinator;
   /** Open socket.io connections (clients and dashboard viewers). */
@@ -8,8 +23,8 @@ export interface MetricsOptions {
 }
 
 /**
- * /metrics for one aggregator: its own prom-client Registry (several aggregators may share a process, e.g. tests),
- * the process's default metrics, and the federation's series, fed from the coordinator's observer events
+ * /metrics for one aggregator: its own prom-client Registry (several aggregators may share a process, e.g. tests)
+ * with the federation's series, plus the process's default metrics (shared, see processMetrics), fed from the coordinator's observer events
  * (round-start, upload, phase, round) and read from its status at scrape time. Counters start at 0 with the process,
  * as Prometheus expects of counters; the round and student gauges come from the (restored) history.
  */
@@ -22,7 +37,7 @@ export class AggregatorMetrics {
   constructor(o: MetricsOptions) {
     const registers = [this.registry];
     const c = o.coordinator;
-    collectDefaultMetrics({ register: this.registry });
+    processMetrics();
 
     const rounds = new Counter({ name: 'fedistill_rounds_total', help: 'Rounds closed (online: student versions published), by outcome', labelNames: ['status'], registers });
     const uploads = new Counter({ name: 'fedistill_uploads_accepted_total', help: 'Uploads (logits or weights) accepted and acknowledged', registers });
@@ -138,9 +153,13 @@ export class AggregatorMetrics {
     this.refusals.inc({ event: ['handshake', 'hello', 'logits', 'weights'].includes(event) ? event : 'other', code });
   }
 
-  /** The Prometheus text exposition (format 0.0.4). */
-  render(): Promise<string> {
-    return this.registry.metrics();
+  /**
+   * The Prometheus text exposition (format 0.0.4): the process's families, then this aggregator's. No name is in
+   * both (ours all start with fedistill_), so the two texts concatenate into one valid exposition.
+   */
+  async render(): Promise<string> {
+    const [process, own] = await Promise.all([processMetrics().metrics(), this.registry.metrics()]);
+    return `${process.trimEnd()}\n\n${own}`;
   }
 
   get contentType(): string {

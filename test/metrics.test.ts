@@ -37,6 +37,10 @@ function value(s: Scrape, name: string, labels: Record<string, string> = {}): nu
 /** Every family a proper one: HELP and TYPE in the text, a known type, a help line that says something. */
 function assertWellFormed(s: Scrape): void {
   assert.ok(s.contentType.startsWith('text/plain') && s.contentType.includes('version=0.0.4'), s.contentType);
+  // The process's families and the aggregator's are two texts joined: no family may appear twice.
+  const typed = [...s.text.matchAll(/^# TYPE (\S+) /gm)].map((m) => m[1]);
+  assert.deepEqual(typed.filter((n, i) => typed.indexOf(n) !== i), [], 'families declared twice');
+  assert.equal(typed.length, s.families.size);
   for (const f of s.families.values()) {
     assert.ok(f.help.length > 5, `${f.name} has no HELP`);
     assert.notEqual(f.type, 'UNTYPED', `${f.name} has no TYPE`);
@@ -109,6 +113,10 @@ test('/metrics through prom-client: every family typed and described, counts equ
 
   const other = await scrape(idle);
   assertWellFormed(other);
+  // The process's default metrics are registered once per process, yet every aggregator's /metrics has them.
+  assert.equal(family(other, 'process_cpu_user_seconds_total').type, 'COUNTER');
+  assert.ok(value(other, 'nodejs_heap_size_used_bytes') > 0);
+  assert.ok(family(other, 'nodejs_gc_duration_seconds').type === 'HISTOGRAM');
   assert.equal(value(other, 'fedistill_uploads_accepted_total'), 0);
   assert.equal(sample(other, 'fedistill_rounds_total', { status: 'completed' }), undefined);
   assert.equal(Number(sample(other, 'fedistill_round_duration_seconds')!.count), 0);

@@ -327,7 +327,8 @@ for (const [i, rows] of split.clients.entries()) {
   const idx = datasetToIdx(subset(train, rows.slice(0, 400)));
   writeFileSync(dir + '/train-images-idx3-ubyte', idx.images);
   writeFileSync(dir + '/train-labels-idx1-ubyte', idx.labels);
-  const { train: data } = await clientNode.loadPrivateData(dir);
+  // The class count is the federation's: idx labels alone can't tell a class nobody here holds, so ask the server.
+  const { train: data } = await clientNode.loadPrivateData(dir, { serverUrl: url });
   clients.push(new sdk.FedistillClient({ url, token, clientId: 'c' + i, model: 'mlp', data, proxyCache: new clientNode.FileProxyCache('proxy-cache'), log: (m) => console.error('[c' + i + '] ' + m) }));
 }
 const clientRounds = [0, 0];

@@ -14,7 +14,7 @@ import { releaseStudent } from '../server/state/student-release.ts';
 import { StudentShelf } from '../server/state/student-shelf.ts';
 import { silentLogger } from '../server/logger.ts';
 import type { CoordinatorState, StoredClient } from '../server/coordinator.ts';
-import { makeClient, startBench } from './helpers.ts';
+import { makeClient, startBench, TOKEN } from './helpers.ts';
 
 const VIEWER = 'viewer-secret-42';
 
@@ -45,10 +45,14 @@ test('the student is a standard tfjs LayersModel: served over HTTP, written to t
   const reported = b.agg.coordinator.history.map((h) => h.studentAccuracy!);
   assert.equal(reported.length, 2);
 
-  // Behind --viewer-token the routes want it as a bearer token; tf.loadLayersModel passes it through requestInit.
+  // With both tokens set the routes take either as a bearer token; tf.loadLayersModel passes it through requestInit.
   const denied = await fetch(`${b.url}/student/model.json`);
   assert.equal(denied.status, 401);
-  assert.match((await denied.json()).message, /viewer token/);
+  assert.match((await denied.json()).message, /server \(client\) token or the viewer token/);
+  assert.equal((await fetch(`${b.url}/student/model.json`, { headers: { authorization: 'Bearer nope' } })).status, 401);
+  // A client fetches end.studentPath with the token it connects with, as protocol.md says.
+  const asClient = await tf.loadLayersModel(`${b.url}/student/model.json`, { requestInit: { headers: { authorization: `Bearer ${TOKEN}` } } });
+  assert.equal((await evaluatePerClass(asClient, validation)).accuracy, reported[1], 'the client token opens /student');
   const requestInit = { headers: { authorization: `Bearer ${VIEWER}` } };
   const latest = await tf.loadLayersModel(`${b.url}/student/model.json`, { requestInit });
   assert.equal((await evaluatePerClass(latest, validation)).accuracy, reported[1], 'the served student scores what the server reported');
@@ -62,6 +66,8 @@ test('the student is a standard tfjs LayersModel: served over HTTP, written to t
   assert.equal(card.architecture.kind, 'mlp');
   assert.deepEqual(card.input.shape, [28, 28, 1]);
   assert.equal(card.input.scale, 1 / 255);
+  assert.match(card.input.normalisation, /^x = pixel \/ 255 on one grey channel/);
+  assert.match(card.input.preparation, /prepareImage .*letterboxed into 28×28 .*area resampling.*grey = round\(0\.299·R.*inverted .* when the outermost ring/);
   assert.equal(card.output.kind, 'logits');
   assert.equal(card.output.classNames.length, 10);
   assert.equal(card.evaluation.studentAccuracy, reported[1]);
@@ -98,6 +104,35 @@ test('the student is a standard tfjs LayersModel: served over HTTP, written to t
   assert.deepEqual((ck.clients as StoredClient[]).map((c) => c.resumeTokenHash).sort(), tokens.map(sha).sort());
 });
 
+test('/student auth: public only without any token; otherwise the client or the viewer token, else 401', async () => {
+  const get = (url: string, token?: string) =>
+    fetch(`${url}/student/versions`, { headers: token === undefined ? {} : { authorization: `Bearer ${token}` } });
+  const open = await startBench(1, { rounds: 1, minClients: 2, token: '' });
+  after(() => open.agg.close());
+  const clientOnly = await startBench(1, { rounds: 1, minClients: 2 });
+  after(() => clientOnly.agg.close());
+  const viewerOnly = await startBench(1, { rounds: 1, minClients: 2, token: '', viewerToken: VIEWER });
+  after(() => viewerOnly.agg.close());
+
+  // No token configured: anyone (no student yet, so model.json is a 404, not a 401).
+  assert.equal((await get(open.url)).status, 200);
+  assert.equal((await fetch(`${open.url}/student/model.json`)).status, 404);
+  assert.equal((await get(open.url)).headers.get('cache-control'), 'no-cache');
+  // --token alone: the student is no longer public; the client token opens it, nothing else does.
+  const refused = await get(clientOnly.url);
+  assert.equal(refused.status, 401);
+  assert.deepEqual(Object.keys(await refused.json()).sort(), ['error', 'message']);
+  assert.equal((await get(clientOnly.url, 'wrong')).status, 401);
+  assert.equal((await get(clientOnly.url, VIEWER)).status, 401);
+  assert.equal((await get(clientOnly.url, TOKEN)).status, 200);
+  assert.match((await (await fetch(`${clientOnly.url}/student/model.json`)).json()).message, /server \(client\) token/);
+  assert.equal((await fetch(`${clientOnly.url}/student/model.json`, { headers: { authorization: `Bearer ${TOKEN}` } })).status, 404);
+  // --viewer-token alone: that token.
+  assert.equal((await get(viewerOnly.url)).status, 401);
+  assert.equal((await get(viewerOnly.url, TOKEN)).status, 401);
+  assert.equal((await get(viewerOnly.url, VIEWER)).status, 200);
+});
+
 test('student shelf: keeps the newest versions in memory and on disk, latest/ is the newest', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'fedistill-shelf-'));
   const shelf = new StudentShelf(dir, silentLogger, 2);
@@ -112,4 +147,17 @@ test('student shelf: keeps the newest versions in memory and on disk, latest/ is
   await again.load();
   assert.deepEqual(again.versions(), [2, 3]);
   assert.deepEqual(again.latest()!.weights, shelf.latest()!.weights);
+});
+
+test("the model card's input text follows the input's channels: grey for one, R, G, B for three", async () => {
+  const meta = { kind: 'mlp' as const, version: 1, round: 1, strategy: 'ensemble', classNames: ['a', 'b'], validationSize: 0, serverVersion: 'test' };
+  const colour = await releaseStudent(buildModel({ kind: 'mlp', inputShape: [32, 24, 3], numClasses: 2 }), { ...meta, inputShape: [32, 24, 3] });
+  assert.deepEqual(colour.card.input.shape, [32, 24, 3]);
+  assert.match(colour.card.input.normalisation, /^x = pixel \/ 255 on each of R, G, B \(last axis, in that order\)/);
+  assert.doesNotMatch(colour.card.input.normalisation, /grey/);
+  assert.match(colour.card.input.preparation, /become 32×24×3 bytes .*letterboxed into 32×24 .*R, G, B each rounded to 8 bits/);
+  assert.doesNotMatch(colour.card.input.preparation, /grey/);
+  const grey = await releaseStudent(buildModel({ kind: 'mlp', inputShape: [28, 28, 1], numClasses: 2 }), { ...meta, inputShape: [28, 28, 1] });
+  assert.match(grey.card.input.normalisation, /one grey channel: 8-bit levels 0\.\.255 \(0 = black\)/);
+  assert.match(grey.card.input.preparation, /become 28×28×1 bytes .*grey = round\(0\.299·R \+ 0\.587·G \+ 0\.114·B\)/);
 });

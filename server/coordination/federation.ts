@@ -1,5 +1,5 @@
 import type { EventEmitter } from 'node:events';
-import type { RoundSummary } from '../../shared/dashboard-feed.ts';
+import type { Phase, RoundSummary } from '../../shared/dashboard-feed.ts';
 import { Rng } from '../../shared/data/rng.ts';
 import { modelToWire } from '../../shared/models/wire.ts';
 import type { ClientMsg, EndMsg, ErrorMsg, HelloMsg, ServerMsg, WelcomeMsg } from '../../shared/protocol/messages.ts';
@@ -21,13 +21,25 @@ export const STUDENT_PATH = '/student/model.json';
 /** On shutdown, how long the server waits for clients to read `end` and hang up before it closes their sockets. */
 export const SHUTDOWN_DRAIN_MS = 1_000;
 
+/** After the end, how long (at most) the server waits for offline registered clients to come back for it. */
+export const END_DELIVERY_MAX_MS = 60_000;
+
+/**
+ * The coordinator's 'all-told' event, once per federation after the end: who was sent the final `end`, and who never
+ * was. 'all': every registered client got it; 'timeout': the wait (min(roundTimeoutS, 60 s)) ran out first;
+ * 'shutdown': stop() came first.
+ */
+export interface EndDelivery {
+  reason: 'all' | 'timeout' | 'shutdown';
+  told: string[];
+  missing: string[];
+}
+
 /** What `rounds` in the config counts, for log lines: 'rounds', or online's 'student versions'. */
 export interface Units {
   many: string;
   one: string;
 }
-
-export type Phase = 'closed' | 'aggregate' | 'evaluate' | 'done';
 
 /** What a scheduler takes back on restore: its checkpointed state, and the journal records that are its own. */
 export interface SchedulerRecovery {
@@ -59,6 +71,10 @@ export class Federation {
   private wake: (() => void) | null = null;
   private running: Promise<void> | null = null;
   private shutdownSent = false;
+  /** Ids sent the `completed` end (at finish(), or after a welcome since): stop() sends them no second end. */
+  private readonly toldEnd = new Set<string>();
+  private endDeliveryTimer: ReturnType<typeof setTimeout> | null = null;
+  private endDelivered = false;
 
   constructor(
     readonly o: CoordinatorOptions,
@@ -157,8 +173,43 @@ export class Federation {
   /** After `welcome`: once the federation is over the client gets `end` (it would otherwise wait forever). True if so. */
   sendEndIfOver(clientId: string): boolean {
     if (!this.ended) return false;
-    this.send(clientId, this.ended);
+    this.sendEnd(clientId);
+    this.checkEndDelivered();
     return true;
+  }
+
+  /** The stored `completed` end to one client; remembered if it went out (the transport had its socket). */
+  private sendEnd(clientId: string): boolean {
+    if (!this.ended || this.send(clientId, this.ended) === 0) return false;
+    this.toldEnd.add(clientId);
+    return true;
+  }
+
+  /** 'all-told' once every client the registry knows (offline ones too) was sent the end. */
+  private checkEndDelivered(): void {
+    if (this.endDelivered) return;
+    if (this.registry.status().every((c) => this.toldEnd.has(c.id))) this.settleEndDelivery('all');
+  }
+
+  private settleEndDelivery(reason: EndDelivery['reason']): void {
+    if (this.endDelivered || !this.ended) return;
+    this.endDelivered = true;
+    if (this.endDeliveryTimer) clearTimeout(this.endDeliveryTimer);
+    this.endDeliveryTimer = null;
+    const known = this.registry.status().map((c) => c.id);
+    const told = known.filter((id) => this.toldEnd.has(id));
+    const missing = known.filter((id) => !this.toldEnd.has(id));
+    if (missing.length > 0) {
+      const why = reason === 'timeout' ? `offline for the ${this.endDeliveryMs() / 1000} s waited` : 'offline at shutdown';
+      const n = `${missing.length} registered client${missing.length === 1 ? '' : 's'}`;
+      this.log.warn({ missing, told: told.length, reason }, `${n} never got the final student (${why}): ${missing.join(', ')}`);
+    } else this.log.info({ told: told.length }, `all ${told.length} registered clients were sent the final student`);
+    this.tell('all-told', { reason, told, missing } satisfies EndDelivery);
+  }
+
+  /** How long the end waits for offline clients: a round's deadline is how long a client may be away, at most 60 s. */
+  private endDeliveryMs(): number {
+    return Math.min(this.config.roundTimeoutS * 1000, END_DELIVERY_MAX_MS);
   }
 
   /** False if the id is unknown. */
@@ -250,7 +301,7 @@ export class Federation {
   /** The configured rounds are done: every connected client gets the final student; later ones get it after welcome. */
   finish(): void {
     this.ended = this.endMessage('completed');
-    const told = this.broadcast(this.ended);
+    const told = this.registry.connectedIds().filter((id) => this.sendEnd(id)).length;
     const acc = this.ended.studentAccuracy;
     const v = this.o.strategy.version;
     this.log.info(
@@ -261,11 +312,16 @@ export class Federation {
     );
     this.tell('end', this.ended);
     this.events.emit('finished', this.history);
+    // Clients offline right now (reconnecting) get the end after their welcome: 'all-told' waits for them, bounded.
+    this.endDeliveryTimer = setTimeout(() => this.settleEndDelivery('timeout'), this.endDeliveryMs());
+    this.endDeliveryTimer.unref?.();
+    this.checkEndDelivered();
   }
 
   /**
    * Shutdown: the scheduler stops (`halt` closes an open round with what it has), and every connected client is told
-   * with `end` (reason 'shutdown', the student as it stands) before the caller closes the sockets.
+   * with `end` before the caller closes the sockets: reason 'shutdown' (the student as it stands) before the end of
+   * the federation; after it, `end` is sent once, so only a connected client never sent the completed end gets it.
    */
   async stop(halt: () => void): Promise<void> {
     this.stopped = true;
@@ -274,12 +330,17 @@ export class Federation {
     await this.running;
     if (this.shutdownSent) return;
     this.shutdownSent = true;
-    const end = this.endMessage('shutdown');
-    const told = this.broadcast(end);
     const total = this.config.rounds;
-    if (this.ended) this.log.info({ round: this.round, told }, `shutting down (all ${total} ${this.units.many} were done); ${told} connected clients told`);
-    else this.log.info({ round: this.round, rounds: total, told }, `shutting down after ${this.units.one} ${this.round}${total ? ` of ${total}` : ''}, before the end; ${told} connected clients told`);
-    this.tell('end', end);
+    if (this.ended) {
+      const told = this.registry.connectedIds().filter((id) => !this.toldEnd.has(id) && this.sendEnd(id)).length;
+      this.log.info({ round: this.round, told }, `shutting down (all ${total} ${this.units.many} were done); ${told} connected clients newly told`);
+      this.settleEndDelivery('shutdown');
+    } else {
+      const end = this.endMessage('shutdown');
+      const told = this.broadcast(end);
+      this.log.info({ round: this.round, rounds: total, told }, `shutting down after ${this.units.one} ${this.round}${total ? ` of ${total}` : ''}, before the end; ${told} connected clients told`);
+      this.tell('end', end);
+    }
     await this.drain(SHUTDOWN_DRAIN_MS);
   }
 

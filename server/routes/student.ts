@@ -5,7 +5,9 @@ import type { StudentShelf } from '../state/student-shelf.ts';
 
 export interface StudentRoutesOptions {
   shelf: StudentShelf;
-  /** If set, every /student route needs `Authorization: Bearer <viewer token>`; otherwise they are public. */
+  /** The clients' token (--token): `end.studentPath` tells clients to fetch the student with it. */
+  token: string;
+  /** The dashboard's token (--viewer-token): whoever may watch the federation may also load its student. */
   viewerToken: string;
 }
 
@@ -18,18 +20,25 @@ type StudentFile = (typeof FILES)[number];
  * (the newest STUDENT_VERSIONS_KEPT). model-card.json beside each says how to feed it and what it scored.
  */
 export const studentRoutes: FastifyPluginAsync<StudentRoutesOptions> = async (app, o) => {
+  // Public only when the server has no token at all; otherwise either token opens it: clients are sent here by `end`
+  // with the token they connect with, dashboard viewers with theirs. Both are compared, in constant time, every time.
+  const tokens = [o.token, o.viewerToken].filter((t) => t !== '');
+  const isPrivate = tokens.length > 0;
   const allowed = (req: FastifyRequest, reply: FastifyReply): boolean => {
-    if (!o.viewerToken || tokenMatches(req.headers.authorization, `Bearer ${o.viewerToken}`)) return true;
+    if (!isPrivate) return true;
+    const given = req.headers.authorization;
+    if (tokens.map((t) => tokenMatches(given, `Bearer ${t}`)).some(Boolean)) return true;
+    const which = [o.token && 'the server (client) token', o.viewerToken && 'the viewer token'].filter(Boolean).join(' or ');
     void reply.code(401).send({
       error: 'unauthorized',
-      message: 'the student needs the viewer token: send Authorization: Bearer <viewer token> (tf.loadLayersModel(url, { requestInit: { headers } }))',
+      message: `the student needs ${which}: send Authorization: Bearer <token> (tf.loadLayersModel(url, { requestInit: { headers } }))`,
     });
     return false;
   };
 
   const send = (reply: FastifyReply, r: StudentRelease, file: StudentFile, weightsPath: string, immutable: boolean) => {
-    // A version's files never change; "latest" does. Behind a viewer token no shared cache may keep them.
-    reply.header('cache-control', immutable ? `${o.viewerToken ? 'private' : 'public'}, max-age=31536000, immutable` : 'no-cache');
+    // A version's files never change; "latest" does. Behind a token no shared cache may keep them.
+    reply.header('cache-control', immutable ? `${isPrivate ? 'private' : 'public'}, max-age=31536000, immutable` : 'no-cache');
     reply.header('x-student-version', String(r.version));
     if (file === STUDENT_WEIGHTS_FILE) return reply.type('application/octet-stream').send(Buffer.from(r.weights.buffer, r.weights.byteOffset, r.weights.byteLength));
     if (file === 'model-card.json') return reply.type('application/json').send(r.card);
