@@ -247,14 +247,22 @@ export class FedistillClient extends Emitter<ClientEvents> {
     return m;
   }
 
-  private onEnd(e: EndMsg): void {
-    if (this.settled) return;
+  /**
+   * The client is done, one way or the other (false if it already was): no more reconnects, retries or give-up
+   * timer, and a round still training stops at its next batch (see abandonIfStopped) and uploads nothing.
+   */
+  private wrapUp(): boolean {
+    if (this.settled) return false;
     this.settled = true;
-    // A round still training stops at its next batch (see abandonIfStopped) and uploads nothing.
     this.stopped = true;
     this.disarmGiveUp();
     this.stopHelloRetry();
     this.socket?.disconnect();
+    return true;
+  }
+
+  private onEnd(e: EndMsg): void {
+    if (!this.wrapUp()) return;
     const acc = e.studentAccuracy !== undefined ? `, student accuracy ${(e.studentAccuracy * 100).toFixed(2)}%` : '';
     this.log(`the federation ${e.reason === 'completed' ? 'is complete' : 'was shut down by the server'} after ${e.round} rounds${acc}`);
     this.emit('end', e);
@@ -263,12 +271,7 @@ export class FedistillClient extends Emitter<ClientEvents> {
 
   /** This client cannot go on: stop everything (no more reconnects) and reject finished(). */
   private fail(err: FedistillError): void {
-    if (this.settled) return;
-    this.settled = true;
-    this.stopped = true;
-    this.disarmGiveUp();
-    this.stopHelloRetry();
-    this.socket?.disconnect();
+    if (!this.wrapUp()) return;
     this.log(err.message);
     this.settle.reject(err);
   }
