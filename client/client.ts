@@ -340,8 +340,7 @@ export class FedistillClient extends Emitter<ClientEvents> {
   private inbound<E extends ServerMsg['type']>(event: E, frame: unknown, handle: (msg: Extract<ServerMsg, { type: E }>) => void): void {
     let msg: ServerMsg;
     try {
-      // socket.io-client hands binary attachments to browsers as ArrayBuffer, to Node as Buffer (a Uint8Array).
-      msg = parseServerFrame(event, frame instanceof ArrayBuffer ? new Uint8Array(frame) : frame);
+      msg = parseServerFrame(event, frame);
     } catch (e) {
       const code = e instanceof ProtocolError ? e.code : 'bad-frame';
       const message = `ignored a malformed '${event}' frame from the server: ${(e as Error).message}`;

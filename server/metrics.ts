@@ -24,8 +24,8 @@ export interface MetricsOptions {
 
 /**
  * /metrics for one aggregator: its own prom-client Registry (several aggregators may share a process, e.g. tests)
- * with the federation's series, plus the process's default metrics (shared, see processMetrics), fed from the coordinator's observer events
- * (round-start, upload, phase, round) and read from its status at scrape time. Counters start at 0 with the process,
+ * with the federation's series, plus the process's default metrics (shared, see processMetrics). The series are fed
+ * from the coordinator's observer events (round-start, upload, phase, round) and read from its status at scrape time. Counters start at 0 with the process,
  * as Prometheus expects of counters; the round and student gauges come from the (restored) history.
  */
 export class AggregatorMetrics {
@@ -49,30 +49,23 @@ export class AggregatorMetrics {
       labelNames: ['event', 'code'],
       registers,
     });
-    const roundSeconds = new Histogram({
-      name: 'fedistill_round_duration_seconds',
-      help: 'Wall time of a round from its start to its summary (online: of a version window)',
-      buckets: [1, 2, 5, 10, 20, 30, 60, 120, 300, 600, 1800],
-      registers,
-    });
-    const aggregateSeconds = new Histogram({
-      name: 'fedistill_aggregation_duration_seconds',
-      help: "Server time aggregating a round's uploads: teacher and student distillation (online: training steps of a version)",
-      buckets: [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 40, 80, 160],
-      registers,
-    });
-    const evaluateSeconds = new Histogram({
-      name: 'fedistill_evaluation_duration_seconds',
-      help: 'Server time scoring the student on the validation set, per round',
-      buckets: [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
-      registers,
-    });
-    const participants = new Histogram({
-      name: 'fedistill_round_participants',
-      help: 'Uploads a round took in (online: per version)',
-      buckets: [0, 1, 2, 3, 5, 10, 20, 50, 100, 200, 500],
-      registers,
-    });
+    const histogram = (name: string, help: string, buckets: number[]) => new Histogram({ name, help, buckets, registers });
+    const roundSeconds = histogram(
+      'fedistill_round_duration_seconds',
+      'Wall time of a round from its start to its summary (online: of a version window)',
+      [1, 2, 5, 10, 20, 30, 60, 120, 300, 600, 1800],
+    );
+    const aggregateSeconds = histogram(
+      'fedistill_aggregation_duration_seconds',
+      "Server time aggregating a round's uploads: teacher and student distillation (online: training steps of a version)",
+      [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 40, 80, 160],
+    );
+    const evaluateSeconds = histogram(
+      'fedistill_evaluation_duration_seconds',
+      'Server time scoring the student on the validation set, per round',
+      [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+    );
+    const participants = histogram('fedistill_round_participants', 'Uploads a round took in (online: per version)', [0, 1, 2, 3, 5, 10, 20, 50, 100, 200, 500]);
 
     const last = () => c.history.at(-1);
     const lastEvaluated = () => [...c.history].reverse().find((s) => s.studentAccuracy !== undefined);
@@ -101,12 +94,11 @@ export class AggregatorMetrics {
     // Online series only where the coordinator's status has an online section (the online coordinator).
     const online = () => c.status().online!;
     if (c.status().online) {
-      staleness = new Histogram({
-        name: 'fedistill_online_upload_staleness_versions',
-        help: 'Online: student versions published between the one an upload was computed on and the one it went into',
-        buckets: [0, 1, 2, 3, 5, 8, 13, 21, 34, 55],
-        registers,
-      });
+      staleness = histogram(
+        'fedistill_online_upload_staleness_versions',
+        'Online: student versions published between the one an upload was computed on and the one it went into',
+        [0, 1, 2, 3, 5, 8, 13, 21, 34, 55],
+      );
       trainSteps = new Counter({ name: 'fedistill_online_train_steps_total', help: 'Online: student training steps taken', registers });
       gauge('fedistill_online_open_tasks', 'Online: tasks handed out and not yet answered', () => online().openTickets);
       gauge('fedistill_online_uploads_accepted', 'Online: uploads taken in since the federation began (kept across restarts)', () => online().accepted);

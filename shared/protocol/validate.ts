@@ -54,6 +54,8 @@ function issueError(error: z.ZodError, raw: unknown): ProtocolError {
 
 /** msgpack-decode one frame into a map whose `type` is `event` (the envelope every message shares). */
 function decodeEnvelope(event: string, frame: unknown, limit: number | undefined): Record<string, unknown> {
+  // socket.io delivers a binary attachment as a Buffer (a Uint8Array) in Node and as an ArrayBuffer in browsers.
+  if (frame instanceof ArrayBuffer) frame = new Uint8Array(frame);
   if (!(frame instanceof Uint8Array)) fail('bad-frame', `event '${event}' must carry one binary msgpack frame`);
   const bytes = frame as Uint8Array;
   if (limit === undefined) fail('bad-message', `unknown event '${event}'`);
