@@ -2,6 +2,7 @@ import { subset, type Dataset } from '../../shared/data/dataset.ts';
 import { aggregate, softmaxRows } from '../../shared/distill/aggregators.ts';
 import { trainOnSoftLabels, predictLogits } from '../../shared/models/training.ts';
 import { TemperatureSchedule } from '../../shared/distill/temperature.ts';
+import { Reputation, type ReputationEntry } from '../../shared/distill/reputation.ts';
 import type { ClientMsg } from '../../shared/protocol/messages.ts';
 import { encodeMatrix } from '../../shared/tensor/logit-codec.ts';
 import type { ServerConfig } from '../config.ts';
@@ -13,6 +14,8 @@ interface EnsembleState extends StudentCheckpoint {
   consensus: { indices: Uint32Array; probs: Float32Array } | null;
   /** Latest teacher probabilities per proxy row, and the round that labelled each (0 = never). */
   bank: { probs: Float32Array; labelledAt: Uint32Array };
+  /** Clients' reputation scores; absent in checkpoints written before reputation existed (everyone starts at 1). */
+  reputation?: ReputationEntry[];
 }
 
 /**
@@ -24,6 +27,10 @@ interface EnsembleState extends StudentCheckpoint {
  * The student distills on a bank of the latest teacher labels of every proxy row seen so far, not only this round's
  * subset: uplink stays `subset × classes` per client while the student learns from the whole proxy set (FedDF distills
  * on all of its unlabelled data), and rows from earlier rounds keep it from drifting to this round's clients alone.
+ *
+ * No client is believed blindly: each round every client's divergence from the median teacher updates its reputation
+ * (shared/distill/reputation.ts), which multiplies its weight in the aggregator, and the aggregator caps any client's
+ * share of a row's teacher and clamps claimed sample counts (shared/distill/robust.ts).
  */
 export class EnsembleStrategy extends HasStudent implements Strategy {
   readonly name: string = 'ensemble';
@@ -32,6 +39,8 @@ export class EnsembleStrategy extends HasStudent implements Strategy {
   private bank: EnsembleState['bank'];
   /** --temperature, --temperature-decay: round r distills at step t = r − 1. */
   protected readonly temperature: TemperatureSchedule;
+  /** Clients' reputation (--reputation-decay; 0 = off), kept in checkpoints. */
+  protected readonly reputation: Reputation;
 
   constructor(
     protected readonly cfg: ServerConfig,
@@ -42,6 +51,12 @@ export class EnsembleStrategy extends HasStudent implements Strategy {
     this.student = new Student(cfg, proxy, proxyHash);
     this.bank = { probs: new Float32Array(proxy.count * proxy.numClasses), labelledAt: new Uint32Array(proxy.count) };
     this.temperature = new TemperatureSchedule(cfg.temperature, cfg.temperatureDecay);
+    this.reputation = new Reputation(cfg.reputationDecay);
+  }
+
+  /** Every client's reputation (score in [0, 1] multiplying its teacher weight), lowest first: for dashboards. */
+  reputationScores(): ReputationEntry[] {
+    return this.reputation.list();
   }
 
   /** The distillation temperature of round r: T_max·exp(−k·(r − 1)), floored at 1 (shared/distill/temperature.ts). */
@@ -87,8 +102,20 @@ export class EnsembleStrategy extends HasStudent implements Strategy {
     const n = indices.length;
     const c = this.proxy.numClasses;
     const T = this.temperatureAt(ctx.round);
-    const teachers = updates.map((u) => ({ logits: u.payload as Float32Array, weight: u.numSamples, classCounts: u.classCounts }));
-    const probs = aggregate(this.cfg.aggregator, teachers, n, c, { temperature: T });
+    const logits = updates.map((u) => u.payload as Float32Array);
+    // This round's weight multipliers: agreement with the median teacher, with memory (1 for all when off).
+    const trust = this.reputation.enabled
+      ? this.reputation.observeRound(ctx.round, updates.map((u) => u.clientId), logits.map((z) => softmaxRows(z, n, c, T)), n, c)
+      : new Float64Array(updates.length).fill(1);
+    const distrusted = updates.map((u, k) => ({ clientId: u.clientId, trust: trust[k] })).filter((x) => x.trust < 0.5);
+    if (distrusted.length) ctx.log.warn({ round: ctx.round, clients: distrusted }, `round ${ctx.round}: ${distrusted.length} client(s) down-weighted for disagreeing with the median teacher`);
+    const teachers = updates.map((u, k) => ({ logits: logits[k], weight: u.numSamples, classCounts: u.classCounts, trust: trust[k] }));
+    const probs = aggregate(this.cfg.aggregator, teachers, n, c, {
+      temperature: T,
+      trimFraction: this.cfg.trimFraction,
+      maxShare: this.cfg.maxShare,
+      claimFactor: this.cfg.claimFactor,
+    });
     indices.forEach((row, i) => {
       this.bank.probs.set(probs.subarray(i * c, (i + 1) * c), row * c);
       this.bank.labelledAt[row] = ctx.round;
@@ -118,11 +145,16 @@ export class EnsembleStrategy extends HasStudent implements Strategy {
     });
     this.student.version++;
     this.consensus = { indices, probs };
-    return { seconds: (performance.now() - t0) / 1000, distillLoss: res.loss, teacher: { indices, probs } };
+    return {
+      seconds: (performance.now() - t0) / 1000,
+      distillLoss: res.loss,
+      teacher: { indices, probs },
+      trust: updates.map((u, k) => ({ clientId: u.clientId, trust: trust[k], score: this.reputation.score(u.clientId) })),
+    };
   }
 
   async exportState(): Promise<EnsembleState> {
-    return { ...(await this.student.exportState()), consensus: this.consensus, bank: this.bank };
+    return { ...(await this.student.exportState()), consensus: this.consensus, bank: this.bank, reputation: this.reputation.exportState() };
   }
 
   async importState(raw: unknown): Promise<void> {
@@ -130,6 +162,7 @@ export class EnsembleStrategy extends HasStudent implements Strategy {
     await this.student.importState(s);
     this.consensus = s.consensus;
     this.bank = s.bank;
+    this.reputation.importState(s.reputation);
   }
 }
 

@@ -4,10 +4,16 @@ import { buildModel, type ModelKind } from '../../shared/models/builders.ts';
 import { applyWireWeights, modelToWire, weightsToWire } from '../../shared/models/wire.ts';
 import type { ClientMsg, WireModel, WireTensor } from '../../shared/protocol/messages.ts';
 import { ProtocolError } from '../../shared/protocol/validate.ts';
+import { averageWeights } from '../../shared/distill/weight-averaging.ts';
 import type { ServerConfig } from '../config.ts';
 import { evaluateStudent, type AggregateReport, type EvalReport, type Participant, type RoundContext, type RoundTask, type Strategy, type Update } from './strategy.ts';
 
-/** The weight-sharing baseline (McMahan et al. 2017) over the same transport, for side-by-side accuracy and bytes. */
+/**
+ * The weight-sharing baseline (McMahan et al. 2017) over the same transport, for side-by-side accuracy and bytes.
+ * --fedavg-aggregator picks how the clients' weights are combined (shared/distill/weight-averaging.ts): the default
+ * coordinate-wise `trimmed-mean` ignores the extreme values of every weight (and self-reported counts entirely), so
+ * the baseline is as hard to hijack as the robust teachers it is compared with.
+ */
 export class FedAvgStrategy implements Strategy {
   readonly name = 'fedavg';
   readonly model: tf.LayersModel;
@@ -47,16 +53,15 @@ export class FedAvgStrategy implements Strategy {
 
   async aggregate(_ctx: RoundContext, updates: Update[]): Promise<AggregateReport> {
     const t0 = performance.now();
-    const total = updates.reduce((n, u) => n + u.numSamples, 0);
-    const avg = weightsToWire(this.model).map((w) => ({ ...w, data: new Float32Array(w.data.length) }));
-    for (const u of updates) {
-      const f = total > 0 ? u.numSamples / total : 1 / updates.length;
-      (u.payload as WireTensor[]).forEach((w, i) => {
-        const dst = avg[i].data;
-        for (let j = 0; j < dst.length; j++) dst[j] += f * w.data[j];
-      });
-    }
-    applyWireWeights(this.model, avg);
+    const current = weightsToWire(this.model);
+    const averaged = averageWeights(
+      this.cfg.fedavgAggregator,
+      current.map((w) => w.data),
+      updates.map((u) => (u.payload as WireTensor[]).map((w) => w.data)),
+      updates.map((u) => u.numSamples),
+      { trimFraction: this.cfg.trimFraction, maxShare: this.cfg.maxShare, claimFactor: this.cfg.claimFactor },
+    );
+    applyWireWeights(this.model, current.map((w, i) => ({ ...w, data: averaged[i] })));
     this.version++;
     return { seconds: (performance.now() - t0) / 1000 };
   }

@@ -2,6 +2,8 @@ import type { Dataset } from '../../shared/data/dataset.ts';
 import { softmaxRows } from '../../shared/distill/aggregators.ts';
 import { staleTeacherRow, type Contribution } from '../../shared/distill/staleness.ts';
 import { TemperatureSchedule } from '../../shared/distill/temperature.ts';
+import { Reputation, medianConsensus, type ReputationEntry } from '../../shared/distill/reputation.ts';
+import { totalVariation } from '../../shared/distill/robust.ts';
 import { distillStep } from '../../shared/models/training.ts';
 import type { ClientMsg } from '../../shared/protocol/messages.ts';
 import type { ServerConfig } from '../config.ts';
@@ -20,6 +22,8 @@ interface ClientTeacher {
 
 interface OnlineState extends StudentCheckpoint {
   teachers: { clientId: string; probs: Float32Array; version: Int32Array }[];
+  /** Absent in checkpoints written before reputation existed. */
+  reputation?: ReputationEntry[];
 }
 
 /**
@@ -33,6 +37,10 @@ interface OnlineState extends StudentCheckpoint {
  * The temperature follows the schedule of every strategy (shared/distill/temperature.ts) with t = the student version:
  * a task for version v carries T(v), its logits become probabilities at T(v), and training towards version V+1 uses
  * T(V), re-tempering older contributions to it.
+ *
+ * Robustness as in the round strategies: every upload's divergence from the median of the other clients' latest
+ * contributions on its rows updates the client's reputation, which multiplies its weight, and no contribution weighs
+ * more than maxShare/K of a row's teacher.
  */
 export class OnlineStrategy extends HasStudent implements OnlineStrategyApi {
   readonly name = 'online';
@@ -43,6 +51,7 @@ export class OnlineStrategy extends HasStudent implements OnlineStrategyApi {
   private labelled: number[] = [];
   private isLabelled: Uint8Array;
   private readonly temperature: TemperatureSchedule;
+  private readonly reputation: Reputation;
 
   constructor(
     private readonly cfg: ServerConfig,
@@ -53,6 +62,31 @@ export class OnlineStrategy extends HasStudent implements OnlineStrategyApi {
     this.student = new Student(cfg, proxy, proxyHash);
     this.isLabelled = new Uint8Array(proxy.count);
     this.temperature = new TemperatureSchedule(cfg.temperature, cfg.temperatureDecay);
+    this.reputation = new Reputation(cfg.reputationDecay);
+  }
+
+  /** Every client's reputation (score in [0, 1] multiplying its teacher weight), lowest first: for dashboards. */
+  reputationScores(): ReputationEntry[] {
+    return this.reputation.list();
+  }
+
+  /**
+   * The upload's mean total variation from the median of the other clients' latest contributions on the same rows
+   * (rows fewer than two others labelled are skipped); null when no row qualifies.
+   */
+  private divergenceFromOthers(clientId: string, rows: Uint32Array, probs: Float32Array): number | null {
+    const c = this.proxy.numClasses;
+    const others = [...this.teachers].filter(([id]) => id !== clientId).map(([, t]) => t);
+    let sum = 0;
+    let count = 0;
+    for (let i = 0; i < rows.length; i++) {
+      const row = rows[i];
+      const at = others.filter((t) => t.version[row] >= 0).map((t) => t.probs.subarray(row * c, (row + 1) * c));
+      if (at.length < 2) continue;
+      sum += totalVariation(probs, i * c, medianConsensus(at, 1, c), 0, c);
+      count++;
+    }
+    return count ? sum / count : null;
   }
 
   /** The temperature training and tasks use now: the schedule at the current student version. */
@@ -83,6 +117,10 @@ export class OnlineStrategy extends HasStudent implements OnlineStrategyApi {
     const rows = task.indices!;
     // At the temperature of the version the client trained from (what replay after a restart recomputes too).
     const probs = softmaxRows(update.payload as Float32Array, rows.length, c, this.temperature.at(task.studentVersion ?? 0));
+    if (this.reputation.enabled) {
+      const d = this.divergenceFromOthers(update.clientId, rows, probs);
+      if (d !== null) this.reputation.observeOne(task.studentVersion ?? 0, update.clientId, d);
+    }
     let t = this.teachers.get(update.clientId);
     if (!t) {
       t = { probs: new Float32Array(this.proxy.count * c), version: new Int32Array(this.proxy.count).fill(-1) };
@@ -106,16 +144,20 @@ export class OnlineStrategy extends HasStudent implements OnlineStrategyApi {
     const row = new Float64Array(c);
     const contribs: Contribution[] = [];
     const moved = Array.from({ length: this.teachers.size }, () => new Float64Array(c));
+    const trust = [...this.teachers.keys()].map((id) => this.reputation.score(id));
+    const opts = { exponent: this.cfg.stalenessExponent, confidence: this.cfg.aggregator === 'confidence', maxShare: this.cfg.maxShare };
     for (let i = 0; i < rows.length; i++) {
       contribs.length = 0;
+      let k = 0;
       for (const t of this.teachers.values()) {
         const v = t.version[rows[i]];
+        const trustK = trust[k++];
         if (v < 0) continue;
         const p = t.probs.subarray(rows[i] * c, (rows[i] + 1) * c);
         const buf = moved[contribs.length];
-        contribs.push({ probs: this.temperature.retemperRow(p, v, this.version, buf) ? buf : p, version: v });
+        contribs.push({ probs: this.temperature.retemperRow(p, v, this.version, buf) ? buf : p, version: v, trust: trustK });
       }
-      staleTeacherRow(contribs, this.version, c, { exponent: this.cfg.stalenessExponent, confidence: this.cfg.aggregator === 'confidence' }, row);
+      staleTeacherRow(contribs, this.version, c, opts, row);
       for (let j = 0; j < c; j++) out[i * c + j] = row[j];
     }
     return out;
@@ -137,6 +179,7 @@ export class OnlineStrategy extends HasStudent implements OnlineStrategyApi {
     return {
       ...(await this.student.exportState()),
       teachers: [...this.teachers].map(([clientId, t]) => ({ clientId, probs: t.probs, version: t.version })),
+      reputation: this.reputation.exportState(),
     };
   }
 
@@ -144,6 +187,7 @@ export class OnlineStrategy extends HasStudent implements OnlineStrategyApi {
     const s = raw as OnlineState;
     await this.student.importState(s);
     this.teachers = new Map(s.teachers.map((t) => [t.clientId, { probs: t.probs, version: t.version }]));
+    this.reputation.importState(s.reputation);
     this.isLabelled = new Uint8Array(this.proxy.count);
     this.labelled = [];
     for (const t of this.teachers.values()) {

@@ -49,6 +49,11 @@ export interface AggregateReport {
   distillLoss?: number;
   /** Teacher probabilities on the round's proxy rows (distillation strategies): for in-process observers only. */
   teacher?: { indices: Uint32Array; probs: Float32Array };
+  /**
+   * Distillation strategies: each participant's weight multiplier this round (min of this round's agreement with the
+   * median teacher and its reputation) and its reputation score afterwards, both in [0, 1].
+   */
+  trust?: { clientId: string; trust: number; score: number }[];
 }
 
 export interface EvalReport {

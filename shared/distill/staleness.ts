@@ -1,3 +1,5 @@
+import { cappedShares, shareCap } from './robust.ts';
+
 /**
  * Staleness-weighted teachers for online (asynchronous) distillation. Every contribution to a proxy row is tagged with
  * the student version the client trained from; at student version V its staleness is s = V − v and it weighs
@@ -17,6 +19,8 @@ export interface Contribution {
   probs: ArrayLike<number>;
   /** Student version the contributing client had trained from. */
   version: number;
+  /** Multiplier in [0, 1] of the contribution's weight (the client's reputation). Default 1. */
+  trust?: number;
 }
 
 /** Teacher probabilities for one row at student version `current`, written into `out` (length c). Returns Σ weights. */
@@ -24,22 +28,26 @@ export function staleTeacherRow(
   contributions: Contribution[],
   current: number,
   c: number,
-  opts: { exponent: number; confidence: boolean },
+  opts: { exponent: number; confidence: boolean; maxShare?: number },
   out: Float32Array | Float64Array = new Float64Array(c),
 ): number {
   out.fill(0);
-  let total = 0;
-  for (const k of contributions) {
-    let w = stalenessWeight(Math.max(0, current - k.version), opts.exponent);
+  const w = contributions.map((k) => {
+    let v = stalenessWeight(Math.max(0, current - k.version), opts.exponent) * (k.trust ?? 1);
     if (opts.confidence) {
       let h = 0;
       for (let j = 0; j < c; j++) if (k.probs[j] > 0) h -= k.probs[j] * Math.log(k.probs[j]);
-      w *= Math.exp(-h);
+      v *= Math.exp(-h);
     }
-    for (let j = 0; j < c; j++) out[j] += w * k.probs[j];
-    total += w;
-  }
-  if (total > 0) for (let j = 0; j < c; j++) out[j] /= total;
+    return v;
+  });
+  const total = w.reduce((a, b) => a + b, 0);
+  if (!(total > 0)) return total;
+  // No contribution above maxShare/K of the row (robust.ts water-filling), as in the synchronous aggregators.
+  const shares = cappedShares(w, shareCap(w.length, opts.maxShare ?? 0));
+  contributions.forEach((k, i) => {
+    for (let j = 0; j < c; j++) out[j] += shares[i] * k.probs[j];
+  });
   return total;
 }
 
