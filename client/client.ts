@@ -24,7 +24,16 @@ const CPU_TRAINING_WARNING = "training on the pure-JS 'cpu' TensorFlow.js backen
 
 export interface ClientOptions {
   url: string;
+  /** The server's shared client token, or this client's own credential (`fedistill credential issue`): sent the same way. */
   token?: string;
+  /**
+   * Node: PEM of the CA(s) that signed an https:// server's certificate, for the socket (a private CA). Browsers use the
+   * system trust store and ignore it. The SDK's HTTP requests go through `fetch`: `trustCa(pem)` from
+   * `fedistill/client/node` gives both at once (`new FedistillClient({ ...trustCa(pem), url, … })`).
+   */
+  ca?: string | string[];
+  /** The fetch the SDK's HTTP requests (the proxy set) use. Default: the global fetch. */
+  fetch?: (input: string | URL, init?: RequestInit) => Promise<Response>;
   /** Stable id: a reconnecting client is the same participant. */
   clientId: string;
   model: ModelKind;
@@ -58,7 +67,31 @@ export interface ClientOptions {
    * finished() then rejects with code 'unreachable', naming the URL and the last cause. Default 60000; 0 = never.
    */
   giveUpAfterMs?: number;
+  /**
+   * Rewrite what this client tells the server, before it is encoded: `counts`, the sample count and label
+   * histogram that hello (and a FedAvg upload) report; `upload`, each round's upload (raw logits, or weights). The
+   * place for client-side privacy (noise, clipping, coarsened counts) and for simulated adversaries
+   * (`fedistill simulate --attack`). What a hook returns is sent as is: the server validates it like any upload.
+   */
+  outbound?: OutboundTransforms;
   log?: (msg: string) => void;
+}
+
+/** Sample and label counts as hello reports them (`classCounts` absent when the client does not share them). */
+export interface ReportedCounts {
+  numSamples: number;
+  classCounts?: number[];
+}
+
+/** A round's upload before it is encoded: logits on the round's proxy rows (rows × numClasses), or weights. */
+export type UploadDraft =
+  | { task: 'logits'; logits: Float32Array; numClasses: number }
+  | { task: 'weights'; weights: WireTensor[]; numSamples: number };
+
+/** See ClientOptions.outbound. `upload` also gets the round as the server handed it out and the proxy set. */
+export interface OutboundTransforms {
+  counts?: (actual: ReportedCounts) => ReportedCounts;
+  upload?: (draft: UploadDraft, ctx: { round: RoundMsg; proxy: Dataset }) => UploadDraft | Promise<UploadDraft>;
 }
 
 /** Where the local step of a round is: one event per batch (`done` of `total` batches over all epochs). */
@@ -158,6 +191,7 @@ export class FedistillClient extends Emitter<ClientEvents> {
     const socket: Socket<ServerToClientEvents, ClientToServerEvents> = io(this.o.url, {
       auth: { token: this.o.token ?? '' },
       transports: ['websocket'],
+      ...(this.o.ca ? { ca: this.o.ca } : {}),
       reconnection: true,
       reconnectionDelay: 250,
       reconnectionDelayMax: 3000,
@@ -220,9 +254,10 @@ export class FedistillClient extends Emitter<ClientEvents> {
         if (e.code === 'unauthorized') this.takenOver = true;
         return;
       }
-      // Before a welcome on this connection, an error can only answer our hello. 'internal' is the server's fault and
-      // may pass: hello again after a back-off. Anything else is its verdict on us: it won't register us.
-      if (e.code === 'internal') this.retryHello(socket);
+      // Before a welcome on this connection, an error can only answer our hello. 'internal' (the server's fault),
+      // 'rate-limited' (hellos too often) and 'too-many-clients' (the registry is full of connected ids) may pass:
+      // hello again after a back-off. Anything else is its verdict on us: it won't register us.
+      if (RETRYABLE_HELLO_REFUSALS.has(e.code)) this.retryHello(socket, e.code);
       else this.fail(helloRefusal(e, this.o.clientId));
     }));
     // Rejects (with the FedistillError) if the client can't join at all: wrong token, id in use, server unreachable.
@@ -280,28 +315,43 @@ export class FedistillClient extends Emitter<ClientEvents> {
     if (this.settled) return;
     // A refusal by the server's handshake middleware: socket.io stops there, and the same token would fail again.
     if (!socket.active) {
+      // The address is backing off after failed authentications (perhaps not ours: a shared NAT or proxy). Not a
+      // verdict on this client: wait as long as the server says, then try again (the give-up timer still bounds it).
+      const backoff = /^rate-limited:.*retry in (\d+) s/.exec(e.message);
+      if (backoff) {
+        this.lastCause = e.message;
+        this.log(`${this.o.url} refused the connection: ${e.message}; trying again then`);
+        const t = setTimeout(() => !this.settled && !socket.connected && socket.connect(), Number(backoff[1]) * 1000 + 250);
+        (t as { unref?: () => void }).unref?.();
+        return;
+      }
       const code = /^unauthorized/.test(e.message) ? 'unauthorized' : 'refused';
       this.fail(new FedistillError(code, `${this.o.url} refused the connection: ${e.message}`));
       return;
     }
     const cause = connectErrorCause(e);
+    // A certificate this client does not trust will not become trusted by retrying: say so at once, and how to fix it.
+    if (UNTRUSTED_CERT.test(cause)) {
+      this.fail(new FedistillError('untrusted', `${this.o.url}: the server's TLS certificate is not trusted (${cause}); pass the CA that signed it (fedistill client --ca FILE, the SDK's ca option or trustCa(); browsers: the system trust store)`));
+      return;
+    }
     if (cause === this.lastCause) return; // said once, not at every retry
     this.lastCause = cause;
     const ms = this.giveUpAfterMs;
     this.log(`cannot reach ${this.o.url}: ${cause}; retrying${ms > 0 ? ` (giving up after ${ms / 1000} s without a connection)` : ''}`);
   }
 
-  /** Hello again after an 'internal' refusal: back-off 0.5 s doubling to 8 s; give up after giveUpAfterMs of them. */
-  private retryHello(socket: Socket): void {
+  /** Hello again after a passing refusal: back-off 0.5 s doubling to 8 s; give up after giveUpAfterMs of them. */
+  private retryHello(socket: Socket, code: string): void {
     const now = Date.now();
     const r = (this.helloRetry ??= { since: now, delayMs: 500, timer: null });
     const ms = this.giveUpAfterMs;
     if (ms > 0 && Number.isFinite(ms) && now - r.since >= ms) {
-      this.fail(new FedistillError('refused', `${this.o.url} failed this client's hello with internal errors for ${ms / 1000} s; giving up`));
+      this.fail(new FedistillError('refused', `${this.o.url} refused this client's hello (${code}) for ${ms / 1000} s; giving up`));
       return;
     }
     if (r.timer) return;
-    this.log(`the server failed our hello (internal error); saying hello again in ${r.delayMs / 1000} s`);
+    this.log(`the server refused our hello (${code}); saying hello again in ${r.delayMs / 1000} s`);
     r.timer = setTimeout(() => {
       r.timer = null;
       if (!this.settled && socket.connected && !this.registered) this.send(this.hello());
@@ -383,14 +433,24 @@ export class FedistillClient extends Emitter<ClientEvents> {
     if (this.registered && (after.numSamples !== before.numSamples || String(after.classCounts) !== String(before.classCounts))) this.send(after);
   }
 
+  /** The counts this client reports: its data's, through outbound.counts if set. */
+  private reportedCounts(): ReportedCounts {
+    const actual: ReportedCounts = {
+      numSamples: this.data.count,
+      classCounts: this.o.shareClassCounts === false ? undefined : classHistogram(this.data.labels!, range(this.data.count), this.data.numClasses),
+    };
+    return this.o.outbound?.counts ? this.o.outbound.counts(actual) : actual;
+  }
+
   private hello(): HelloMsg {
+    const { numSamples, classCounts } = this.reportedCounts();
     return {
       type: 'hello',
       protocol: PROTOCOL_VERSION,
       clientId: this.o.clientId,
       model: this.o.model,
-      numSamples: this.data.count,
-      classCounts: this.o.shareClassCounts === false ? undefined : classHistogram(this.data.labels!, range(this.data.count), this.data.numClasses),
+      numSamples,
+      classCounts,
       codec: this.codec,
       resumeToken: this.resumeTokenValue,
       backend: tf.getBackend(),
@@ -460,7 +520,7 @@ export class FedistillClient extends Emitter<ClientEvents> {
   private async loadProxy(w: WelcomeMsg): Promise<Dataset> {
     let body = await this.cache.get(w.proxy.hash);
     if (!body) {
-      const res = await fetch(new URL(w.proxy.path, this.o.url), { headers: this.o.token ? { authorization: `Bearer ${this.o.token}` } : {} });
+      const res = await (this.o.fetch ?? fetch)(new URL(w.proxy.path, this.o.url), { headers: this.o.token ? { authorization: `Bearer ${this.o.token}` } : {} });
       if (!res.ok) throw new Error(`GET ${w.proxy.path}: HTTP ${res.status} ${await res.text()}`);
       body = new Uint8Array(await res.arrayBuffer());
     }
@@ -542,17 +602,26 @@ export class FedistillClient extends Emitter<ClientEvents> {
       stats.trainSeconds *= slowdown;
     }
     this.abandonIfStopped();
-    let uploadBytes: number;
+    let draft: UploadDraft;
     if (msg.task === 'logits') {
       this.emit('progress', { round: msg.round, phase: 'logits', epoch: 0, epochs: 1, done: 0, total: 1 });
-      const logits = await predictLogits(this.model, proxy, msg.indices!);
-      uploadBytes = this.upload(msg.round, { type: 'logits', round: msg.round, proxyHash: this.proxyHash, logits: encodeMatrix(logits, msg.indices!.length, proxy.numClasses, this.codec), stats });
+      draft = { task: 'logits', logits: await predictLogits(this.model, proxy, msg.indices!), numClasses: proxy.numClasses };
     } else {
-      uploadBytes = this.upload(msg.round, { type: 'weights', round: msg.round, numSamples: this.data.count, weights: weightsToWire(this.model), stats });
+      draft = { task: 'weights', weights: weightsToWire(this.model), numSamples: this.reportedCounts().numSamples };
     }
+    if (this.o.outbound?.upload) draft = await this.o.outbound.upload(draft, { round: msg, proxy });
+    this.abandonIfStopped();
+    const uploadBytes = draft.task === 'logits'
+      ? this.upload(msg.round, { type: 'logits', round: msg.round, proxyHash: this.proxyHash, logits: encodeMatrix(draft.logits, msg.indices!.length, draft.numClasses, this.codec), stats })
+      : this.upload(msg.round, { type: 'weights', round: msg.round, numSamples: draft.numSamples, weights: draft.weights, stats });
     this.emit('round-done', { round: msg.round, task: msg.task, stats, uploadBytes, adoptedStudent: adopted, digestedConsensus: digested });
   }
 }
+
+/** Node's (OpenSSL's) codes for a server certificate that does not verify against the trusted CAs or the host name. */
+/** Hello refusals that may pass (see the error handler): retried with a back-off, within giveUpAfterMs. */
+const RETRYABLE_HELLO_REFUSALS: ReadonlySet<string> = new Set(['internal', 'rate-limited', 'too-many-clients']);
+const UNTRUSTED_CERT = /SELF_SIGNED_CERT|UNABLE_TO_VERIFY_LEAF_SIGNATURE|UNABLE_TO_GET_ISSUER_CERT|CERT_UNTRUSTED|CERT_HAS_EXPIRED|CERT_NOT_YET_VALID|ERR_TLS_CERT_ALTNAME_INVALID|CERT_SIGNATURE_FAILURE/;
 
 /** Thrown out of a round's local step when the client stopped mid-way; not an error worth a stack trace. */
 class RoundAbandoned extends Error {}

@@ -4,7 +4,7 @@
  * memory, IndexedDB), browser-safe data helpers and backend selection. Node-only parts (a proxy cache on disk, private
  * data from idx files) are `fedistill/client/node`; the one-file browser bundle is `fedistill/browser`.
  */
-export { FedistillClient, type ClientEvents, type ClientOptions, type RoundDone, type RoundProgress } from './client.ts';
+export { FedistillClient, type ClientEvents, type ClientOptions, type OutboundTransforms, type ReportedCounts, type RoundDone, type RoundProgress, type UploadDraft } from './client.ts';
 export { FedistillError, type FedistillErrorCode } from './fedistill-error.ts';
 export { MemoryProxyCache, type ProxyCache } from './proxy-cache.ts';
 export { IndexedDbProxyCache } from './indexeddb-proxy-cache.ts';

@@ -3,14 +3,17 @@ import { dirname } from 'node:path';
 import { readCommandLine } from '../server/command-line.ts';
 import { createLogger, type LogOptions } from '../server/logger.ts';
 import type { StrategyName } from '../server/config.ts';
-import { renderHelp, settingByKey } from '../shared/settings/index.ts';
+import { renderHelp, settingByKey, UsageError } from '../shared/settings/index.ts';
 import { runSimulation, type SimulationOptions, type SimulationResult } from './simulate.ts';
 import { kb, pct, table } from './report.ts';
+import { attackRows, expandAttacks, renderAttackTable, runAttackTable } from './attack-table.ts';
+import type { AggregatorName } from '../shared/distill/aggregators.ts';
+import type { FedAvgAggregatorName } from '../shared/distill/weight-averaging.ts';
 
 const TITLE = 'fedistill simulate — a real aggregator and N real clients on Fashion-MNIST, on this machine';
 
 /** Settings that shape the command rather than one simulation: what to compare, where the report goes, logging. */
-const CLI_ONLY = new Set(['strategies', 'prevLambdas', 'out', 'logLevel', 'logFormat']);
+const CLI_ONLY = new Set(['strategies', 'prevLambdas', 'out', 'logLevel', 'logFormat', 'attacks', 'attackRows']);
 
 export async function main(argv: string[]): Promise<void> {
   // Every flag, env var, default, range and relation comes from the settings table (shared/settings/).
@@ -29,6 +32,9 @@ export async function main(argv: string[]): Promise<void> {
   const lambdas = v.prevLambdas as number[];
   const scenario = (opts.scenario ?? settingByKey('scenario').default) as string;
 
+  if (v.attacks) return attackReport(opts, strategies, v);
+  if (v.attackRows) throw new UsageError('--aggregators names the rows of an attack table: give --attack too');
+
   const out = (v.out as string | undefined) ?? `results/simulate-${strategies.join('-')}${scenario !== 'none' ? `-${scenario}` : ''}.json`;
   mkdirSync(dirname(out), { recursive: true });
   const results: SimulationResult[] = [];
@@ -44,6 +50,43 @@ export async function main(argv: string[]): Promise<void> {
   }
   if (results.length > 1) printComparison(results);
   console.log(`\nresults written to ${out}`);
+}
+
+/** --attack: every row clean and under every attack, one table (attack-table.ts); results saved after every run. */
+async function attackReport(opts: Partial<SimulationOptions>, strategies: StrategyName[], v: Record<string, unknown>): Promise<void> {
+  const lambdas = v.prevLambdas as number[];
+  if (lambdas.length > 1) throw new UsageError('--attack compares attacks, not --prev-lambda values: give one --prev-lambda');
+  const attacks = expandAttacks(v.attacks as string[]);
+  const rows = attackRows(strategies, v.attackRows as string[] | undefined, { aggregator: v.aggregator as AggregatorName, fedavgAggregator: v.fedavgAggregator as FedAvgAggregatorName });
+  const out = (v.out as string | undefined) ?? `results/simulate-attacks.json`;
+  mkdirSync(dirname(out), { recursive: true });
+  const runs: SimulationResult[] = [];
+  console.log(
+    `fedistill simulate --attack: ${rows.length} row(s) (${rows.map((r) => r.label).join(', ')}) × (clean + ${attacks.length} attack(s)) = ` +
+      `${rows.length * (1 + attacks.length)} runs, one after the other, on the same split and seed`,
+  );
+  const { table: t } = await runAttackTable(
+    { ...opts, prevStudentLambda: lambdas[0] },
+    {
+      attacks,
+      rows,
+      progress: (line) => console.log(line),
+      onRun: (r) => {
+        runs.push(r);
+        writeFileSync(out, JSON.stringify({ runs }, null, 2)); // a long table stopped midway keeps what it measured
+      },
+    },
+  );
+  console.log(`\n${renderAttackTable(t)}`);
+  console.log(`\n${attackSettingsLine(t.settings)}; ${(t.seconds / 60).toFixed(1)} min in all`);
+  writeFileSync(out, JSON.stringify({ attackTable: t, runs }, null, 2));
+  console.log(`results written to ${out}`);
+}
+
+/** The settings a table was measured with, as one line (README tables quote it). */
+function attackSettingsLine(s: Record<string, unknown>): string {
+  const keys = ['clients', 'models', 'student', 'rounds', 'localEpochs', 'distillEpochs', 'proxySize', 'proxySubset', 'codec', 'partition', 'alpha', 'attackFraction', 'seed'];
+  return `settings: ${keys.filter((k) => s[k] !== undefined).map((k) => `${k} ${Array.isArray(s[k]) ? (s[k] as unknown[]).join(',') : s[k]}`).join(', ')}`;
 }
 
 function printSummary(r: SimulationResult): void {

@@ -10,6 +10,7 @@ import { subset, type Dataset } from '../shared/data/dataset.ts';
 import type { ModelKind } from '../shared/models/builders.ts';
 import type { LogitCodecName } from '../shared/tensor/logit-codec.ts';
 import { loadFromDir } from '../datasets/fashion-mnist.ts';
+import { makeAttacker, type AttackSpec } from './attacks.ts';
 
 export interface WorkerClientSpec {
   clientId: string;
@@ -20,6 +21,8 @@ export interface WorkerClientSpec {
   slowdown: number;
   /** Continual scenarios: the client's private rows during each task (round r trains on task ⌊(r−1)/roundsPerTask⌋). */
   taskRows?: number[][];
+  /** This client attacks the federation (simulate --attack); absent = honest. */
+  attack?: AttackSpec;
 }
 
 export interface WorkerStart {
@@ -56,23 +59,28 @@ process.on('message', async (m: WorkerStart | { type: 'stop' }) => {
     const { train, test } = await loadFromDir(m.dataDir);
     const evalSet: Dataset | null = m.evalSize > 0 ? subset(test, Uint32Array.from({ length: Math.min(m.evalSize, test.count) }, (_, i) => i)) : null;
     const cache = m.proxyCacheDir ? new FileProxyCache(m.proxyCacheDir) : undefined;
-    clients = m.clients.map(
-      (spec) =>
-        new FedistillClient({
-          url: m.url,
-          token: m.token,
-          clientId: spec.clientId,
-          model: spec.model,
-          codec: spec.codec,
-          data: subset(train, spec.taskRows?.[0] ?? spec.rows),
-          dataAt: spec.taskRows ? taskData(train, spec.taskRows, m.roundsPerTask!) : undefined,
-          evalSet,
-          proxyCache: cache,
-          seed: m.seed,
-          slowdown: spec.slowdown,
-          log: (msg) => process.env.FEDISTILL_VERBOSE && console.error(`[${spec.clientId}] ${msg}`),
-        }),
-    );
+    clients = m.clients.map((spec) => {
+      // An attacker is the same client with its labels and/or what it tells the server changed (attacks.ts).
+      const attacker = spec.attack ? makeAttacker(spec.attack, spec.clientId) : null;
+      const mine = new WeakMap<Dataset, Dataset>(); // one relabelled copy per task's data, not one per round
+      const own = (d: Dataset) => (attacker ? (mine.get(d) ?? (mine.set(d, attacker.data(d)), mine.get(d)!)) : d);
+      const dataAt = spec.taskRows ? taskData(train, spec.taskRows, m.roundsPerTask!) : undefined;
+      return new FedistillClient({
+        url: m.url,
+        token: m.token,
+        clientId: spec.clientId,
+        model: spec.model,
+        codec: spec.codec,
+        data: own(subset(train, spec.taskRows?.[0] ?? spec.rows)),
+        dataAt: dataAt && ((round) => own(dataAt(round))),
+        outbound: attacker?.outbound,
+        evalSet,
+        proxyCache: cache,
+        seed: m.seed,
+        slowdown: spec.slowdown,
+        log: (msg) => process.env.FEDISTILL_VERBOSE && console.error(`[${spec.clientId}] ${msg}`),
+      });
+    });
     for (const c of clients) {
       const id = c.clientId;
       c.on('round-done', (r) =>

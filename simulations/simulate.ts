@@ -17,6 +17,7 @@ import { fitProxySize } from '../datasets/proxy-size.ts';
 import { splitForFederation, type PartitionKind } from '../shared/data/federated-split.ts';
 import type { WorkerReport, WorkerStart } from './client-worker.ts';
 import { kb, pct, table } from './report.ts';
+import { ATTACK_KINDS, chooseAttackers, type AttackKind } from './attacks.ts';
 import { continualReport, makeScenario, rowsPerTask, taskAccuracy, taskOfRound, type ContinualReport, type ScenarioKind } from './continual.ts';
 
 /** The server settings a simulation passes through unchanged. */
@@ -24,6 +25,7 @@ const SERVER_KNOBS = [
   'rounds', 'strategy', 'proxySubset', 'localEpochs', 'student', 'aggregator', 'logitAdjust', 'ntdBeta', 'temperature',
   'temperatureDecay', 'prevStudentLambda', 'mutualBeta', 'publishEverySteps', 'publishEverySeconds', 'stepsPerUpload',
   'stalenessExponent', 'maxStaleness', 'distillEpochs', 'bankDecay', 'batchSize', 'learningRate', 'seed', 'roundTimeoutS',
+  'trimFraction', 'maxShare', 'claimFactor', 'reputationDecay', 'fedavgAggregator',
 ] as const satisfies readonly (keyof ServerConfig)[];
 type ServerKnobs = (typeof SERVER_KNOBS)[number];
 
@@ -49,6 +51,10 @@ export interface SimulationOptions extends Pick<ServerConfig, ServerKnobs> {
   timeBudgetS: number;
   /** Accuracy levels to report the time to (seconds from all clients connected). */
   accuracyTargets: number[];
+  /** Make some clients attackers of this kind (attacks.ts); absent = every client honest. */
+  attack?: AttackKind;
+  /** With `attack`: the fraction of clients that attack (round(F × clients), at least 1, picked by the seed). */
+  attackFraction: number;
   dataDir?: string;
   backend?: string;
   log: (line: string) => void;
@@ -59,7 +65,7 @@ export interface SimulationOptions extends Pick<ServerConfig, ServerKnobs> {
 /** The simulation's own settings, besides the server knobs it passes through. */
 const SIMULATION_KNOBS = [
   'clients', 'partition', 'alpha', 'shardsPerClient', 'proxySize', 'models', 'codec', 'clientEvalSize', 'slowdown', 'scenario',
-  'classesPerTask', 'roundsPerTask', 'accuracyTargets', 'timeBudgetS',
+  'classesPerTask', 'roundsPerTask', 'accuracyTargets', 'timeBudgetS', 'attackFraction',
 ] as const satisfies readonly (keyof SimulationOptions)[];
 
 /** The settings table's defaults (shared/settings/): the demo's, the same the server and client CLIs default to. */
@@ -101,6 +107,8 @@ export interface SimulationResult {
   /** Online: staleness (in student versions) of every accepted upload. */
   staleness?: OnlineStats;
   continual?: ContinualReport;
+  /** The attack this run was under (absent: attack-free): its kind and which clients were the attackers. */
+  attack?: { kind: AttackKind; fraction: number; attackers: string[] };
 }
 
 // The worker is this module's sibling in the same form: client-worker.ts through tsx when this runs from the sources,
@@ -113,6 +121,7 @@ const WORKER_EXEC_ARGV = COMPILED ? [] : ['--import', 'tsx'];
 export async function runSimulation(opts: Partial<SimulationOptions> = {}): Promise<SimulationResult> {
   checkConfig('simulate', opts as Record<string, unknown>); // the flags' ranges, for callers that build options in code
   const o: SimulationOptions = { ...DEFAULT_SIMULATION, ...opts };
+  if (o.attack !== undefined && !ATTACK_KINDS.includes(o.attack)) throw new RangeError(`unknown attack '${o.attack}' (one of ${ATTACK_KINDS.join(', ')})`);
   const scenario = o.scenario === 'none' ? null : makeScenario(o.scenario, 10, o.classesPerTask, o.roundsPerTask);
   if (scenario && o.strategy === 'online') {
     throw new Error("--scenario needs rounds (its tasks are counted in rounds); the online strategy has none: use ensemble, mutual or fedavg");
@@ -134,6 +143,10 @@ export async function runSimulation(opts: Partial<SimulationOptions> = {}): Prom
   const proxy = subset(data.train, split.proxy);
   const proxyLabels = proxy.labels!; // kept by the simulator only, to score the teacher ensemble
   const token = `sim-${o.seed}-${Math.random().toString(36).slice(2)}`;
+  const clientId = (i: number) => `client-${String(i).padStart(2, '0')}`;
+  // The attackers depend on the seed and the client count only: an attack-free run of the same settings has the very
+  // same honest clients, so the two differ by the attack alone.
+  const attackers = new Set(o.attack ? chooseAttackers(o.clients, o.attackFraction, o.seed) : []);
 
   const agg = createAggregator({
     proxy,
@@ -159,6 +172,7 @@ export async function runSimulation(opts: Partial<SimulationOptions> = {}): Prom
       `${o.partition}${o.partition === 'dirichlet' ? ` α=${o.alpha}` : ''}, proxy ${proxy.count} (subset ${o.proxySubset}/round, ${o.codec}), ` +
       `${o.localEpochs} local epochs, backend ${backend.name}, data ${data.source}${data.isSubset ? ' (SUBSET)' : ''}`,
   );
+  if (o.attack) log(`attack: ${o.attack} by ${attackers.size} of ${o.clients} clients (${[...attackers].map(clientId).join(', ')})`);
   const url = await agg.start();
   log(`watch it live: ${url}/ (dashboard)`);
 
@@ -230,7 +244,7 @@ export async function runSimulation(opts: Partial<SimulationOptions> = {}): Prom
     for (let w = 0; w < nWorkers; w++) {
       const specs = [];
       for (let i = w; i < o.clients; i += nWorkers) {
-        const id = `client-${String(i).padStart(2, '0')}`;
+        const id = clientId(i);
         specs.push({
           clientId: id,
           model: o.models[i % o.models.length],
@@ -238,6 +252,7 @@ export async function runSimulation(opts: Partial<SimulationOptions> = {}): Prom
           rows: Array.from(split.clients[i]),
           slowdown: o.slowdown[i % o.slowdown.length],
           taskRows: scenario ? rowsPerTask(scenario, split.clients[i], data.train.labels!, `${o.seed}/${id}`) : undefined,
+          attack: o.attack && attackers.has(i) ? { kind: o.attack, seed: o.seed } : undefined,
         });
       }
       const child = fork(WORKER, [], { execArgv: WORKER_EXEC_ARGV, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
@@ -298,5 +313,6 @@ export async function runSimulation(opts: Partial<SimulationOptions> = {}): Prom
     continual: scenario
       ? continualReport(scenario, Array.from({ length: o.rounds }, (_, i) => done.find((r) => r.round === i + 1)?.studentPerClassAccuracy ?? []), testRowsPerClass)
       : undefined,
+    attack: o.attack ? { kind: o.attack, fraction: o.attackFraction, attackers: [...attackers].map(clientId) } : undefined,
   };
 }

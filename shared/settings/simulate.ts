@@ -1,3 +1,5 @@
+import { AGGREGATORS } from '../distill/aggregators.ts';
+import { FEDAVG_AGGREGATORS } from '../distill/weight-averaging.ts';
 import { MODEL_KINDS } from '../protocol/model-kinds.ts';
 import { STRATEGIES } from './server.ts';
 import type { Setting } from './types.ts';
@@ -5,6 +7,17 @@ import type { Setting } from './types.ts';
 /** simulations/continual.ts's SCENARIOS (a test keeps them equal; shared/ does not import simulations/). */
 export const SCENARIO_NAMES = ['none', 'class-incremental', 'drift'] as const;
 export const PARTITIONS = ['dirichlet', 'shards', 'iid'] as const;
+
+/** simulations/attacks.ts implements each (README: Attacks and robustness). */
+export const ATTACK_KINDS = ['confident-wrong', 'label-flip', 'random', 'inflated-counts', 'collude', 'free-ride'] as const;
+export type AttackKind = (typeof ATTACK_KINDS)[number];
+
+/**
+ * The rows `--aggregators` may name: a teacher aggregator (run with the first distillation strategy of --strategy,
+ * ensemble if none), `fedavg` (the weights baseline with --fedavg-aggregator) or `fedavg:<its aggregator>`, or
+ * `all` of them (every teacher aggregator, then fedavg with each of its aggregators).
+ */
+export const ATTACK_TABLE_ROWS = [...AGGREGATORS, 'fedavg', ...FEDAVG_AGGREGATORS.map((a) => `fedavg:${a}`), 'all'] as const;
 
 /**
  * What only `fedistill simulate` takes: the federation it builds on this machine (clients, split, devices), the
@@ -65,5 +78,40 @@ export const SIMULATE_SETTINGS: readonly Setting[] = [
   { key: 'scenario', flag: 'scenario', type: 'enum', values: SCENARIO_NAMES, default: 'none', arg: 'S', commands: ['simulate'], help: "continual learning: the clients' data changes task by task", group: 'continual' },
   { key: 'classesPerTask', flag: 'classes-per-task', type: 'int', range: { min: 1, max: 10 }, default: 2, arg: 'N', commands: ['simulate'], help: 'classes per task', group: 'continual' },
   { key: 'roundsPerTask', flag: 'rounds-per-task', type: 'int', range: { min: 1 }, default: 4, arg: 'N', commands: ['simulate'], help: 'rounds each task lasts (rounds = tasks × this)', group: 'continual' },
-  { key: 'out', flag: 'out', type: 'string', default: undefined, defaultText: 'results/simulate-<strategies>[-<scenario>].json', arg: 'FILE', commands: ['simulate'], help: 'results JSON', group: 'runtime' },
+  {
+    key: 'attacks',
+    flag: 'attack',
+    type: 'list',
+    item: { type: 'enum', values: [...ATTACK_KINDS, 'all'] },
+    default: undefined,
+    defaultText: 'none',
+    arg: 'LIST',
+    commands: ['simulate'],
+    help: 'run with attackers, each attack in turn, and the attack-free baseline on the same split and seed; report side by side (all = every attack)',
+    group: 'attacks',
+  },
+  {
+    key: 'attackFraction',
+    flag: 'attack-fraction',
+    type: 'float',
+    range: { min: 0, minOpen: true, max: 1 },
+    default: 0.2,
+    arg: 'F',
+    commands: ['simulate'],
+    help: 'fraction of the clients that attack: round(F × clients), at least 1, picked by --seed',
+    group: 'attacks',
+  },
+  {
+    key: 'attackRows',
+    flag: 'aggregators',
+    type: 'list',
+    item: { type: 'enum', values: ATTACK_TABLE_ROWS },
+    default: undefined,
+    defaultText: '--aggregator, for each --strategy',
+    arg: 'LIST',
+    commands: ['simulate'],
+    help: 'with --attack: the rows of the table, each run clean and under every attack (fedavg: with --fedavg-aggregator; all = every teacher aggregator, then fedavg with each of its own)',
+    group: 'attacks',
+  },
+  { key: 'out', flag: 'out', type: 'string', default: undefined, defaultText: 'results/simulate-<strategies>[-<scenario>].json; --attack: results/simulate-attacks.json', arg: 'FILE', commands: ['simulate'], help: 'results JSON', group: 'runtime' },
 ];
