@@ -14,6 +14,7 @@ import { RoundCoordinator } from './round-coordinator.ts';
 // The round summary is part of the dashboard's wire types (shared/, so the browser page can use it without Node).
 export type { RoundSummary };
 export type { ClientRecord, StoredClient } from './coordination/client-registry.ts';
+import type { ClientCounts } from './coordination/client-registry.ts';
 export type { CoordinatorState, StudentMeta } from './coordination/recovery.ts';
 export { RECONNECT_GRACE_MS, RESUME_GRACE_MS } from './coordination/round-scheduler.ts';
 export { SHUTDOWN_DRAIN_MS, STUDENT_PATH, type EndDelivery } from './coordination/federation.ts';
@@ -56,7 +57,9 @@ export interface CoordinatorStatus {
   round: number;
   /** The round in progress (null between rounds, and always for online). */
   openRound: OpenRoundStatus | null;
+  /** The most recently active clients (at most --status-clients), newest first; `clientCounts` covers them all. */
   clients: DashboardClient[];
+  clientCounts: ClientCounts;
   studentVersion: number;
   lastRound: RoundSummary | null;
   /** Set once the configured rounds are done (clients were sent the final student). */
@@ -87,8 +90,11 @@ export interface Coordinator extends EventEmitter {
   attach(transport: Transport): void;
   /** Newest valid checkpoint plus the journal after it; true if there was anything. Before start(). */
   restore(): Promise<boolean>;
-  /** A hello: registers its client (throws ProtocolError to refuse) and returns the welcome to send. */
-  register(hello: HelloMsg): WelcomeMsg;
+  /**
+   * A hello: registers its client (throws ProtocolError to refuse) and returns the welcome to send. `vouched`: the
+   * connection's per-client credential names this id, so it may take the id back while offline without a resume token.
+   */
+  register(hello: HelloMsg, o?: { vouched?: boolean }): WelcomeMsg;
   /** After the welcome went out: `end` if the federation is over, else the client's open task again, if any. */
   resumeIfSelected(clientId: string): void;
   disconnected(clientId: string): void;

@@ -83,8 +83,9 @@ export class AggregatorMetrics {
     gauge('fedistill_student_version', "The student's version (weights updates published)", () => c.strategy.version);
     gauge('fedistill_student_accuracy', 'Student accuracy on the validation set, last evaluation (0..1)', () => lastEvaluated()?.studentAccuracy);
     gauge('fedistill_distill_loss', "The student's distillation loss, last round", () => last()?.distillLoss);
-    gauge('fedistill_connected_clients', 'Registered clients with a live connection', () => c.status().clients.filter((x) => x.connected).length);
-    gauge('fedistill_known_clients', 'Clients ever registered (kept across restarts)', () => c.status().clients.length);
+    gauge('fedistill_connected_clients', 'Registered clients with a live connection', () => c.status().clientCounts.connected);
+    gauge('fedistill_known_clients', 'Clients in the registry (kept across restarts until --client-retention-s)', () => c.status().clientCounts.registered);
+    gauge('fedistill_idle_clients', 'Connected clients that are idle (missed --idle-after-rounds rounds in a row)', () => c.status().clientCounts.idle);
     gauge('fedistill_connected_sockets', 'Open socket.io connections (clients and dashboard viewers)', o.connectedSockets);
     gauge('fedistill_open_round_selected', 'Clients selected for the round now open (0 between rounds)', () => c.status().openRound?.selected ?? 0);
     gauge('fedistill_open_round_received', 'Uploads the open round has received so far (0 between rounds)', () => c.status().openRound?.received ?? 0);

@@ -55,6 +55,8 @@ export interface DashboardClient {
   backend: string | undefined;
   numSamples: number;
   connected: boolean;
+  /** Selected --idle-after-rounds rounds in a row without uploading: not selected again until a hello or an upload. */
+  idle?: boolean;
   lastSeen: string | null;
   lastUploadAt: string | null;
   lastUploadRound: number | null;

@@ -203,3 +203,71 @@ test('docs/protocol.md lists every field of every schema, as the schemas define 
     for (const field of Object.keys((TABLES[name] as { shape: object }).shape)) assert.match(doc, new RegExp(`\\| \`${field}\` \\|`), `${name}.${field}`);
   }
 });
+
+test('the structural pre-check passes the largest valid frames and refuses oversized, deep or malformed structure', async () => {
+  const { scanFrame } = await import('../shared/protocol/frame-scan.ts');
+  const { CLIENT_FRAME_SHAPES } = await import('../shared/protocol/schemas.ts');
+  const big = { hello: 1e9, logits: 1e9, weights: 1e9 };
+  // The schemas' own maxima, with unknown optional fields (ignored) for good measure.
+  const largest: ClientMsg[] = [
+    { ...clientSamples[0], classCounts: Array(10_000).fill(1e9) } as ClientMsg,
+    { ...weightsSample, weights: Array.from({ length: 1000 }, (_, i) => ({ name: 'w'.repeat(256), shape: [1, 1, 1, 1, 1, 1, 1, i + 1], data: new Float32Array(i + 1) })) } as ClientMsg,
+    clientSamples.find((m) => m.type === 'logits')!,
+  ];
+  for (const msg of largest) {
+    const frame = encodeFrame({ ...msg, futureField: { a: [1, 2, { b: 3 }] } });
+    assert.equal(scanFrame(frame, CLIENT_FRAME_SHAPES[msg.type]), null, msg.type);
+    assert.equal(parseClientFrame(msg.type, frame, big).type, msg.type);
+  }
+  const refuse = (event: 'hello' | 'logits' | 'weights', frame: Uint8Array, code: string, text: RegExp) =>
+    assert.throws(() => parseClientFrame(event, frame, big), (e: unknown) => e instanceof ProtocolError && e.code === code && text.test(e.message), `${code} ${text}`);
+  refuse('hello', encodeFrame({ ...clientSamples[0], classCounts: Array(10_001).fill(1) }), 'too-large', /array declares 10001 elements; at most 10000/);
+  refuse('weights', encodeFrame({ ...weightsSample, weights: Array(300_000).fill(null) }), 'too-large', /at most 1000/);
+  refuse('logits', encodeFrame(Object.fromEntries(Array.from({ length: 65 }, (_, i) => [`k${i}`, 1]))), 'too-large', /map declares 65 entries/);
+  refuse('logits', Uint8Array.from([...Array(5).fill(0x91), 0xc0]), 'too-large', /nest deeper than 4/);
+  refuse('hello', encodeFrame({ ...clientSamples[0], x: Array.from({ length: 40 }, () => Array(600).fill(0)) }), 'too-large', /more than 20000 msgpack values/);
+  refuse('hello', Uint8Array.from([0xdd, 0xff, 0xff, 0xff, 0xf0, 0xc0]), 'too-large', /array declares/);
+  refuse('hello', Uint8Array.from([0x81, 0xa1, 0x61, 0xdc, 0x00, 0x10, 0xc0]), 'bad-frame', /declares 16 entries but only 1 bytes follow/);
+  refuse('hello', Uint8Array.from([0x81, 0xa1, 0x61, 0xc6, 0x7f, 0xff, 0xff, 0xff, 0x00]), 'bad-frame', /truncated/);
+  refuse('hello', Uint8Array.from([0x81, 0x01, 0xc0]), 'bad-frame', /map keys must be strings/);
+  refuse('hello', Uint8Array.from([0x81, 0xa1, 0x61, 0xd4, 0x65, 0x00]), 'bad-frame', /extension type 101 is not accepted/);
+  refuse('hello', Uint8Array.from([0xc1]), 'bad-frame', /0xc1/);
+  refuse('hello', Uint8Array.from([0xc0, 0xc0]), 'bad-frame', /bytes after the msgpack value/);
+});
+
+test('every field of every client message, set to any hostile value, is refused with a protocol error code (never a throw)', () => {
+  const hostile: unknown[] = [
+    2n ** 63n - 1n, -(2n ** 63n), 1e308, -1e308, NaN, Infinity, -0, 0.5, 2 ** 53, -1, 'toString', '__proto__', 'constructor', '',
+    'x'.repeat(300), { toString: 1 }, { valueOf: 1, toString: 1 }, [1, 2], [], {}, null, true, new Date(0), new Uint8Array(3),
+    new Uint16Array(3), new Int8Array(3), new Float32Array(3), new Float64Array(3), new BigInt64Array(2), new Set([1]),
+    new Map([['toString', 1]]), [{ toString: 1 }], new Error('e'), /x/,
+  ];
+  const packr = new Packr({ useRecords: false, moreTypes: true, structuredClone: false, useBigIntExtension: false } as object);
+  const paths = (o: unknown, pre: (string | number)[] = []): (string | number)[][] =>
+    !o || typeof o !== 'object' || ArrayBuffer.isView(o) ? [] : Object.entries(o).flatMap(([k, v]) => [[...pre, k], ...paths(v, [...pre, k])]);
+  let tried = 0;
+  for (const msg of [...clientSamples, { ...clientSamples[0], type: 'hello' }]) {
+    for (const path of [...paths(msg), ['__proto__'], ['constructor']]) {
+      for (const value of hostile) {
+        const copy = structuredClone(msg) as unknown as Record<string, unknown>;
+        let o = copy;
+        for (const k of path.slice(0, -1)) o = o[k] as Record<string, unknown>;
+        o[path.at(-1)!] = value;
+        let frame: Uint8Array;
+        try {
+          frame = packr.pack(copy);
+        } catch {
+          continue; // not representable in msgpack
+        }
+        tried++;
+        try {
+          parseClientFrame(msg.type, frame);
+        } catch (e) {
+          assert.ok(e instanceof ProtocolError && e.code !== 'internal', `${msg.type} ${path.join('.')}: ${(e as Error).message}`);
+          assert.equal(e.cause, undefined, `${msg.type} ${path.join('.')} = a ${typeof value}: a validator threw: ${(e.cause as Error)?.message}`);
+        }
+      }
+    }
+  }
+  assert.ok(tried > 3000, `${tried} frames`);
+});

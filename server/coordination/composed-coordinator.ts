@@ -76,8 +76,8 @@ export class ComposedCoordinator<S extends Scheduler> extends EventEmitter imple
     return had;
   }
 
-  register(hello: HelloMsg): WelcomeMsg {
-    const { welcome } = this.f.register(hello);
+  register(hello: HelloMsg, o?: { vouched?: boolean }): WelcomeMsg {
+    const { welcome } = this.f.register(hello, o);
     this.scheduler.registered?.(hello, welcome);
     return welcome;
   }

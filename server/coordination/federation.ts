@@ -21,6 +21,9 @@ export const STUDENT_PATH = '/student/model.json';
 /** On shutdown, how long the server waits for clients to read `end` and hang up before it closes their sockets. */
 export const SHUTDOWN_DRAIN_MS = 1_000;
 
+/** The registry is scanned for clients past their retention at most this often (or half the retention, if shorter). */
+const PRUNE_EVERY_MS = 5_000;
+
 /** After the end, how long (at most) the server waits for offline registered clients to come back for it. */
 export const END_DELIVERY_MAX_MS = 60_000;
 
@@ -71,10 +74,13 @@ export class Federation {
   private wake: (() => void) | null = null;
   private running: Promise<void> | null = null;
   private shutdownSent = false;
+  /** Each end message's variant without the student's weights (endFor()). */
+  private readonly lightEnds = new WeakMap<EndMsg, EndMsg>();
   /** Ids sent the `completed` end (at finish(), or after a welcome since): stop() sends them no second end. */
   private readonly toldEnd = new Set<string>();
   private endDeliveryTimer: ReturnType<typeof setTimeout> | null = null;
   private endDelivered = false;
+  private prunedAt = 0;
 
   constructor(
     readonly o: CoordinatorOptions,
@@ -84,7 +90,11 @@ export class Federation {
   ) {
     this.log = o.log ?? silentLogger;
     this.shelf = o.shelf ?? new StudentShelf(null, this.log);
-    this.registry = new ClientRegistry({ numClasses: o.proxy.numClasses, journal: o.journal, log: this.log });
+    const c = o.config;
+    this.registry = new ClientRegistry({
+      numClasses: o.proxy.numClasses, journal: o.journal, log: this.log,
+      maxClients: c.maxClients, idleAfterRounds: c.idleAfterRounds, retentionMs: c.clientRetentionS * 1000, idleBackoffMs: Math.max(60, c.roundTimeoutS) * 1000,
+    });
     this.recovery = new Recovery({ store: o.store, journal: o.journal, strategy: o.strategy, registry: this.registry, log: this.log });
   }
 
@@ -104,10 +114,10 @@ export class Federation {
     return this.transport?.send(clientId, msg) ?? 0;
   }
 
-  /** Send to every connected client; returns how many. */
+  /** Send to every connected client (an `end` as endFor() shapes it per client); returns how many. */
   broadcast(msg: ServerMsg): number {
     const ids = this.registry.connectedIds();
-    for (const id of ids) this.send(id, msg);
+    for (const id of ids) this.send(id, msg.type === 'end' ? this.endFor(id, msg) : msg);
     return ids.length;
   }
 
@@ -151,8 +161,8 @@ export class Federation {
   // ---------------- clients ----------------
 
   /** Register a hello's client (the registry's checks), wake the scheduler and tell observers; returns the welcome. */
-  register(hello: HelloMsg): { welcome: WelcomeMsg; registration: Registration } {
-    const registration = this.registry.register(hello);
+  register(hello: HelloMsg, vouch?: { vouched?: boolean }): { welcome: WelcomeMsg; registration: Registration } {
+    const registration = this.registry.register(hello, vouch);
     const id = registration.participant.id;
     this.poke();
     this.tell('client', id);
@@ -178,17 +188,36 @@ export class Federation {
     return true;
   }
 
-  /** The stored `completed` end to one client; remembered if it went out (the transport had its socket). */
+  /**
+   * The stored `completed` end to one client; remembered if it went out (the transport had its socket). An idle
+   * client gets it without the student's weights (it can fetch them at `studentPath`): idle ids cost no downlink.
+   */
   private sendEnd(clientId: string): boolean {
-    if (!this.ended || this.send(clientId, this.ended) === 0) return false;
+    if (!this.ended) return false;
+    if (this.send(clientId, this.endFor(clientId, this.ended)) === 0) return false;
     this.toldEnd.add(clientId);
     return true;
+  }
+
+  /**
+   * The end as one client gets it: the student's weights only to an active client of the student's architecture (the
+   * one that can adopt them, see studentFrom()); the rest (other architectures, idle ids) get it without `model` and may
+   * fetch `studentPath`. So the end costs no downlink per fake or foreign client. The two variants are cached objects,
+   * which the transport encodes once each (see the gateway's frame cache).
+   */
+  private endFor(clientId: string, end: EndMsg): EndMsg {
+    if (!end.model) return end;
+    const rec = this.registry.get(clientId);
+    if (rec && !rec.idle && rec.participant.model === end.model.kind) return end;
+    let light = this.lightEnds.get(end);
+    if (!light) this.lightEnds.set(end, (light = { ...end, model: undefined }));
+    return light;
   }
 
   /** 'all-told' once every client the registry knows (offline ones too) was sent the end. */
   private checkEndDelivered(): void {
     if (this.endDelivered) return;
-    if (this.registry.status().every((c) => this.toldEnd.has(c.id))) this.settleEndDelivery('all');
+    if (this.registry.ids().every((id) => this.toldEnd.has(id))) this.settleEndDelivery('all');
   }
 
   private settleEndDelivery(reason: EndDelivery['reason']): void {
@@ -196,7 +225,7 @@ export class Federation {
     this.endDelivered = true;
     if (this.endDeliveryTimer) clearTimeout(this.endDeliveryTimer);
     this.endDeliveryTimer = null;
-    const known = this.registry.status().map((c) => c.id);
+    const known = this.registry.ids();
     const told = known.filter((id) => this.toldEnd.has(id));
     const missing = known.filter((id) => !this.toldEnd.has(id));
     if (missing.length > 0) {
@@ -222,7 +251,20 @@ export class Federation {
   /** The stateless part of taking an upload: not a hello, from a registered client. Returns its record. */
   uploader(clientId: string, msg: ClientMsg): ClientRecord {
     if (msg.type === 'hello') throw new ProtocolError('bad-message', 'hello is not an upload');
-    return this.registry.sender(clientId);
+    const rec = this.registry.sender(clientId);
+    // Any well-formed upload is a sign of life, even one refused next as stale or late: an idle client is selectable again.
+    this.registry.revive(rec);
+    return rec;
+  }
+
+  /** Forget clients offline past --client-retention-s (at most every few seconds; the schedulers call it in their loops). */
+  pruneRegistry(): string[] {
+    const now = Date.now();
+    if (now - this.prunedAt < Math.min(PRUNE_EVERY_MS, this.config.clientRetentionS * 500)) return [];
+    this.prunedAt = now;
+    const gone = this.registry.prune(now);
+    for (const id of gone) this.toldEnd.delete(id);
+    return gone;
   }
 
   /** Bookkeeping for dashboards once an upload is accepted. */
@@ -374,7 +416,8 @@ export class Federation {
     return {
       round: this.round,
       openRound,
-      clients: this.registry.status(),
+      clients: this.registry.status(this.config.statusClients),
+      clientCounts: this.registry.counts(),
       studentVersion: this.o.strategy.version,
       lastRound: this.history.at(-1) ?? null,
       /** Set once the configured rounds are done (clients were sent the final student). */

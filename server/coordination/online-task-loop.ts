@@ -198,7 +198,14 @@ export class OnlineTaskLoop implements Scheduler {
       if (now > t.deadline) {
         this.tickets.delete(id);
         this.heldVersion.delete(id); // it may never have taken that task's student: send it again
+        f.registry.missed(id, 'tasks'); // enough in a row and it is idle: no more tasks (nor students) until a sign of life
       }
+    }
+    // Clients past their retention leave the registry; their per-client task state goes with them (bounded memory).
+    for (const id of f.pruneRegistry()) {
+      this.tasksIssued.delete(id);
+      this.heldVersion.delete(id);
+      this.tickets.delete(id);
     }
     for (const p of f.registry.eligibleConnected((x) => s.eligible(x))) {
       if (this.tickets.has(p.id) || this.issuing.has(p.id)) continue;

@@ -8,6 +8,9 @@ import type { ClientRecord } from './client-registry.ts';
 import type { Scheduler, SchedulerStatus } from './composed-coordinator.ts';
 import type { Federation } from './federation.ts';
 
+/** How many pending ids a "waiting for" log line names (the rest are counted). */
+const WAITING_NAMES = 10;
+
 /** How long a round resumed after a restart waits for its selected clients to reconnect before it may close. */
 export const RESUME_GRACE_MS = 15_000;
 
@@ -157,6 +160,7 @@ export class RoundScheduler implements Scheduler {
     if (resumed && !f.stopped) await this.runRound(resumed.round, [], resumed);
     let waitingWith = -1;
     while (!f.stopped && (cfg.rounds === 0 || f.round < cfg.rounds)) {
+      f.pruneRegistry();
       if (this.checkpointOwed) {
         try {
           await f.checkpoint();
@@ -241,6 +245,8 @@ export class RoundScheduler implements Scheduler {
     const updates = [...open.updates.values()].sort((a, b) => (a.clientId < b.clientId ? -1 : 1));
     const needed = Math.max(1, Math.ceil(cfg.quorum * tasks.size));
     const dropped = [...open.pending];
+    // Selected and silent until the round's end: a miss (enough in a row and the client is idle, not selected again).
+    for (const id of dropped) f.registry.missed(id, 'rounds');
     let report: AggregateReport = { seconds: 0 };
     let accuracy: number | undefined;
     let perClass: number[] | undefined;
@@ -302,11 +308,20 @@ export class RoundScheduler implements Scheduler {
 
   // ---------------- waiting and closing ----------------
 
-  /** "round 4: waiting for bob, carol (deadline in 240 s)": who the open round still waits for. */
+  /**
+   * "round 4: waiting for bob, carol (deadline in 240 s)": who the open round still waits for. Called per upload, so it
+   * names at most WAITING_NAMES ids: listing (and sorting) every pending id per upload is quadratic in the clients.
+   */
   private logWaiting(open: OpenRound): void {
-    const pending = [...open.pending].sort();
+    const n = open.pending.size;
+    const named: string[] = [];
+    for (const id of open.pending) {
+      if (named.length === WAITING_NAMES) break;
+      named.push(id);
+    }
+    const who = named.sort().join(', ') + (n > named.length ? ` and ${n - named.length} more` : '');
     const s = Math.max(0, Math.round((open.deadline - Date.now()) / 1000));
-    this.f.log.info({ round: open.round, pending, received: open.updates.size, selected: open.tasks.size, deadlineInS: s }, `round ${open.round}: ${open.updates.size}/${open.tasks.size} uploads; waiting for ${pending.join(', ')} (deadline in ${s} s)`);
+    this.f.log.info({ round: open.round, pending: named, pendingCount: n, received: open.updates.size, selected: open.tasks.size, deadlineInS: s }, `round ${open.round}: ${open.updates.size}/${open.tasks.size} uploads; waiting for ${who} (deadline in ${s} s)`);
   }
 
   private closeAt(open: OpenRound, at: number): void {

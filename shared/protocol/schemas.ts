@@ -13,6 +13,7 @@
  */
 import { z } from 'zod';
 import type { LogitCodecName } from '../tensor/logit-codec.ts';
+import type { FrameShape } from './frame-scan.ts';
 import { MODEL_KINDS } from './model-kinds.ts';
 import { asTypedArray, bytesOf, describeValue } from './typed-arrays.ts';
 
@@ -89,7 +90,8 @@ const DATA_ELEMENT: Record<LogitCodecName, TypedArrayClass<ArrayBufferView>> = {
 function normaliseMatrix(x: unknown): unknown {
   if (typeof x !== 'object' || x === null || Array.isArray(x) || ArrayBuffer.isView(x)) return x;
   const e: Record<string, unknown> = { ...(x as Record<string, unknown>) };
-  const element = DATA_ELEMENT[e.codec as LogitCodecName];
+  // Own keys only: a peer's codec 'toString' or '__proto__' must not find Object.prototype's members.
+  const element = typeof e.codec === 'string' && Object.hasOwn(DATA_ELEMENT, e.codec) ? DATA_ELEMENT[e.codec as LogitCodecName] : undefined;
   if (element && e.data instanceof element) e.data = bytesOf(e.data as ArrayBufferView);
   for (const f of ['scales', 'offsets']) if (e[f] !== undefined && e[f] !== null) e[f] = asTypedArray(e[f], Float32Array);
   const { rows, k, indices } = e;
@@ -161,6 +163,9 @@ export const ERROR_CODES = [
   'bad-shape',
   'non-finite',
   'resync',
+  'rate-limited',
+  'too-many-clients',
+  'hello-timeout',
   'internal',
 ] as const;
 export const ErrorCodeSchema = z.enum(ERROR_CODES, { error: 'must be a known error code' });
@@ -268,6 +273,21 @@ export const EndSchema = z.object({
   studentAccuracy: opt(finite()).describe('Final student accuracy on the server\'s validation set, in [0, 1]'),
   studentPath: opt(str(1024)).describe('HTTP path of the student as a TensorFlow.js LayersModel (e.g. /student/model.json)'),
 });
+
+/**
+ * The most structure a client frame of each event can need, checked before it is decoded (frame-scan.ts): derived
+ * from the schemas' own maxima, with room for a few unknown optional fields (ignored, see "Versioning").
+ *  - hello: its map (≤ 9 fields) holding `classCounts` (≤ 10000 counts): depth 2, ~10,020 values.
+ *  - logits: its map holding `logits` and `stats` (maps of ≤ 8 fields, binary payloads): depth 2, ~40 values.
+ *  - weights: its map holding `weights` (≤ 1000 tensors), each a map of 3 fields holding `shape` (≤ 8 dims): depth 4,
+ *    1000 × (1 map + 6 keys/values + 8 dims) + ~20 = ~15,020 values.
+ * Depth gets 2 levels of slack, maps 64 entries; totals about twice the need.
+ */
+export const CLIENT_FRAME_SHAPES: Record<keyof typeof CLIENT_SCHEMAS, FrameShape> = {
+  hello: { maxDepth: 4, maxMapEntries: 64, maxArrayLength: 10_000, maxItems: 20_000 },
+  logits: { maxDepth: 4, maxMapEntries: 64, maxArrayLength: 64, maxItems: 1_000 },
+  weights: { maxDepth: 6, maxMapEntries: 64, maxArrayLength: 1_000, maxItems: 32_000 },
+};
 
 /** Every message schema by event name (the frame's `type` equals its event). */
 export const CLIENT_SCHEMAS = { hello: HelloSchema, logits: LogitsSchema, weights: WeightsSchema } as const;

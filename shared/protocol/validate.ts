@@ -1,7 +1,9 @@
 import type { z } from 'zod';
 import { decodeFrame } from './frame-codec.ts';
 import type { ClientMsg, ErrorCode, LogitsMsg, ServerMsg, WeightsMsg, WireTensor } from './messages.ts';
-import { CLIENT_SCHEMAS, SERVER_SCHEMAS } from './schemas.ts';
+import { scanFrame, type FrameShape } from './frame-scan.ts';
+import { CLIENT_FRAME_SHAPES, CLIENT_SCHEMAS, SERVER_SCHEMAS } from './schemas.ts';
+import { describeValue } from './typed-arrays.ts';
 import { validateEncodedMatrix } from '../tensor/logit-codec.ts';
 
 /** A refusal to send back to the peer: `code` is machine-readable, `message` says what to fix. */
@@ -25,6 +27,26 @@ export const DEFAULT_FRAME_LIMITS: FrameLimits = { hello: 64 * 1024, logits: 16 
 const fail = (code: ErrorCode, message: string): never => {
   throw new ProtocolError(code, message);
 };
+
+/**
+ * Anything a validator throws about a peer's frame is the peer's `bad-message`, never the server's `internal`: the
+ * checks run on values a peer chose (maps holding `toString`, BigInts, typed arrays of any kind), and a check that
+ * trips over one has still refused the frame. The original error stays as `cause` so the gateway can log the bug.
+ */
+function toProtocolError(e: unknown): ProtocolError {
+  if (e instanceof ProtocolError) return e;
+  const err = new ProtocolError('bad-message', `frame could not be validated: ${e instanceof Error ? e.message : 'unreadable value'}`);
+  err.cause = e;
+  return err;
+}
+
+function asProtocolError<T>(f: () => T): T {
+  try {
+    return f();
+  } catch (e) {
+    throw toProtocolError(e);
+  }
+}
 
 function isMap(x: unknown): x is Record<string, unknown> {
   return typeof x === 'object' && x !== null && !Array.isArray(x) && !ArrayBuffer.isView(x);
@@ -52,14 +74,21 @@ function issueError(error: z.ZodError, raw: unknown): ProtocolError {
   return new ProtocolError(code, text + more);
 }
 
-/** msgpack-decode one frame into a map whose `type` is `event` (the envelope every message shares). */
-function decodeEnvelope(event: string, frame: unknown, limit: number | undefined): Record<string, unknown> {
+/**
+ * msgpack-decode one frame into a map whose `type` is `event` (the envelope every message shares). With `shape`, the
+ * frame's structure is checked first (frame-scan.ts), so no hostile frame costs more than a header walk to refuse.
+ */
+function decodeEnvelope(event: string, frame: unknown, limit: number | undefined, shape?: FrameShape): Record<string, unknown> {
   // socket.io delivers a binary attachment as a Buffer (a Uint8Array) in Node and as an ArrayBuffer in browsers.
   if (frame instanceof ArrayBuffer) frame = new Uint8Array(frame);
   if (!(frame instanceof Uint8Array)) fail('bad-frame', `event '${event}' must carry one binary msgpack frame`);
   const bytes = frame as Uint8Array;
   if (limit === undefined) fail('bad-message', `unknown event '${event}'`);
   if (bytes.byteLength > limit!) fail('too-large', `'${event}' frame of ${bytes.byteLength} bytes exceeds the limit of ${limit}`);
+  if (shape) {
+    const refusal = scanFrame(bytes, shape);
+    if (refusal) fail(refusal.kind === 'limit' ? 'too-large' : 'bad-frame', `'${event}' frame refused before decoding: ${refusal.message}`);
+  }
   let msg: unknown;
   try {
     msg = decodeFrame(bytes);
@@ -68,7 +97,11 @@ function decodeEnvelope(event: string, frame: unknown, limit: number | undefined
   }
   if (!isMap(msg)) fail('bad-message', 'frame must hold a msgpack map');
   const m = msg as Record<string, unknown>;
-  if (m.type !== event) fail('bad-message', `frame type '${String(m.type)}' does not match event '${event}'`);
+  if (m.type !== event) {
+    // A peer's value is never turned into a string by its own methods (a map holding `toString` would throw).
+    const got = typeof m.type === 'string' ? `'${m.type.slice(0, 64)}'` : describeValue(m.type);
+    fail('bad-message', `frame type ${got} does not match event '${event}'`);
+  }
   return m;
 }
 
@@ -78,8 +111,9 @@ function decodeEnvelope(event: string, frame: unknown, limit: number | undefined
  * selection, expected dims) belong to the coordinator. Throws ProtocolError.
  */
 export function parseClientFrame(event: string, frame: unknown, limits: FrameLimits = DEFAULT_FRAME_LIMITS): ClientMsg {
-  const limit = Object.hasOwn(CLIENT_SCHEMAS, event) ? (limits as unknown as Record<string, number>)[event] : undefined;
-  const raw = decodeEnvelope(event, frame, limit);
+  const known = Object.hasOwn(CLIENT_SCHEMAS, event);
+  const limit = known ? (limits as unknown as Record<string, number>)[event] : undefined;
+  const raw = asProtocolError(() => decodeEnvelope(event, frame, limit, known ? CLIENT_FRAME_SHAPES[event as keyof typeof CLIENT_SCHEMAS] : undefined));
   try {
     const parsed = CLIENT_SCHEMAS[event as keyof typeof CLIENT_SCHEMAS].safeParse(raw);
     if (!parsed.success) throw issueError(parsed.error, raw);
@@ -87,7 +121,8 @@ export function parseClientFrame(event: string, frame: unknown, limits: FrameLim
     if (msg.type === 'logits') checkLogitsContent(msg);
     else if (msg.type === 'weights') checkWireTensors(msg.weights);
     return msg;
-  } catch (e) {
+  } catch (thrown) {
+    const e = toProtocolError(thrown);
     // A refused upload still names its round when that field itself is well-formed (the sender can tell which of
     // its uploads was refused).
     const round = raw.round;

@@ -359,17 +359,21 @@ export function encodedByteLength(enc: EncodedMatrix): number {
 
 const absent = (v: unknown) => v === undefined || v === null;
 
+/** A value from a peer, for a message: numbers as they are, anything else by its type (never its own toString). */
+const shown = (v: unknown): string => (typeof v === 'number' ? String(v) : v === null ? 'null' : typeof v);
+
 /** Structural checks: enough for a decoder never to read out of bounds. Returns an error or null. */
 function structuralError(enc: unknown): string | null {
   if (typeof enc !== 'object' || enc === null) return 'encoded matrix must be an object';
   const e = enc as Record<string, unknown>;
   const codec = e.codec;
   if (typeof codec !== 'string' || !(LOGIT_CODECS as readonly string[]).includes(codec)) {
-    return `unknown codec ${JSON.stringify(codec)}`;
+    // Never JSON.stringify/String a peer's value: a BigInt or a map holding `toString` would throw instead.
+    return `unknown codec ${typeof codec === 'string' ? `'${codec.slice(0, 32)}'` : typeof codec}`;
   }
   const { rows, cols } = e;
-  if (typeof rows !== 'number' || !Number.isSafeInteger(rows) || rows < 0) return `rows must be a non-negative integer, got ${String(rows)}`;
-  if (typeof cols !== 'number' || !Number.isSafeInteger(cols) || cols < 1) return `cols must be a positive integer, got ${String(cols)}`;
+  if (typeof rows !== 'number' || !Number.isSafeInteger(rows) || rows < 0) return `rows must be a non-negative integer, got ${shown(rows)}`;
+  if (typeof cols !== 'number' || !Number.isSafeInteger(cols) || cols < 1) return `cols must be a positive integer, got ${shown(cols)}`;
   const n = rows * cols;
   if (n > MAX_ELEMENTS) return `matrix ${rows}×${cols} exceeds ${MAX_ELEMENTS} elements`;
   if (!(e.data instanceof Uint8Array)) return 'data must be a Uint8Array';
@@ -395,7 +399,7 @@ function structuralError(enc: unknown): string | null {
     }
     case 'topk': {
       const k = e.k;
-      if (typeof k !== 'number' || !Number.isInteger(k) || k < 1 || k > cols) return `topk k must be an integer in [1, ${cols}], got ${String(k)}`;
+      if (typeof k !== 'number' || !Number.isInteger(k) || k < 1 || k > cols) return `topk k must be an integer in [1, ${cols}], got ${shown(k)}`;
       if (cols > 65536) return `topk cols ${cols} > 65536`;
       if (data.byteLength !== rows * k * 2) return `topk data must be ${rows * k * 2} bytes, got ${data.byteLength}`;
       if (!(e.indices instanceof Uint8Array || e.indices instanceof Uint16Array) || e.indices.length !== rows * k) {
