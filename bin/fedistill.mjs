@@ -22,6 +22,7 @@ const commands = {
   simulate: 'simulations/cli',
   split: 'datasets/split-cli',
   export: 'server/export-cli',
+  credential: 'server/credentials-cli',
 };
 if (!Object.hasOwn(commands, cmd ?? '')) {
   console.log(`usage: fedistill <${Object.keys(commands).join('|')}> [flags]   (fedistill <command> --help for flags)

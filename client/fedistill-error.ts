@@ -3,15 +3,17 @@ import type { ErrorMsg } from '../shared/protocol/messages.ts';
 /**
  * Why a client cannot go on (FedistillClient.finished() rejects with it):
  * - 'unauthorized': the server's handshake refused the token (not retried: the same token would be refused again);
- * - 'duplicate': the client id is in use by a live connection and this session has no resume token for it;
+ * - 'duplicate': the client id is held by another session (live, or registered and offline) and this session has no
+ *   resume token for it (nor a credential for the id, for an offline one);
  * - 'replaced': the server closed this connection because a newer session of the same id took over;
  * - 'unreachable': no connection for `giveUpAfterMs` (the message names the URL and the last cause);
+ * - 'untrusted': the server's TLS certificate does not verify (Node: pass the CA that signed it; not retried);
  * - 'protocol': the server refused the hello (protocol version, bad registration) or sent something unusable;
  * - 'refused': the handshake was refused for another reason, or the server failed every hello with 'internal' errors
  *   for `giveUpAfterMs`;
  * - 'stopped': stop() was called before the federation ended.
  */
-export type FedistillErrorCode = 'unauthorized' | 'duplicate' | 'replaced' | 'unreachable' | 'protocol' | 'refused' | 'stopped';
+export type FedistillErrorCode = 'unauthorized' | 'duplicate' | 'replaced' | 'unreachable' | 'untrusted' | 'protocol' | 'refused' | 'stopped';
 
 export class FedistillError extends Error {
   override readonly name = 'FedistillError';
@@ -40,8 +42,12 @@ export function connectErrorCause(e: Error & { description?: unknown }): string 
 
 /** The server's answer to a refused hello, as the reason this client cannot take part. */
 export function helloRefusal(e: ErrorMsg, clientId: string): FedistillError {
+  // A credential for another id, or one revoked since the handshake: the id is not this session's to claim at all.
+  if (e.code === 'unauthorized' && /this connection's credential|credential of client .* was revoked/.test(e.message)) {
+    return new FedistillError('unauthorized', `the server refused this client's hello: ${e.message}`);
+  }
   if (e.code === 'unauthorized') {
-    return new FedistillError('duplicate', `client id '${clientId}' is in use by another live connection and this session has no resume token for it (server: ${e.message}); choose another id or stop the other session`);
+    return new FedistillError('duplicate', `client id '${clientId}' belongs to another session and this one has no valid resume token for it (server: ${e.message})`);
   }
   return new FedistillError('protocol', `the server refused this client's hello: ${e.code}: ${e.message}`);
 }

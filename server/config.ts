@@ -1,5 +1,6 @@
 import type { ModelKind } from '../shared/models/builders.ts';
 import type { AggregatorName } from '../shared/distill/aggregators.ts';
+import type { FedAvgAggregatorName } from '../shared/distill/weight-averaging.ts';
 import type { LogitCodecName } from '../shared/tensor/logit-codec.ts';
 import type { FrameLimits } from '../shared/protocol/validate.ts';
 import { checkConfig, defaultsFor, settingsFor, STRATEGIES, type StrategyName } from '../shared/settings/index.ts';
@@ -10,10 +11,22 @@ export { STRATEGIES, type StrategyName };
 export interface ServerConfig {
   host: string;
   port: number;
-  /** Shared secret clients present in the socket.io handshake and as an HTTP bearer token; '' disables auth. */
+  /**
+   * Shared secret clients present in the socket.io handshake and as an HTTP bearer token. Exactly one of `token`,
+   * `credentials` and `insecureNoAuth` must be set: an empty token alone is refused, never read as "no auth".
+   */
   token: string;
-  /** Secret a dashboard viewer presents (socket.io handshake `auth.viewerToken`) to watch `/`; '' = open to anyone. */
+  /** Per-client credentials instead of a shared token (`fedistill credential issue`); needs `stateDir`. */
+  credentials: boolean;
+  /** Accept any client and viewer with no token at all: only for experiments on a trusted network. */
+  insecureNoAuth: boolean;
+  /**
+   * The operator/viewer token: the dashboard's feed (`auth.viewerToken`), /status and /metrics (Bearer), /student. '' with
+   * client auth on: the aggregator generates one at start (kept in `stateDir`, if any); '' with insecureNoAuth: open.
+   */
   viewerToken: string;
+  /** https (and wss): PEM certificate chain and private key, as file paths or as the PEM text itself. */
+  tls?: { cert: string; key: string };
   /** Continual scenarios: the tasks as groups of class indices, for the dashboard's per-task accuracy and forgetting. */
   tasks?: number[][];
   /**
@@ -42,6 +55,14 @@ export interface ServerConfig {
   batchSize: number;
   learningRate: number;
   aggregator: AggregatorName;
+  /** Robust aggregation (shared/distill/robust.ts): trimmed-mean's trim fraction, the per-client share cap (a multiple
+   * of 1/K), the clamp on claimed sample counts (× the round's median claim), the reputation rate (0 = off), and
+   * FedAvg's aggregator. */
+  trimFraction: number;
+  maxShare: number;
+  claimFactor: number;
+  reputationDecay: number;
+  fedavgAggregator: FedAvgAggregatorName;
   /** Ask distillation clients for the logit-adjusted local loss (FedLC-style de-biasing of non-IID teachers). */
   logitAdjust: boolean;
   /** β of not-true distillation from the student during local training (FedNTD); 0 = off. */
@@ -71,16 +92,38 @@ export interface ServerConfig {
   consensusEpochs: number;
   consensusCodec: LogitCodecName;
   frameLimits: FrameLimits;
+  /** Abuse limits (server/guard/): registered ids at most; seconds a connection has to say a valid hello. */
+  maxClients: number;
+  helloTimeoutS: number;
+  /** Selected this many rounds (online: tasks) in a row without uploading: idle (not selected) until a sign of life; 0 = never. */
+  idleAfterRounds: number;
+  /** Offline clients not seen for this long leave the registry; 0 = kept forever. */
+  clientRetentionS: number;
+  /** Clients listed by /status and the dashboard (the most recently active). */
+  statusClients: number;
+  /** Per connection: frames per second and burst, one hello per helloIntervalS (0 = no own limit), error replies per second, flood limit. */
+  rateFramesPerS: number;
+  rateBurst: number;
+  helloIntervalS: number;
+  errorRepliesPerS: number;
+  floodLimit: number;
+  /** Per remote address: failed authentications before back-off, first and longest back-off, addresses tracked. */
+  authFailures: number;
+  authBackoffS: number;
+  authBackoffMaxS: number;
+  addressTableSize: number;
 }
 
 /** Every ServerConfig field, so the check below fails the build when a field has no row in the settings table. */
 const CONFIG_FIELDS = {
-  host: 1, port: 1, token: 1, viewerToken: 1, tasks: 1, corsOrigins: 1, demoData: 1, strategy: 1, rounds: 1, minClients: 1,
+  host: 1, port: 1, token: 1, credentials: 1, insecureNoAuth: 1, viewerToken: 1, tls: 1, tasks: 1, corsOrigins: 1, demoData: 1, strategy: 1, rounds: 1, minClients: 1,
   fraction: 1, roundTimeoutS: 1, quorum: 1, stateDir: 1, seed: 1, student: 1, proxySubset: 1, localEpochs: 1, batchSize: 1,
-  learningRate: 1, aggregator: 1, logitAdjust: 1, ntdBeta: 1, temperature: 1, temperatureDecay: 1, prevStudentLambda: 1,
+  learningRate: 1, aggregator: 1, trimFraction: 1, maxShare: 1, claimFactor: 1, reputationDecay: 1, fedavgAggregator: 1, logitAdjust: 1, ntdBeta: 1, temperature: 1, temperatureDecay: 1, prevStudentLambda: 1,
   mutualBeta: 1, publishEverySteps: 1, publishEverySeconds: 1, stepsPerUpload: 1, stalenessExponent: 1, maxStaleness: 1,
   distillEpochs: 1, bankDecay: 1, distillBatchSize: 1, distillLearningRate: 1, consensusEpochs: 1, consensusCodec: 1,
-  frameLimits: 1,
+  frameLimits: 1, maxClients: 1, helloTimeoutS: 1, idleAfterRounds: 1, clientRetentionS: 1, statusClients: 1,
+  rateFramesPerS: 1, rateBurst: 1, helloIntervalS: 1, errorRepliesPerS: 1, floodLimit: 1, authFailures: 1,
+  authBackoffS: 1, authBackoffMaxS: 1, addressTableSize: 1,
 } satisfies Record<keyof ServerConfig, 1>;
 
 /** The settings table's server rows that are ServerConfig fields (the others — --proxy, --log-level … — are the CLI's). */

@@ -21,6 +21,8 @@ export {
   type Transport,
 } from './coordinator.ts';
 export { FileCheckpointStore, MemoryCheckpointStore, type CheckpointStore } from './state/checkpoint-store.ts';
+export { ClientAuth, type AuthMode, type Identity } from './auth.ts';
+export { CredentialStore, type IssuedCredential } from './credentials/store.ts';
 export { FileUploadJournal, MemoryUploadJournal, type JournalRecord, type UploadJournal } from './state/upload-journal.ts';
 export type {
   AggregateReport,

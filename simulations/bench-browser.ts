@@ -142,7 +142,7 @@ async function main(): Promise<void> {
     const { train, test } = await loadSubset();
     const firstUpload: Record<string, number> = {};
     for (const model of ['mlp', 'cnn'] as const) {
-      const agg = createAggregator({ proxy: test, proxyId: 'bench', classNames: [...FASHION_MNIST_CLASSES], log: () => {}, config: { host: '127.0.0.1', port: 0, rounds: 1, minClients: 1, student: 'mlp' } });
+      const agg = createAggregator({ proxy: test, proxyId: 'bench', classNames: [...FASHION_MNIST_CLASSES], log: () => {}, config: { host: '127.0.0.1', port: 0, rounds: 1, minClients: 1, student: 'mlp', insecureNoAuth: true } });
       const url = await agg.start();
       const ctx = await browser.newContext();
       const page = await ctx.newPage();

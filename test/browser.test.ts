@@ -11,7 +11,7 @@ import type { Browser } from 'playwright-core';
 import { launchChromium, recordWire } from './chromium.ts';
 import { demoShard } from '../client/browser-data.ts';
 import { resolveRepoPath } from '../datasets/fashion-mnist.ts';
-import { makeClient, roundsDone, startBench, subsetData, TOKEN, type Bench } from './helpers.ts';
+import { makeClient, roundsDone, startBench, subsetData, TOKEN, VIEWER_TOKEN, type Bench } from './helpers.ts';
 import { assertOnlyLogitsOnWire } from './wire.ts';
 import { taskAccuracy } from '../shared/metrics.ts';
 
@@ -101,7 +101,7 @@ test('two browser pages and a Node client federate; a reload mid-round counts on
   // The dashboard shows the completed rounds in its plot data and the clients with their architecture and backend.
   const dash = await cb.newPage();
   await dash.setViewportSize({ width: 1400, height: 1000 });
-  await dash.goto(`${b.url}/`);
+  await dash.goto(`${b.url}/#viewer=${VIEWER_TOKEN}`); // the link the server prints for a viewer token it made
   // The data hooks update at once, the DOM on the next animation frame: wait for both.
   await dash.waitForFunction(() => document.body.dataset.round === '3' && document.querySelectorAll('#clients tr[data-client-id]').length >= 3, null, { timeout: 15_000 });
   const d = await dash.evaluate(() => {

@@ -11,7 +11,7 @@ import { splitForFederation } from '../shared/data/federated-split.ts';
 import { encodeFrame } from '../shared/protocol/frame-codec.ts';
 import { PROTOCOL_VERSION, type RoundMsg, type WelcomeMsg } from '../shared/protocol/messages.ts';
 import { encodeMatrix } from '../shared/tensor/logit-codec.ts';
-import { RawPeer, subsetData, TOKEN } from './helpers.ts';
+import { RawPeer, subsetData, TOKEN, viewerAuth } from './helpers.ts';
 
 const FIXTURE = fileURLToPath(new URL('./fixtures/server-process.ts', import.meta.url));
 
@@ -35,7 +35,7 @@ function startServer(port: number, stateDir: string, config: object): Promise<Se
 }
 
 async function status(url: string): Promise<any> {
-  return (await fetch(`${url}/status`)).json();
+  return (await fetch(`${url}/status`, { headers: viewerAuth() })).json();
 }
 
 async function until<T>(what: string, f: () => Promise<T | undefined | false>, timeoutMs = 60_000): Promise<T> {
@@ -49,9 +49,9 @@ async function until<T>(what: string, f: () => Promise<T | undefined | false>, t
 }
 
 /** A participant whose answers the test times: registers over a raw socket and uploads plausible logits on demand. */
-function rawParticipant(url: string) {
+function rawParticipant(url: string, resumeToken?: string) {
   const peer = new RawPeer(url);
-  peer.send('hello', { type: 'hello', protocol: PROTOCOL_VERSION, clientId: 'raw', model: 'mlp', numSamples: 300, codec: 'fp32' });
+  peer.send('hello', { type: 'hello', protocol: PROTOCOL_VERSION, clientId: 'raw', model: 'mlp', numSamples: 300, codec: 'fp32', resumeToken });
   return {
     peer,
     welcome: peer.next((m) => m.type === 'welcome') as Promise<WelcomeMsg>,
@@ -86,7 +86,7 @@ test('SIGKILL mid-round: the restarted server resumes the open round with the up
   clients[0].on('server-error', (e) => duplicates.push(e.code));
 
   let raw = rawParticipant(srv.url);
-  const hash = (await raw.welcome).proxy.hash;
+  const { proxy: { hash }, resumeToken } = await raw.welcome;
   await Promise.all(clients.map((c) => c.start()));
   raw.answer(await raw.nextRound(), hash);
   await until('round 1', async () => (await status(srv.url)).round >= 1);
@@ -113,7 +113,7 @@ test('SIGKILL mid-round: the restarted server resumes the open round with the up
   );
 
   // The raw participant reconnects and gets round 2's task again (not a new round); c0 reconnects by itself.
-  raw = rawParticipant(srv.url);
+  raw = rawParticipant(srv.url, resumeToken); // a known id comes back with the resume token its welcome gave
   await raw.welcome;
   const again = await raw.nextRound();
   assert.equal(again.round, 2);
@@ -138,13 +138,16 @@ test('SIGKILL during online training: the restarted server has every accepted up
   const config = { strategy: 'online', rounds: 0, minClients: 2, stepsPerUpload: 6, publishEverySteps: 12, publishEverySeconds: 600, roundTimeoutS: 120 };
   let srv = await startServer(0, stateDir, config);
   const port = Number(new URL(srv.url).port);
-  const hello = (peer: RawPeer, id: string) => peer.send('hello', { type: 'hello', protocol: PROTOCOL_VERSION, clientId: id, model: 'mlp', numSamples: 300, codec: 'fp32' });
+  const resumeTokens: Record<string, string> = {};
+  const hello = (peer: RawPeer, id: string) => peer.send('hello', { type: 'hello', protocol: PROTOCOL_VERSION, clientId: id, model: 'mlp', numSamples: 300, codec: 'fp32', resumeToken: resumeTokens[id] });
   const peers = ['p0', 'p1'].map((id) => {
     const peer = new RawPeer(srv.url);
     hello(peer, id);
     return peer;
   });
-  const hash = ((await peers[0].next((m) => m.type === 'welcome')) as WelcomeMsg).proxy.hash;
+  const welcomes = (await Promise.all(peers.map((p) => p.next((m) => m.type === 'welcome')))) as WelcomeMsg[];
+  welcomes.forEach((w) => (resumeTokens[w.clientId] = w.resumeToken));
+  const hash = welcomes[0].proxy.hash;
   const upload = (peer: RawPeer, task: RoundMsg) => {
     const rows = task.indices!.length;
     const logits = Float32Array.from({ length: rows * 10 }, (_, i) => ((i * 31) % 17) / 5 - 1.6);

@@ -10,7 +10,7 @@ import { resolveRepoPath } from '../datasets/fashion-mnist.ts';
 import { VIEWER_EVENT_ALLOWANCE, type ClientsUpdate, type DashboardSnapshot } from '../server/dashboard/feed.ts';
 import { PROTOCOL_VERSION } from '../shared/protocol/messages.ts';
 import { encodeFrame } from '../shared/protocol/frame-codec.ts';
-import { makeClient, RawPeer, roundsDone, startBench, TOKEN } from './helpers.ts';
+import { makeClient, RawPeer, roundsDone, startBench, TOKEN, VIEWER_TOKEN } from './helpers.ts';
 
 const VIEWER = 'viewer-token-9876543210';
 
@@ -203,11 +203,11 @@ test('dashboard: after a restart on the same state dir the snapshot holds the re
     proxy: b.proxy,
     validation: b.test,
     log: () => {},
-    config: { host: '127.0.0.1', port: 0, token: TOKEN, student: 'mlp', minClients: 2, proxySubset: 200, rounds: 1, stateDir },
+    config: { host: '127.0.0.1', port: 0, token: TOKEN, viewerToken: VIEWER, student: 'mlp', minClients: 2, proxySubset: 200, rounds: 1, stateDir },
   });
   after(() => again.close());
   const url = await again.start();
-  const s = viewer(url); // no viewer token configured: open
+  const s = viewer(url, { viewerToken: VIEWER });
   const snap = await next<DashboardSnapshot>(s, 'snapshot');
   s.close();
   assert.ok(snap.history.length >= 1);
@@ -227,7 +227,7 @@ test('dashboard: online strategy: uploads carry staleness, versions arrive as ro
   ];
   const b = await startBench(2, { strategy: 'online', rounds: 2, publishEverySteps: 6, publishEverySeconds: 60, stepsPerUpload: 6, maxStaleness: 1000, tasks });
   after(() => b.agg.close());
-  const s = viewer(b.url);
+  const s = viewer(b.url, { viewerToken: VIEWER_TOKEN });
   const got = record(s);
   const snap = await next<DashboardSnapshot>(s, 'snapshot');
   assert.deepEqual(snap.tasks, tasks);

@@ -12,12 +12,12 @@ import { Server as IoServer } from 'socket.io';
 import { FedistillError, type RoundProgress } from '../client/client.ts';
 import type { EndDelivery } from '../server/coordinator.ts';
 import { decodeFrame, encodeFrame } from '../shared/protocol/frame-codec.ts';
-import { PROTOCOL_VERSION, type HelloMsg } from '../shared/protocol/messages.ts';
+import { PROTOCOL_VERSION, type HelloMsg, type WelcomeMsg } from '../shared/protocol/messages.ts';
 import { evaluateAccuracy } from '../shared/models/training.ts';
 import { weightsToWire } from '../shared/models/wire.ts';
 import type { EndMsg } from '../shared/protocol/messages.ts';
 import { subset } from '../shared/data/dataset.ts';
-import { makeClient, RawPeer, startBench, subsetData, TOKEN, type Bench } from './helpers.ts';
+import { makeClient, RawPeer, startBench, subsetData, TOKEN, VIEWER_TOKEN, viewerAuth, type Bench } from './helpers.ts';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 
@@ -156,9 +156,9 @@ test('the server exits only once every registered client got the end: one offlin
   const away = new RawPeer(url);
   await away.connected();
   away.send('hello', helloFrom('away'));
-  await away.next((m) => m.type === 'welcome');
+  const { resumeToken } = (await away.next((m) => m.type === 'welcome')) as WelcomeMsg;
   away.close();
-  const status = async () => (await fetch(`${url}/status`)).json() as Promise<{ clients: { id: string; connected: boolean }[] }>;
+  const status = async () => (await fetch(`${url}/status`, { headers: viewerAuth() })).json() as Promise<{ clients: { id: string; connected: boolean }[] }>;
   while ((await status()).clients.find((c) => c.id === 'away')?.connected !== false) await new Promise((r) => setTimeout(r, 50));
 
   const clients = [0, 1].map((i) => makeClient(bench, i));
@@ -170,7 +170,7 @@ test('the server exits only once every registered client got the end: one offlin
   assert.doesNotMatch(server.output(), /federation complete; exiting/, 'the server waits for the registered client that was away');
 
   // It comes back (a reconnect): welcome, then the same end, and only then does the server exit 0.
-  const back = makeClient(bench, 0, { clientId: 'away', giveUpAfterMs: 30_000 });
+  const back = makeClient(bench, 0, { clientId: 'away', resumeToken, giveUpAfterMs: 30_000 });
   after(() => back.stop());
   await back.start();
   const end = await back.finished();
@@ -305,7 +305,7 @@ test('after end, a round still training stops at its next batch and uploads noth
 
 /** `fedistill server` on a free port and the committed subset, its output kept for waitFor. */
 function spawnServer(args: string[]) {
-  const child = spawn(process.execPath, [`${ROOT}bin/fedistill.mjs`, 'server', '--port', '0', '--token', TOKEN, '--student', 'mlp',
+  const child = spawn(process.execPath, [`${ROOT}bin/fedistill.mjs`, 'server', '--port', '0', '--token', TOKEN, '--viewer-token', VIEWER_TOKEN, '--student', 'mlp',
     '--data-dir', `${ROOT}data/fashion-mnist-subset`, '--proxy-subset', '200', '--local-epochs', '1', '--distill-epochs', '1', '--backend', 'wasm', ...args],
     { stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';

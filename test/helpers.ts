@@ -11,6 +11,13 @@ import type { ServerConfig } from '../server/config.ts';
 import { loadSubset } from '../datasets/fashion-mnist.ts';
 
 export const TOKEN = 'test-token-0123456789';
+/** The operator/viewer token test servers get (startBench, the server fixture): /status, /metrics, the dashboard. */
+export const VIEWER_TOKEN = 'test-viewer-token-9876543210';
+
+/** Headers that open /status and /metrics of a server started with VIEWER_TOKEN (or `token`). */
+export function viewerAuth(token = VIEWER_TOKEN): { authorization: string } {
+  return { authorization: `Bearer ${token}` };
+}
 
 let cached: Promise<{ train: Dataset; test: Dataset }> | null = null;
 /** The committed Fashion-MNIST subset (6000 train / 2000 test), loaded once per test process. */
@@ -44,6 +51,7 @@ export async function startBench(clients: number, config: Partial<ServerConfig> 
       host: '127.0.0.1',
       port: 0,
       token: TOKEN,
+      viewerToken: VIEWER_TOKEN,
       student: 'mlp',
       rounds: 2,
       minClients: clients,

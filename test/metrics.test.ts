@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import parsePrometheusTextFormat, { type PromFamily, type PromSample } from 'parse-prometheus-text-format';
 import { PROTOCOL_VERSION } from '../shared/protocol/messages.ts';
 import type { Bench } from './helpers.ts';
-import { makeClient, RawPeer, roundsDone, startBench } from './helpers.ts';
+import { makeClient, RawPeer, roundsDone, startBench, viewerAuth } from './helpers.ts';
 
 interface Scrape {
   contentType: string;
@@ -12,7 +12,7 @@ interface Scrape {
 }
 
 async function scrape(b: Bench): Promise<Scrape> {
-  const res = await fetch(`${b.url}/metrics`);
+  const res = await fetch(`${b.url}/metrics`, { headers: viewerAuth() });
   assert.equal(res.status, 200);
   const text = await res.text();
   return { contentType: res.headers.get('content-type') ?? '', families: new Map(parsePrometheusTextFormat(text).map((f) => [f.name, f])), text };

@@ -4,7 +4,7 @@ import { PROTOCOL_VERSION, type RoundMsg, type WelcomeMsg } from '../shared/prot
 import { encodeMatrix } from '../shared/tensor/logit-codec.ts';
 import type { RoundSummary } from '../server/coordinator.ts';
 import type { OnlineCoordinator } from '../server/online-coordinator.ts';
-import { makeClient, RawPeer, roundsDone, startBench } from './helpers.ts';
+import { makeClient, RawPeer, roundsDone, startBench, viewerAuth } from './helpers.ts';
 
 const ONLINE = { strategy: 'online' as const, publishEverySteps: 6, publishEverySeconds: 60, stepsPerUpload: 6, maxStaleness: 1000 };
 
@@ -32,9 +32,9 @@ test('online: student versions keep coming while a slow client is still on its f
   assert.equal(stats.histogram.reduce((a, n) => a + n, 0), stats.accepted);
   // Later uploads were computed against older students than the one being trained: staleness shows up.
   assert.ok(stats.staleness.max >= 1, JSON.stringify(stats));
-  const status = await (await fetch(`${b.url}/status`)).json();
+  const status = await (await fetch(`${b.url}/status`, { headers: viewerAuth() })).json();
   assert.ok(status.online.accepted >= stats.accepted);
-  const metrics = await (await fetch(`${b.url}/metrics`)).text();
+  const metrics = await (await fetch(`${b.url}/metrics`, { headers: viewerAuth() })).text();
   assert.match(metrics, /^fedistill_online_uploads_accepted \d+/m);
   assert.match(metrics, /^fedistill_online_staleness_mean [\d.]+/m);
 });

@@ -25,6 +25,7 @@ const REPO = fileURLToPath(new URL('..', import.meta.url));
 const PKG = JSON.parse(readFileSync(join(REPO, 'package.json'), 'utf8')) as PackageJson;
 const HAS_DATASETS = existsSync(join(REPO, 'datasets', 'index.ts'));
 const TOKEN = 'package-test-token';
+const VIEWER = 'package-test-viewer-token';
 
 interface PackageJson {
   name?: string;
@@ -165,13 +166,13 @@ test('the README\'s "Use it as a library" snippets run as written against the in
   // 2. The client, against `fedistill server` from the installed bin, with its URL and token substituted.
   const server = start(join(scratch, 'node_modules', '.bin', 'fedistill'), ['server', '--port', '0', '--token', TOKEN, '--rounds', '1', '--min-clients', '1',
     '--student', 'mlp', '--proxy', 'fashion-mnist:1000', '--proxy-subset', '200', '--local-epochs', '1', '--distill-epochs', '1', '--backend', 'wasm',
-    '--keep-serving'], snippetEnv); // keeps /status up after its one round, for the check below
+    '--keep-serving', '--viewer-token', VIEWER], snippetEnv); // keeps /status up after its one round, for the check below
   const url = (await server.waitFor(/listening on (http:\/\/[0-9.]+:\d+)/, 60_000))[1];
   writeFileSync(join(scratch, 'client.mjs'), snippets[1].replaceAll('http://127.0.0.1:8080', url).replaceAll('s3cret', TOKEN));
   const client = start(process.execPath, ['client.mjs'], snippetEnv);
   await client.waitFor(/round 1: \d+ bytes of logits sent/, 60_000);
   const status = await poll(async () => {
-    const s = (await (await fetch(`${url}/status`)).json()) as { lastRound?: { round: number; status: string; participants: number } | null };
+    const s = (await (await fetch(`${url}/status`, { headers: { authorization: `Bearer ${VIEWER}` } })).json()) as { lastRound?: { round: number; status: string; participants: number } | null };
     return s.lastRound?.round === 1 ? s.lastRound : null;
   }, 30_000);
   assert.equal(status.status, 'completed');

@@ -2,7 +2,7 @@ import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { encodeMatrix } from '../shared/tensor/logit-codec.ts';
 import { PROTOCOL_VERSION, type RoundMsg } from '../shared/protocol/messages.ts';
-import { RawPeer, TOKEN, makeClient, roundsDone, startBench } from './helpers.ts';
+import { RawPeer, TOKEN, makeClient, roundsDone, startBench, viewerAuth } from './helpers.ts';
 
 const hello = (id: string) => ({ type: 'hello', protocol: PROTOCOL_VERSION, clientId: id, model: 'mlp', numSamples: 100, codec: 'fp32' });
 const stats = { trainLoss: 1, trainAccuracy: 0.5, trainSeconds: 0.1 };
@@ -107,7 +107,7 @@ test('bad input gets a clear error, the server lives on and loses no accepted da
   assert.deepEqual(h.map((r) => [r.round, r.status, r.participants]), [[1, 'completed', 3], [2, 'completed', 3]]);
   const health = await fetch(`${b.url}/healthz`);
   assert.equal(health.status, 200);
-  const metrics = await (await fetch(`${b.url}/metrics`)).text();
+  const metrics = await (await fetch(`${b.url}/metrics`, { headers: viewerAuth() })).text();
   assert.match(metrics, /fedistill_refused_frames_total\{event="logits",code="non-finite"\} 2/);
   assert.match(metrics, /fedistill_round 2/);
   peer.close();
@@ -124,7 +124,7 @@ test('the proxy set route requires the token and serves by content hash', async 
   const again = await fetch(b.url + path, { headers: { authorization: `Bearer ${TOKEN}`, 'if-none-match': `"${b.agg.proxyInfo.hash}"` } });
   assert.equal(again.status, 304);
   assert.equal((await fetch(`${b.url}/proxy/other`, { headers: { authorization: `Bearer ${TOKEN}` } })).status, 404);
-  const status = await (await fetch(`${b.url}/status`)).json();
+  const status = await (await fetch(`${b.url}/status`, { headers: viewerAuth() })).json();
   assert.equal(status.backend.name, 'wasm');
   assert.equal(status.backend.trainingCapable, true);
   assert.equal(status.proxy.hash, b.agg.proxyInfo.hash);

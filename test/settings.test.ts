@@ -19,7 +19,14 @@ import { SCENARIOS } from '../simulations/continual.ts';
 
 const BIN = fileURLToPath(new URL('../bin/fedistill.mjs', import.meta.url));
 /** What a command needs besides the flag under test (the client needs its data named). */
-const BASE: Record<Command, Record<string, string>> = { server: {}, client: { 'data-dir': '/nonexistent' }, simulate: {} };
+const BASE: Record<Command, Record<string, string>> = { server: { token: 's3cret' }, client: { 'data-dir': '/nonexistent' }, simulate: {} };
+/** The server's ways to authenticate clients exclude each other: a flag of them is tried with what it needs instead of BASE. */
+const AUTH_BASE: Record<string, Record<string, string>> = {
+  credentials: { 'state-dir': '/var/lib/fedistill' },
+  'insecure-no-auth': {},
+  'tls-cert': { token: 's3cret', 'tls-key': '/etc/fedistill/key.pem' },
+  'tls-key': { token: 's3cret', 'tls-cert': '/etc/fedistill/cert.pem' },
+};
 
 /** A valid value for a setting, as typed on the command line, that differs from its default where one exists. */
 const SAMPLES: Record<string, string> = {
@@ -37,6 +44,10 @@ const SAMPLES: Record<string, string> = {
   stateDir: '/var/lib/fedistill',
   dataDir: '/data/private',
   proxyCache: '/tmp/cache',
+  'tls.cert': '/etc/fedistill/cert.pem',
+  'tls.key': '/etc/fedistill/key.pem',
+  ca: '/etc/fedistill/ca.pem',
+  resumeDir: '/tmp/resume',
   out: 'results/x.json',
 };
 
@@ -122,7 +133,7 @@ test('DEFAULT_CONFIG and DEFAULT_SIMULATION are the table defaults: the demo the
 test('every flag of every command parses from argv into its key, typed', () => {
   for (const command of COMMANDS) {
     for (const s of settingsFor(command)) {
-      const base = Object.entries(BASE[command]).filter(([f]) => f !== s.flag && !(s.flag === 'fashion-mnist-part' && f === 'data-dir'));
+      const base = Object.entries(AUTH_BASE[s.flag] ?? BASE[command]).filter(([f]) => f !== s.flag && !(s.flag === 'fashion-mnist-part' && f === 'data-dir'));
       const extra = base.flatMap(([f, v]) => [`--${f}`, v]);
       if (s.type === 'boolean') {
         const d = defaultOf(s, command) as boolean;
@@ -151,13 +162,13 @@ test('every flag of every command parses from argv into its key, typed', () => {
 });
 
 test('a flag wins over its env var, which wins over the default; a bad env value names the variable', () => {
-  assert.equal(readSettings('server', {}, {}).values.port, 8080);
-  assert.equal(readSettings('server', {}, { PORT: '9000' }).values.port, 9000);
-  assert.equal(readSettings('server', { port: '9100' }, { PORT: '9000' }).values.port, 9100);
-  assert.deepEqual(readSettings('server', {}, { FEDISTILL_CORS_ORIGIN: 'https://a.example, https://b.example' }).values.corsOrigins, ['https://a.example', 'https://b.example']);
+  assert.equal(readSettings('server', BASE.server, {}).values.port, 8080);
+  assert.equal(readSettings('server', BASE.server, { PORT: '9000' }).values.port, 9000);
+  assert.equal(readSettings('server', { ...BASE.server, port: '9100' }, { PORT: '9000' }).values.port, 9100);
+  assert.deepEqual(readSettings('server', BASE.server, { FEDISTILL_CORS_ORIGIN: 'https://a.example, https://b.example' }).values.corsOrigins, ['https://a.example', 'https://b.example']);
   assert.equal(readSettings('client', BASE.client, { FEDISTILL_URL: 'http://10.1.2.3:8080' }).values.url, 'http://10.1.2.3:8080');
   assert.equal(readSettings('simulate', {}, {}).values.logLevel, 'silent');
-  assert.equal(readSettings('server', {}, { FEDISTILL_LOG_LEVEL: 'debug' }).values.logLevel, 'debug');
+  assert.equal(readSettings('server', BASE.server, { FEDISTILL_LOG_LEVEL: 'debug' }).values.logLevel, 'debug');
   assert.equal(refusal(() => readSettings('server', {}, { PORT: 'http' })), "PORT: 'http' is not an integer");
   // --fashion-mnist-part is parsed once, here; without ALPHA it is simulate's --alpha default.
   assert.deepEqual(readSettings('client', { 'fashion-mnist-part': ' 2/5 ' }).values.fashionMnistPart, { index: 2, of: 5, alpha: defaultOf(SETTINGS.find((s) => s.key === 'alpha')!, 'simulate') });
@@ -220,7 +231,8 @@ test('a config built in code meets the same ranges (createAggregator, runSimulat
   assert.throws(() => checkServerConfig({ fraction: -1 }), /server setting fraction \(--fraction\): -1 is not in \(0, 1\]/);
   assert.throws(() => checkServerConfig({ frameLimits: { hello: 10, logits: 1 << 20, weights: 1 << 20 } }), /frameLimits\.hello \(--max-hello-bytes\): 10 is not in \[1024, ∞\)/);
   assert.throws(() => checkServerConfig({ strategy: 'gossip' as never }), /'gossip' is not one of/);
-  assert.doesNotThrow(() => checkServerConfig(DEFAULT_CONFIG));
+  assert.doesNotThrow(() => checkServerConfig({ ...DEFAULT_CONFIG, token: 's3cret' }));
+  assert.throws(() => checkServerConfig(DEFAULT_CONFIG), /no client authentication: give --token T/, 'an empty token is not "no auth"');
   assert.throws(() => checkConfig('simulate', { proxySize: 100, proxySubset: 200 }), /--proxy-subset: 200 is more than --proxy-size 100/);
   await assert.rejects(runSimulation({ clients: 0 }), /simulate setting clients \(--clients\): 0 is not in \[1, ∞\)/);
 });
@@ -243,7 +255,7 @@ test('--help lists every flag of the command, with its default', () => {
   };
   for (const command of ['server', 'simulate'] as const) assert.match(entry(command, 'data-dir'), /\(env FEDISTILL_DATA_DIR\)/);
   assert.doesNotMatch(entry('client', 'data-dir'), /FEDISTILL_DATA_DIR/);
-  assert.equal(readSettings('server', {}, { FEDISTILL_DATA_DIR: '/srv/fm' }).values.dataDir, '/srv/fm');
+  assert.equal(readSettings('server', BASE.server, { FEDISTILL_DATA_DIR: '/srv/fm' }).values.dataDir, '/srv/fm');
   assert.equal(readSettings('client', { 'fashion-mnist-part': '1/3' }, { FEDISTILL_DATA_DIR: '/srv/fm' }).values.dataDir, undefined);
   assert.ok(renderHelp('server', '').includes('--bank-decay D'));
   assert.ok(renderHelp('server', '').includes('[0.8]'));
@@ -286,7 +298,7 @@ test('the real CLI refuses nonsense with exit status 2 before anything starts, a
 
 test('fedistill server: flags reach the config and the data loaders; JSON log lines; SIGTERM stops it', async () => {
   const args = [
-    'server', '--port', '0', '--log-format', 'json', '--proxy', 'fashion-mnist:300', '--validation', 'none', '--rounds', '3',
+    'server', '--port', '0', '--token', 's3cret', '--viewer-token', 'v13wer', '--log-format', 'json', '--proxy', 'fashion-mnist:300', '--validation', 'none', '--rounds', '3',
     '--min-clients', '4', '--bank-decay', '0.5', '--ntd-beta', '0.25', '--no-logit-adjust', '--distill-batch-size', '32',
     '--max-logits-bytes', '2000000', '--proxy-subset', '200', '--student', 'mlp', '--classes', 'a,b,c,d,e,f,g,h,i,j', '--backend', 'wasm',
   ];
@@ -316,7 +328,8 @@ test('fedistill server: flags reach the config and the data loaders; JSON log li
     assert.match(String(start.msg), /waiting for 4 clients to run 3 rounds/);
     assert.ok(lines.every((l) => typeof l.level === 'number' && typeof l.time === 'number' && typeof l.msg === 'string'));
 
-    const status = (await (await fetch(`${url}/status`)).json()) as { config: Record<string, unknown>; proxy: { count: number }; validation: unknown };
+    const viewer = { headers: { authorization: 'Bearer v13wer' } };
+    const status = (await (await fetch(`${url}/status`, viewer)).json()) as { config: Record<string, unknown>; proxy: { count: number }; validation: unknown };
     assert.equal(status.config.bankDecay, 0.5);
     assert.equal(status.config.ntdBeta, 0.25);
     assert.equal(status.config.logitAdjust, false);
@@ -328,7 +341,7 @@ test('fedistill server: flags reach the config and the data loaders; JSON log li
     assert.equal(status.validation, null, '--validation none reached the loader');
     const federation = (await (await fetch(`${url}/federation`)).json()) as { classNames: string[] };
     assert.deepEqual(federation.classNames, ['a', 'b', 'c', 'd', 'e', 'f', 'g', 'h', 'i', 'j']);
-    const metrics = await fetch(`${url}/metrics`);
+    const metrics = await fetch(`${url}/metrics`, viewer);
     assert.equal(metrics.status, 200);
     assert.match(await metrics.text(), /# TYPE fedistill_rounds_total counter/);
   } finally {

@@ -67,7 +67,7 @@ test('server + CLI clients give exactly the per-round accuracies of simulate', {
 
   // (b) The same federation as separate processes: what the README's two-terminal demo does.
   const server = fedistill(
-    ['server', '--port', '0', '--log-format', 'json', '--min-clients', String(CLIENTS), '--rounds', String(SHARED.rounds), '--student', SHARED.student,
+    ['server', '--port', '0', '--token', 'parity-token', '--log-format', 'json', '--min-clients', String(CLIENTS), '--rounds', String(SHARED.rounds), '--student', SHARED.student,
       '--local-epochs', String(SHARED.localEpochs), '--distill-epochs', String(SHARED.distillEpochs), '--proxy-subset', String(SHARED.proxySubset)],
     env,
   );
@@ -81,7 +81,7 @@ test('server + CLI clients give exactly the per-round accuracies of simulate', {
   const clients = Array.from({ length: CLIENTS }, (_, i) =>
     fedistill(
       // simulate names its clients client-00, client-01, …: a client's model init and shuffles are seeded by its id.
-      ['client', '--url', url, '--id', `client-${String(i).padStart(2, '0')}`, '--model', 'mlp', '--fashion-mnist-part', `${i}/${CLIENTS}`,
+      ['client', '--url', url, '--token', 'parity-token', '--id', `client-${String(i).padStart(2, '0')}`, '--model', 'mlp', '--fashion-mnist-part', `${i}/${CLIENTS}`,
         '--proxy-cache', join(tmp, 'proxy-cache')],
       env,
     ),

@@ -104,14 +104,14 @@ test('the student is a standard tfjs LayersModel: served over HTTP, written to t
   assert.deepEqual((ck.clients as StoredClient[]).map((c) => c.resumeTokenHash).sort(), tokens.map(sha).sort());
 });
 
-test('/student auth: public only without any token; otherwise the client or the viewer token, else 401', async () => {
+test('/student auth: public only with insecureNoAuth and no viewer token; otherwise the client or the viewer token, else 401', async () => {
   const get = (url: string, token?: string) =>
     fetch(`${url}/student/versions`, { headers: token === undefined ? {} : { authorization: `Bearer ${token}` } });
-  const open = await startBench(1, { rounds: 1, minClients: 2, token: '' });
+  const open = await startBench(1, { rounds: 1, minClients: 2, token: '', insecureNoAuth: true, viewerToken: '' });
   after(() => open.agg.close());
   const clientOnly = await startBench(1, { rounds: 1, minClients: 2 });
   after(() => clientOnly.agg.close());
-  const viewerOnly = await startBench(1, { rounds: 1, minClients: 2, token: '', viewerToken: VIEWER });
+  const viewerOnly = await startBench(1, { rounds: 1, minClients: 2, token: '', insecureNoAuth: true, viewerToken: VIEWER });
   after(() => viewerOnly.agg.close());
 
   // No token configured: anyone (no student yet, so model.json is a 404, not a 401).

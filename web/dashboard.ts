@@ -743,7 +743,24 @@ function setConn(c: Conn): void {
   changed('summary');
 }
 
+/**
+ * A `/#viewer=TOKEN` link (the server prints one when it made the token itself) fills the viewer token in: a URL
+ * fragment never reaches a server's logs, and the page takes it out of the address bar at once.
+ */
+function takeTokenFromLink(): void {
+  const t = new URLSearchParams(location.hash.slice(1)).get('viewer');
+  if (!t) return;
+  pendingToken = t;
+  try {
+    localStorage.setItem(TOKEN_KEY, t);
+  } catch {
+    /* private mode: pendingToken carries it for this page */
+  }
+  history.replaceState(null, '', location.pathname + location.search);
+}
+
 function start(): void {
+  takeTokenFromLink();
   charts = {
     acc: new Chart($('student-acc')),
     bytes: new Chart($('bytes')),

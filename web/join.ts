@@ -1,7 +1,7 @@
 /**
  * The join page (/join): a person picks their private data, the page trains on it with the client SDK, uploads only
  * logits on the proxy set, adopts the student and shows its progress. A reload rejoins as the same client (id in
- * localStorage, resume token and settings in sessionStorage, picked images decoded once and kept in IndexedDB).
+ * and its resume token in localStorage, settings in sessionStorage, picked images decoded once and kept in IndexedDB).
  */
 import uPlot from 'uplot';
 import {
@@ -270,12 +270,13 @@ async function join(s: Session, resuming: boolean): Promise<void> {
     data: train,
     evalSet,
     proxyCache: new IndexedDbProxyCache(),
-    resumeToken: sessionStorage.getItem(resumeKey) ?? undefined,
+    // Kept as long as the client id (localStorage): the server refuses a known id, even offline, without its token.
+    resumeToken: localStorage.getItem(resumeKey) ?? undefined,
     log,
   });
   state.client = client;
   client.on('welcome', (w) => {
-    sessionStorage.setItem(resumeKey, w.resumeToken);
+    localStorage.setItem(resumeKey, w.resumeToken);
     setState('connected', `connected · ${w.strategy}`);
   });
   client.on('disconnected', (reason) => setState('reconnecting', `reconnecting (${reason})`));

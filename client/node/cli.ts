@@ -10,7 +10,10 @@ import { createLogger, type LogOptions } from '../../server/logger.ts';
 import { loadFashionMnist } from '../../datasets/fashion-mnist.ts';
 import { FedistillClient, FedistillError } from '../client.ts';
 import type { EndMsg } from '../../shared/protocol/messages.ts';
+import { readFileSync } from 'node:fs';
 import { FileProxyCache } from './file-proxy-cache.ts';
+import { ResumeTokenFile } from './resume-token-file.ts';
+import { trustCa } from './tls.ts';
 import { loadPrivateData } from './private-data.ts';
 import { fitProxySize } from '../../datasets/proxy-size.ts';
 
@@ -31,6 +34,9 @@ interface ClientCliSettings {
   classes?: string[];
   seed: number;
   proxyCache?: string;
+  /** --ca: PEM file of a private CA that signed the server's certificate. */
+  ca?: string;
+  resumeDir?: string;
   giveUpAfterS: number;
   backend: BackendPreference;
   logLevel: string;
@@ -46,11 +52,23 @@ export async function main(argv: string[]): Promise<void> {
   const logger = createLogger({ level: v.logLevel, format: v.logFormat, name: id });
   const log = (m: string) => logger.info(m);
   await initBackend({ prefer: v.backend, log });
+  // A private CA (--ca) is trusted by the socket and by every HTTP request this client makes (/federation, the proxy set).
+  let tls: ReturnType<typeof trustCa> | Record<string, never> = {};
+  if (v.ca) {
+    let pem: string;
+    try {
+      pem = readFileSync(v.ca, 'utf8');
+    } catch (e) {
+      throw new Error(`--ca ${v.ca}: ${(e as Error).message}`);
+    }
+    if (!pem.includes('-----BEGIN CERTIFICATE-----')) throw new Error(`--ca ${v.ca}: no PEM certificate in it`);
+    tls = trustCa(pem);
+  }
 
   let data: Dataset;
   let evalSet: Dataset | null = null;
   if (v.dataDir) {
-    ({ train: data, eval: evalSet } = await loadPrivateData(v.dataDir, { classes: v.classes, serverUrl: v.url, log }));
+    ({ train: data, eval: evalSet } = await loadPrivateData(v.dataDir, { classes: v.classes, serverUrl: v.url, fetch: tls.fetch, log }));
   } else if (v.fashionMnistPart) {
     // The Dirichlet split `fedistill simulate` makes with the same seed, proxy size and α, so that client I here
     // holds exactly the rows of simulate's client I.
@@ -68,7 +86,11 @@ export async function main(argv: string[]): Promise<void> {
   }
   log(`private data: ${data.count} labelled samples (never sent)`);
 
+  // The id's resume token survives a restart of this process: the server refuses a known id without it.
+  const resume = new ResumeTokenFile(v.url, id, v.resumeDir);
   const client = new FedistillClient({
+    ...tls,
+    resumeToken: resume.read(),
     url: v.url,
     token: v.token,
     clientId: id,
@@ -80,6 +102,13 @@ export async function main(argv: string[]): Promise<void> {
     seed: v.seed,
     giveUpAfterMs: v.giveUpAfterS * 1000, // --give-up-after S; 0 = never give up
     log,
+  });
+  client.on('welcome', (w) => {
+    try {
+      resume.write(w.resumeToken);
+    } catch (e) {
+      logger.warn(`could not keep the resume token in ${resume.file}: ${(e as Error).message}`);
+    }
   });
   client.on('round-done', (r) =>
     log(`round ${r.round}: trained ${r.stats.trainSeconds.toFixed(1)} s (train acc ${(r.stats.trainAccuracy * 100).toFixed(1)}%` +

@@ -4,3 +4,5 @@
  */
 export { FileProxyCache } from './file-proxy-cache.ts';
 export { loadPrivateData } from './private-data.ts';
+export { fetchWithCa, trustCa, type FetchLike } from './tls.ts';
+export { ResumeTokenFile } from './resume-token-file.ts';

@@ -32,6 +32,8 @@ export interface PrivateDataOptions {
   serverUrl?: string;
   /** How long to keep asking a server that is not up yet (ms). Default 30000. */
   serverWaitMs?: number;
+  /** The fetch to ask it with (an https server with a private CA: `fetchWithCa(pem)`). Default: the global fetch. */
+  fetch?: (input: string | URL, init?: RequestInit) => Promise<Response>;
   log?: (m: string) => void;
 }
 
@@ -51,19 +53,26 @@ export function detectDataFormat(dir: string): PrivateDataFormat {
 }
 
 /** The server's class names and input shape from GET /federation, retried while it starts; null if it never answers. */
-export async function fetchFederation(url: string, waitMs: number, log: (m: string) => void): Promise<{ classNames: string[]; inputShape: [number, number, number] } | null> {
+export async function fetchFederation(
+  url: string,
+  waitMs: number,
+  log: (m: string) => void,
+  fetchImpl: NonNullable<PrivateDataOptions['fetch']> = fetch,
+): Promise<{ classNames: string[]; inputShape: [number, number, number] } | null> {
   const deadline = Date.now() + waitMs;
   let said = false;
   for (;;) {
     try {
-      const res = await fetch(new URL('/federation', url), { signal: AbortSignal.timeout(5000) });
+      const res = await fetchImpl(new URL('/federation', url), { signal: AbortSignal.timeout(5000) });
       if (res.ok) {
         const f = (await res.json()) as { classNames?: string[]; student?: { inputShape?: [number, number, number] } };
         if (Array.isArray(f.classNames) && f.student?.inputShape) return { classNames: f.classNames, inputShape: f.student.inputShape };
         return null;
       }
-    } catch {
-      /* not up yet */
+    } catch (e) {
+      // Not up yet — unless its certificate is not trusted, which waiting does not fix.
+      const code = String((e as { code?: string; cause?: { code?: string } }).cause?.code ?? (e as { code?: string }).code ?? '');
+      if (/CERT|SELF_SIGNED|UNABLE_TO_VERIFY/.test(code)) throw new Error(`${url}/federation: the server's TLS certificate is not trusted (${code}): pass the CA that signed it (--ca FILE)`);
     }
     if (Date.now() >= deadline) return null;
     if (!said) log(`data: waiting for ${url}/federation to learn the class names …`);
@@ -85,7 +94,7 @@ async function settleClassNames(
 ): Promise<{ classes: string[] | undefined; shape?: [number, number, number]; from: string }> {
   if (given) return { classes: given, from: o.classes ? '--classes' : 'classes.json' };
   if (o.serverUrl) {
-    const fed = await fetchFederation(o.serverUrl, o.serverWaitMs ?? 30000, log);
+    const fed = await fetchFederation(o.serverUrl, o.serverWaitMs ?? 30000, log, o.fetch);
     if (fed) {
       log(`data: class names from ${o.serverUrl}/federation: ${fed.classNames.join(', ')}`);
       return { classes: fed.classNames, shape: fed.inputShape, from: `${o.serverUrl}/federation` };

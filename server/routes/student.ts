@@ -1,13 +1,13 @@
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
-import { tokenMatches } from '../auth.ts';
+import { viewerAllowed, type ClientAuth } from '../auth.ts';
 import { STUDENT_WEIGHTS_FILE, type StudentRelease } from '../state/student-release.ts';
 import type { StudentShelf } from '../state/student-shelf.ts';
 
 export interface StudentRoutesOptions {
   shelf: StudentShelf;
-  /** The clients' token (--token): `end.studentPath` tells clients to fetch the student with it. */
-  token: string;
-  /** The dashboard's token (--viewer-token): whoever may watch the federation may also load its student. */
+  /** The clients' authentication (shared token or their credentials): `end.studentPath` sends clients here with it. */
+  auth: ClientAuth;
+  /** The operator/viewer token: whoever may watch the federation may also load its student. */
   viewerToken: string;
 }
 
@@ -20,15 +20,17 @@ type StudentFile = (typeof FILES)[number];
  * (the newest STUDENT_VERSIONS_KEPT). model-card.json beside each says how to feed it and what it scored.
  */
 export const studentRoutes: FastifyPluginAsync<StudentRoutesOptions> = async (app, o) => {
-  // Public only when the server has no token at all; otherwise either token opens it: clients are sent here by `end`
-  // with the token they connect with, dashboard viewers with theirs. Both are compared, in constant time, every time.
-  const tokens = [o.token, o.viewerToken].filter((t) => t !== '');
-  const isPrivate = tokens.length > 0;
+  // Public only with --insecure-no-auth and no viewer token; otherwise a client's secret (the shared token or its
+  // unrevoked credential: clients are sent here by `end`) or the viewer token opens it. Both are checked, in constant
+  // time, every time.
+  const isPrivate = o.auth.mode !== 'none' || o.viewerToken !== '';
   const allowed = (req: FastifyRequest, reply: FastifyReply): boolean => {
     if (!isPrivate) return true;
     const given = req.headers.authorization;
-    if (tokens.map((t) => tokenMatches(given, `Bearer ${t}`)).some(Boolean)) return true;
-    const which = [o.token && 'the server (client) token', o.viewerToken && 'the viewer token'].filter(Boolean).join(' or ');
+    const asClient = o.auth.mode !== 'none' && o.auth.checkBearer(given).ok;
+    const asViewer = o.viewerToken !== '' && viewerAllowed(o.viewerToken, given);
+    if (asClient || asViewer) return true;
+    const which = [o.auth.mode === 'token' && 'the server (client) token', o.auth.mode === 'credentials' && "a client's credential", o.viewerToken && 'the viewer token'].filter(Boolean).join(' or ');
     void reply.code(401).send({
       error: 'unauthorized',
       message: `the student needs ${which}: send Authorization: Bearer <token> (tf.loadLayersModel(url, { requestInit: { headers } }))`,

@@ -13,6 +13,7 @@ const GROUP_TITLES: Record<string, string | Partial<Record<Command, string>>> = 
   distillation: "the server's distillation",
   online: 'online (asynchronous) distillation',
   continual: 'continual learning',
+  attacks: 'attacks and robustness',
   limits: 'limits',
   runtime: 'runtime',
 };

@@ -1,4 +1,5 @@
 import { AGGREGATORS } from '../distill/aggregators.ts';
+import { FEDAVG_AGGREGATORS } from '../distill/weight-averaging.ts';
 import { MODEL_KINDS } from '../protocol/model-kinds.ts';
 import { LOGIT_CODECS } from '../tensor/logit-codec.ts';
 import type { Setting } from './types.ts';
@@ -38,7 +39,11 @@ export const SERVER_SETTINGS: readonly Setting[] = [
   // ---- listening and access
   { key: 'host', flag: 'host', type: 'string', default: '127.0.0.1', env: 'FEDISTILL_HOST', arg: 'H', commands: ['server'], help: 'listen address (0.0.0.0 = every interface)', group: 'access' },
   { key: 'port', flag: 'port', type: 'int', range: { min: 0, max: 65535 }, default: 8080, env: 'PORT', arg: 'N', commands: ['server'], help: 'port, 0 = any free one', group: 'access' },
-  { key: 'viewerToken', flag: 'viewer-token', type: 'string', default: '', env: 'FEDISTILL_VIEWER_TOKEN', arg: 'T', commands: ['server'], help: "token the dashboard at / asks for ('' = open to anyone); /student takes it or --token, and is public only when neither is set", group: 'access' },
+  { key: 'viewerToken', flag: 'viewer-token', type: 'string', default: '', env: 'FEDISTILL_VIEWER_TOKEN', arg: 'T', commands: ['server'], help: "operator/viewer token for the dashboard's data, /status and /metrics (Bearer), and /student; unset with client auth on: one is generated (kept in --state-dir)", group: 'access' },
+  { key: 'credentials', flag: 'credentials', type: 'boolean', default: false, commands: ['server'], help: "clients must present a per-client credential ('fedistill credential issue', revocable) instead of --token; needs --state-dir", group: 'access' },
+  { key: 'insecureNoAuth', flag: 'insecure-no-auth', type: 'boolean', default: false, commands: ['server'], help: 'accept any client and viewer without a token (trusted loopback experiments only)', group: 'access' },
+  { key: 'tls.cert', flag: 'tls-cert', type: 'string', default: undefined, env: 'FEDISTILL_TLS_CERT', arg: 'FILE', commands: ['server'], help: 'serve https/wss with this PEM certificate (chain) …', group: 'access' },
+  { key: 'tls.key', flag: 'tls-key', type: 'string', default: undefined, env: 'FEDISTILL_TLS_KEY', arg: 'FILE', commands: ['server'], help: '… and this PEM private key', group: 'access' },
   {
     key: 'corsOrigins',
     flag: 'cors-origin',
@@ -152,6 +157,11 @@ export const SERVER_SETTINGS: readonly Setting[] = [
 
   // ---- the server's distillation
   { key: 'aggregator', flag: 'aggregator', type: 'enum', values: AGGREGATORS, default: 'confidence', arg: 'A', commands: ['server', 'simulate'], help: "how clients' logits become the teacher", group: 'distillation' },
+  { key: 'trimFraction', flag: 'trim-fraction', type: 'float', range: { min: 0, max: 0.5, maxOpen: true }, default: 0.2, arg: 'F', commands: ['server', 'simulate'], help: 'trimmed-mean (teachers and --fedavg-aggregator): fraction dropped from each end of every coordinate', group: 'attacks' },
+  { key: 'maxShare', flag: 'max-share', type: 'float', range: nonNegative, default: 2, arg: 'M', commands: ['server', 'simulate'], help: "no client weighs more than M/K of any row's teacher or of FedAvg's mean (K clients; ≤ 1 = equal shares, 0 = no cap)", group: 'attacks' },
+  { key: 'claimFactor', flag: 'claim-factor', type: 'float', range: nonNegative, default: 3, arg: 'F', commands: ['server', 'simulate'], help: "weighted, fedavg: a client's claimed sample count counts at most F × the round's median claim (0 = believe it)", group: 'attacks' },
+  { key: 'reputationDecay', flag: 'reputation-decay', type: 'float', range: { min: 0, max: 1 }, default: 0.5, arg: 'R', commands: ['server', 'simulate'], help: "weight of each round's agreement with the median teacher in a client's reputation, which multiplies its weight (0 = off)", group: 'attacks' },
+  { key: 'fedavgAggregator', flag: 'fedavg-aggregator', type: 'enum', values: FEDAVG_AGGREGATORS, default: 'trimmed-mean', arg: 'A', commands: ['server', 'simulate'], help: "fedavg: how clients' weights are combined (coordinate-wise trimmed mean / median, norm-clipped or plain mean)", group: 'attacks' },
   { key: 'temperature', flag: 'temperature', type: 'float', range: positive, default: 2, arg: 'T', commands: ['server', 'simulate'], help: 'distillation temperature (T_max with --temperature-decay)', group: 'distillation' },
   { key: 'temperatureDecay', flag: 'temperature-decay', type: 'float', range: nonNegative, default: 0, arg: 'K', commands: ['server', 'simulate'], help: 'T(t) = T_max·exp(−K·t) per round, floored at 1; 0 = constant', group: 'distillation' },
   { key: 'distillEpochs', flag: 'distill-epochs', type: 'int', range: atLeastOne, default: 3, arg: 'E', commands: ['server', 'simulate'], help: 'student epochs over the teacher bank per round', group: 'distillation' },
@@ -171,4 +181,18 @@ export const SERVER_SETTINGS: readonly Setting[] = [
   { key: 'frameLimits.hello', flag: 'max-hello-bytes', type: 'int', range: { min: 1024 }, default: 64 * 1024, arg: 'B', commands: ['server'], help: 'largest hello frame accepted', group: 'limits' },
   { key: 'frameLimits.logits', flag: 'max-logits-bytes', type: 'int', range: { min: 1024 }, default: 16 * 1024 * 1024, arg: 'B', commands: ['server'], help: 'largest logits upload accepted', group: 'limits' },
   { key: 'frameLimits.weights', flag: 'max-weights-bytes', type: 'int', range: { min: 1024 }, default: 64 * 1024 * 1024, arg: 'B', commands: ['server'], help: 'largest weights upload accepted (fedavg)', group: 'limits' },
+  { key: 'maxClients', flag: 'max-clients', type: 'int', range: atLeastOne, default: 10_000, arg: 'N', commands: ['server'], help: "registered client ids at most; a hello for a new id beyond is refused 'too-many-clients' (known ids still reconnect)", group: 'limits' },
+  { key: 'helloTimeoutS', flag: 'hello-timeout-s', type: 'float', range: positive, default: 30, arg: 'S', commands: ['server'], help: "a connection that has not been welcomed (a valid hello) within S seconds is closed ('hello-timeout')", group: 'limits' },
+  { key: 'idleAfterRounds', flag: 'idle-after-rounds', type: 'int', range: nonNegative, default: 3, arg: 'N', commands: ['server'], help: 'a client selected N rounds (online: tasks) in a row without uploading is idle: not selected, sent nothing, until a hello or an upload; 0 = never', group: 'limits' },
+  { key: 'clientRetentionS', flag: 'client-retention-s', type: 'float', range: nonNegative, default: 7 * 24 * 3600, arg: 'S', commands: ['server'], help: 'offline clients not seen for S seconds leave the registry (and the next checkpoint); 0 = keep forever', group: 'limits' },
+  { key: 'statusClients', flag: 'status-clients', type: 'int', range: nonNegative, default: 50, arg: 'N', commands: ['server'], help: '/status and the dashboard list the N most recently active clients (counts cover all)', group: 'limits' },
+  { key: 'rateFramesPerS', flag: 'rate-frames-per-s', type: 'float', range: positive, default: 10, arg: 'R', commands: ['server'], help: "frames one connection may send per second on average; over it a frame is refused 'rate-limited'", group: 'limits' },
+  { key: 'rateBurst', flag: 'rate-burst', type: 'int', range: atLeastOne, default: 20, arg: 'N', commands: ['server'], help: '... in bursts of up to N frames', group: 'limits' },
+  { key: 'helloIntervalS', flag: 'hello-interval-s', type: 'float', range: nonNegative, default: 10, arg: 'S', commands: ['server'], help: 'a connection may say hello once per S seconds on average (bursts of 5); 0 = no hello limit beyond the frame rate', group: 'limits' },
+  { key: 'errorRepliesPerS', flag: 'error-replies-per-s', type: 'float', range: positive, default: 10, arg: 'R', commands: ['server'], help: 'error frames sent to one connection per second at most (bursts of 2R); further refusals are not answered', group: 'limits' },
+  { key: 'floodLimit', flag: 'flood-limit', type: 'int', range: atLeastOne, default: 100, arg: 'N', commands: ['server'], help: 'a connection with more than N frames refused for rate within 10 s is closed', group: 'limits' },
+  { key: 'authFailures', flag: 'auth-failures', type: 'int', range: nonNegative, default: 10, arg: 'N', commands: ['server'], help: 'failed authentications (handshake token, resume token) an address may make before back-off', group: 'limits' },
+  { key: 'authBackoffS', flag: 'auth-backoff-s', type: 'float', range: positive, default: 1, arg: 'S', commands: ['server'], help: 'first back-off after those; doubles with each further failure ...', group: 'limits' },
+  { key: 'authBackoffMaxS', flag: 'auth-backoff-max-s', type: 'float', range: positive, default: 600, arg: 'S', commands: ['server'], help: "... up to S seconds (also how long an address's failures are remembered)", group: 'limits' },
+  { key: 'addressTableSize', flag: 'address-table-size', type: 'int', range: atLeastOne, default: 10_000, arg: 'N', commands: ['server'], help: 'remote addresses whose failures are tracked at most (least recent forgotten first)', group: 'limits' },
 ];

@@ -21,6 +21,33 @@ export const RELATIONS: readonly Relation[] = [
     },
   },
   {
+    commands: ['server'],
+    flags: ['token', 'credentials', 'insecure-no-auth'],
+    help: 'exactly one of --token, --credentials and --insecure-no-auth: an empty token never means "no auth"',
+    check: (v) => {
+      const modes = [v.token ? '--token' : '', v.credentials ? '--credentials' : '', v.insecureNoAuth ? '--insecure-no-auth' : ''].filter(Boolean);
+      if (modes.length === 1) return null;
+      if (modes.length > 1) return `give one of ${modes.join(', ')}, not several (one way for clients to authenticate)`;
+      return (
+        'no client authentication: give --token T (one shared secret), --credentials (per-client credentials from ' +
+        "'fedistill credential issue', with --state-dir) or, for a trusted loopback experiment, --insecure-no-auth " +
+        '(config: token, credentials, insecureNoAuth)'
+      );
+    },
+  },
+  {
+    commands: ['server'],
+    flags: ['credentials', 'state-dir'],
+    help: '--credentials needs --state-dir (the signing secret and the revocation list live there)',
+    check: (v) => (v.credentials && !v.stateDir ? '--credentials needs --state-dir DIR: the signing secret and the revocation list live in DIR/credentials/' : null),
+  },
+  {
+    commands: ['server'],
+    flags: ['tls-cert', 'tls-key'],
+    help: '--tls-cert and --tls-key together',
+    check: (v) => ((v['tls.cert'] === undefined) !== (v['tls.key'] === undefined) ? 'give --tls-cert FILE and --tls-key FILE together (https needs both)' : null),
+  },
+  {
     commands: ['simulate'],
     flags: ['proxy-subset', 'proxy-size'],
     help: '--proxy-subset ≤ --proxy-size',
