@@ -158,7 +158,8 @@ export function renderAttackTable(t: AttackTable): string {
     return drop === undefined ? pct(acc) : `${pct(acc)} (${signedPoints(drop)})`;
   };
   const headers = ['aggregator', 'clean', ...t.attacks];
-  out.push(`Final student accuracy (test set) with ${t.attackers.length} attacker(s) of ${t.settings.clients} (${t.attackers.join(', ')}); in parentheses the change vs clean, in points:`);
+  out.push(`Final student accuracy (test set) with ${t.attackers.length} attacker(s) of ${t.settings.clients} (${t.attackers.join(', ')}); in parentheses the change vs clean, in points` +
+    (t.attacks.includes('absent') ? "; 'absent': those clients do not take part (the honest ones alone):" : ':'));
   out.push(table(headers, t.rows.map((r) => [r.label, cell(r.clean, 'student'), ...t.attacks.map((a) => cell(r.attacks[a], 'student'))]), 1));
   const taught = t.rows.filter((r) => r.clean.teacherAccuracy !== undefined);
   if (taught.length) {

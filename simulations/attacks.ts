@@ -23,6 +23,8 @@
  *                      weights: the same update from every colluder, g − BOOST·(g − g_prev), i.e. the global model's
  *                      last step reversed and boosted (g_prev: the global of the colluders' previous round; in their
  *                      first round, g plus noise drawn from the shared seed, of each tensor's RMS).
+ * - `absent`           the reference, not an attack: those clients do not take part at all (simulate starts only the
+ *                      others), so the honest clients alone show what the federation can reach without the attackers.
  * - `free-ride`        no contribution of its own: logits echo what the round hands out (the student's logits, the
  *                      student's probabilities, the consensus; uniform where none covers a row); weights return the
  *                      received global model unchanged. (It still runs the SDK's local step; the upload ignores it.)
@@ -86,6 +88,8 @@ export function makeAttacker(spec: AttackSpec, clientId: string): Attacker {
   const own = new Rng(`attack/${spec.kind}/${spec.seed}/${clientId}`);
   const honestData = (d: Dataset) => d;
   switch (spec.kind) {
+    case 'absent':
+      throw new Error("'absent' clients are not started (simulate leaves them out): there is no attacker to make");
     case 'confident-wrong': {
       // A shift of its own, s ∈ [1, c): systematic (the same wrong class for the same prediction, round after round),
       // which is what moves a student; a different one per attacker (they do not collude).

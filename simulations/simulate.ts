@@ -147,6 +147,8 @@ export async function runSimulation(opts: Partial<SimulationOptions> = {}): Prom
   // The attackers depend on the seed and the client count only: an attack-free run of the same settings has the very
   // same honest clients, so the two differ by the attack alone.
   const attackers = new Set(o.attack ? chooseAttackers(o.clients, o.attackFraction, o.seed) : []);
+  // `absent`: the chosen clients don't take part at all (the honest-only reference); the others are the same clients.
+  const joining = Array.from({ length: o.clients }, (_, i) => i).filter((i) => !(o.attack === 'absent' && attackers.has(i)));
 
   const agg = createAggregator({
     proxy,
@@ -160,7 +162,7 @@ export async function runSimulation(opts: Partial<SimulationOptions> = {}): Prom
       host: '127.0.0.1',
       port: 0,
       token,
-      minClients: o.clients,
+      minClients: joining.length,
       fraction: 1,
       // The dashboard shows per-task accuracy and forgetting when it knows the tasks.
       tasks: scenario?.tasks,
@@ -172,7 +174,8 @@ export async function runSimulation(opts: Partial<SimulationOptions> = {}): Prom
       `${o.partition}${o.partition === 'dirichlet' ? ` α=${o.alpha}` : ''}, proxy ${proxy.count} (subset ${o.proxySubset}/round, ${o.codec}), ` +
       `${o.localEpochs} local epochs, backend ${backend.name}, data ${data.source}${data.isSubset ? ' (SUBSET)' : ''}`,
   );
-  if (o.attack) log(`attack: ${o.attack} by ${attackers.size} of ${o.clients} clients (${[...attackers].map(clientId).join(', ')})`);
+  if (o.attack === 'absent') log(`absent: ${[...attackers].map(clientId).join(', ')} do not take part (${joining.length} of ${o.clients} clients join)`);
+  else if (o.attack) log(`attack: ${o.attack} by ${attackers.size} of ${o.clients} clients (${[...attackers].map(clientId).join(', ')})`);
   const url = await agg.start();
   log(`watch it live: ${url}/ (dashboard)`);
 
@@ -237,13 +240,14 @@ export async function runSimulation(opts: Partial<SimulationOptions> = {}): Prom
   let budgetTimer: ReturnType<typeof setTimeout> | null = null;
 
   // Clients: round-robin over worker processes, each client its own connection and partition.
-  const nWorkers = Math.max(1, Math.min(o.workers, o.clients));
+  const nWorkers = Math.max(1, Math.min(o.workers, joining.length));
   const workers: ChildProcess[] = [];
   let readyWorkers = 0;
   const workerFailed = new Promise<never>((_, reject) => {
     for (let w = 0; w < nWorkers; w++) {
       const specs = [];
-      for (let i = w; i < o.clients; i += nWorkers) {
+      for (let j = w; j < joining.length; j += nWorkers) {
+        const i = joining[j];
         const id = clientId(i);
         specs.push({
           clientId: id,
@@ -252,7 +256,7 @@ export async function runSimulation(opts: Partial<SimulationOptions> = {}): Prom
           rows: Array.from(split.clients[i]),
           slowdown: o.slowdown[i % o.slowdown.length],
           taskRows: scenario ? rowsPerTask(scenario, split.clients[i], data.train.labels!, `${o.seed}/${id}`) : undefined,
-          attack: o.attack && attackers.has(i) ? { kind: o.attack, seed: o.seed } : undefined,
+          attack: o.attack && o.attack !== 'absent' && attackers.has(i) ? { kind: o.attack, seed: o.seed } : undefined,
         });
       }
       const child = fork(WORKER, [], { execArgv: WORKER_EXEC_ARGV, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });

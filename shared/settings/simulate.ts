@@ -8,8 +8,11 @@ import type { Setting } from './types.ts';
 export const SCENARIO_NAMES = ['none', 'class-incremental', 'drift'] as const;
 export const PARTITIONS = ['dirichlet', 'shards', 'iid'] as const;
 
-/** simulations/attacks.ts implements each (README: Attacks and robustness). */
-export const ATTACK_KINDS = ['confident-wrong', 'label-flip', 'random', 'inflated-counts', 'collude', 'free-ride'] as const;
+/**
+ * simulations/attacks.ts implements each (README: Attacks and robustness). `absent` is the reference, not an attack:
+ * the would-be attackers do not take part, so the honest clients alone set the bar a robust aggregator aims at.
+ */
+export const ATTACK_KINDS = ['absent', 'confident-wrong', 'label-flip', 'random', 'inflated-counts', 'collude', 'free-ride'] as const;
 export type AttackKind = (typeof ATTACK_KINDS)[number];
 
 /**
