@@ -168,6 +168,18 @@ export function createAggregator(o: AggregatorOptions): Aggregator {
     history: coordinator.history,
   });
   const dashboard = attachDashboard(io, coordinator, { viewerToken: config.viewerToken, describe, log: logger });
+  // HTTP takes part in the same per-address back-off as socket.io handshakes: a refused bearer token (401 from
+  // /proxy, /student, /status, /metrics) counts as a failed authentication, and an address backing off gets 429 with
+  // Retry-After on everything but /healthz, before any token is checked — else HTTP would be the way to guess tokens.
+  app.addHook('onRequest', async (req, reply) => {
+    const wait = addressGuard.blockedFor(req.ip);
+    if (wait === 0 || req.url === '/healthz') return;
+    const s = Math.ceil(wait / 1000);
+    return reply.code(429).header('retry-after', String(s)).send({ error: 'rate-limited', message: `too many failed authentications from this address; retry in ${s} s` });
+  });
+  app.addHook('onResponse', async (req, reply) => {
+    if (reply.statusCode === 401) addressGuard.failed(req.ip);
+  });
   app.register(healthRoutes, { coordinator, metrics, describe, viewerToken: config.viewerToken });
   app.register(proxyRoutes, { info: proxyInfo, body: proxyBody, auth });
   app.register(studentRoutes, { shelf, auth, viewerToken: config.viewerToken });

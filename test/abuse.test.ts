@@ -16,7 +16,7 @@ import { PROTOCOL_VERSION, type ErrorMsg, type RoundMsg, type ServerMsg, type We
 import { encodeMatrix } from '../shared/tensor/logit-codec.ts';
 import { addressKey, AddressGuard } from '../server/guard/address-guard.ts';
 import type { ServerConfig } from '../server/config.ts';
-import { RawPeer, startBench, TOKEN, type Bench } from './helpers.ts';
+import { makeClient, RawPeer, startBench, TOKEN, type Bench } from './helpers.ts';
 
 const stats = { trainLoss: 1, trainAccuracy: 0.5, trainSeconds: 0.1 };
 const hello = (clientId: string, resumeToken?: string, numSamples = 100) => ({
@@ -127,7 +127,7 @@ test('failed handshakes from one address back off exponentially; the table of ad
   for (let i = 0; i < 3; i++) assert.match(String(await handshake(b.url, 'wrong-token')), /unauthorized/, `failure ${i + 1}`);
   // Three failures, two free: backing off for 1.5 s. Even the right token is refused meanwhile, before any auth work.
   const refused = await handshake(b.url, TOKEN);
-  assert.notEqual(refused, true, 'refused while backing off');
+  assert.match(String(refused), /^rate-limited: too many failed authentications from this address; retry in \d+ s/, 'refused, saying why and when');
   await sleep(1700);
   assert.equal(await handshake(b.url, TOKEN), true, 'accepted once the back-off is over');
   // One more failure doubles the back-off (3 s): still refused after 1.7 s.
@@ -144,6 +144,31 @@ test('failed handshakes from one address back off exponentially; the table of ad
   assert.equal(g.blockedFor('10.0.0.4', 61_001 + 1000), 0, 'entries lapse');
   assert.equal(addressKey('2001:db8:1:2:aaaa::1'), addressKey('2001:db8:1:2::ffff'));
   assert.equal(addressKey('::ffff:192.0.2.7'), '192.0.2.7');
+});
+
+test('HTTP: a refused bearer token counts toward the same back-off; an address backing off gets 429, /healthz stays up', async (t) => {
+  const b = await startBench(2, { ...small, minClients: 5, authFailures: 2, authBackoffS: 30, authBackoffMaxS: 60 });
+  t.after(() => b.agg.close());
+  const get = (path: string, token?: string) => fetch(b.url + path, { headers: token ? { authorization: `Bearer ${token}` } : {} });
+  for (let i = 0; i < 3; i++) assert.equal((await get(b.agg.proxyInfo.path, 'wrong-token')).status, 401, `failure ${i + 1}`);
+  const r = await get(b.agg.proxyInfo.path, TOKEN);
+  assert.equal(r.status, 429, 'even the right token waits out the back-off');
+  assert.ok(Number(r.headers.get('retry-after')) > 0);
+  assert.equal((await r.json()).error, 'rate-limited');
+  assert.equal((await get('/healthz')).status, 200);
+  assert.match(String(await handshake(b.url, TOKEN)), /^rate-limited/, 'and so does a socket.io handshake from it');
+});
+
+test('the SDK waits out an address back-off the server names, then joins', async (t) => {
+  const b = await startBench(2, { ...small, minClients: 5, authFailures: 0, authBackoffS: 1, authBackoffMaxS: 5 });
+  t.after(() => b.agg.close());
+  assert.match(String(await handshake(b.url, 'wrong-token')), /unauthorized/);
+  assert.match(String(await handshake(b.url, TOKEN)), /^rate-limited/, 'backing off now');
+  const lines: string[] = [];
+  const c = makeClient(b, 0, { log: (l) => lines.push(l) });
+  t.after(() => c.stop());
+  await c.start(); // resolves on welcome: refused once with "retry in 1 s", then connected
+  assert.ok(lines.some((l) => /refused the connection: rate-limited/.test(l)), lines.join('\n'));
 });
 
 test('a connection that says no valid hello within --hello-timeout-s is closed; a welcomed one stays', async (t) => {
@@ -258,6 +283,22 @@ test('idle clients: a hello revives an idle id at once only after its first stri
   await answer(later);
   await sleep(200);
   assert.ok(!z.received.some((m) => m.type === 'round' && m.round > next.round), 'still idle: sent no task');
+});
+
+test("end carries the student's weights only to a client of its architecture; the others get its path", async (t) => {
+  const b = await startBench(2, { ...small, minClients: 2, rounds: 1 });
+  t.after(() => b.agg.close());
+  const { p: same, welcome } = await peer(b, t, 'same-arch');
+  const { p: other } = await peer(b, t);
+  other.send('hello', { ...hello('other-arch'), model: 'cnn' });
+  await other.next((m) => m.type === 'welcome');
+  const hash = welcome!.proxy.hash;
+  for (const p of [same, other]) p.send('logits', logitsFor((await p.next((m) => m.type === 'round')) as RoundMsg, hash));
+  const [a, o] = await Promise.all([same, other].map((p) => p.next((m) => m.type === 'end', 30_000))) as Extract<ServerMsg, { type: 'end' }>[];
+  assert.equal(a.model?.kind, 'mlp', 'the mlp client gets the mlp student');
+  assert.equal(o.model, undefined, 'the cnn client does not');
+  assert.equal(o.studentPath, a.studentPath);
+  assert.ok(o.studentPath, 'it gets where to fetch it');
 });
 
 test('registry pruning: offline clients past --client-retention-s are forgotten, also after a restart', async (t) => {
