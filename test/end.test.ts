@@ -275,7 +275,7 @@ test("a hello refused with 'internal' is said again after a back-off; the client
   const broken = await fake(Infinity);
   const d = makeClient({ url: broken.url, parts: [train] } as Bench, 0, { giveUpAfterMs: 1200 });
   t.after(() => d.stop());
-  await assert.rejects(d.start(), (e: FedistillError) => e.code === 'refused' && /internal errors/.test(e.message));
+  await assert.rejects(d.start(), (e: FedistillError) => e.code === 'refused' && /hello \(internal\)/.test(e.message));
   assert.ok(broken.hellos.length >= 2, `retried: ${broken.hellos.length} hellos`);
 });
 

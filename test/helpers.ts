@@ -11,6 +11,9 @@ import type { ServerConfig } from '../server/config.ts';
 import { loadSubset } from '../datasets/fashion-mnist.ts';
 
 export const TOKEN = 'test-token-0123456789';
+
+/** For tests that send many (bad) frames on one connection on purpose: per-connection rate limits lifted. */
+export const NO_RATE_LIMITS = { rateFramesPerS: 10_000, rateBurst: 10_000, helloIntervalS: 0, errorRepliesPerS: 10_000, floodLimit: 1_000_000 } as const;
 /** The operator/viewer token test servers get (startBench, the server fixture): /status, /metrics, the dashboard. */
 export const VIEWER_TOKEN = 'test-viewer-token-9876543210';
 

@@ -12,13 +12,14 @@ import { PROTOCOL_VERSION, type ErrorMsg, type RoundMsg, type ServerMsg, type We
 import { encodeMatrix } from '../shared/tensor/logit-codec.ts';
 import type { ServerConfig } from '../server/config.ts';
 import { extTypesIn } from './msgpack-scan.ts';
-import { RawPeer, startBench } from './helpers.ts';
+import { NO_RATE_LIMITS, RawPeer, startBench } from './helpers.ts';
 
 const stats = { trainLoss: 1, trainAccuracy: 0.5, trainSeconds: 0.1 };
 const hello = (clientId: string, model: string, resumeToken?: string) => ({
   type: 'hello', protocol: PROTOCOL_VERSION, clientId, model, numSamples: 100, codec: 'fp16', resumeToken,
 });
-const small: Partial<ServerConfig> = { proxySubset: 40, distillEpochs: 1, minClients: 2 };
+// These tests send many frames on one connection on purpose: the rate limits (test/abuse.test.ts) are lifted.
+const small: Partial<ServerConfig> = { proxySubset: 40, distillEpochs: 1, minClients: 2, ...NO_RATE_LIMITS };
 
 /** Logits with a clear argmax per row (column = row mod 10), so the server's distillation has something to learn. */
 function logitsFor(round: RoundMsg, hash: string, codec: 'fp16' | 'fp32' = 'fp16') {
