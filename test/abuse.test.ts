@@ -210,19 +210,29 @@ test('--max-clients: a hello for a new id beyond the cap is refused; known ids s
   assert.equal(((await b2.next((m) => m.type === 'error')) as ErrorMsg).code, 'too-many-clients', 'a and c are connected: no room');
 });
 
-test('idle clients: a selected client that never uploads is dropped from selection and sent nothing, until a late upload', async (t) => {
-  const b = await startBench(2, { ...small, minClients: 2, quorum: 0.5, roundTimeoutS: 2, rounds: 4, idleAfterRounds: 1 });
+/**
+ * A federation with --idle-after-rounds 1 and short rounds: a 'zombie' peer (welcomed, never uploads unless told) and
+ * two honest peers; answer(r) makes the honest peers selected for round r upload, once it is open.
+ */
+async function idleFederation(t: { after: (f: () => void) => void }, rounds: number) {
+  const b = await startBench(2, { ...small, minClients: 2, quorum: 0.5, roundTimeoutS: 2, rounds, idleAfterRounds: 1 });
   t.after(() => b.agg.close());
   const { p: z, welcome } = await peer(b, t, 'zombie');
   const hash = welcome!.proxy.hash;
   const honest = [(await peer(b, t, 'h1')).p, (await peer(b, t, 'h2')).p];
-  /** The honest peers answer round `r` (each one selected for it). */
   const answer = async (r: number) => {
+    await until(`round ${r} open`, () => (b.agg.coordinator.status().openRound?.round ?? b.agg.coordinator.round) >= r, 15_000);
+    await sleep(100);
     for (const h of honest) {
       const round = h.received.find((m) => m.type === 'round' && m.round === r) as RoundMsg | undefined;
       if (round) h.send('logits', logitsFor(round, hash));
     }
   };
+  return { b, z, welcome: welcome!, hash, honest, answer };
+}
+
+test('idle clients: a selected client that never uploads is dropped from selection and sent nothing, until a late upload', async (t) => {
+  const { b, z, hash, honest, answer } = await idleFederation(t, 4);
   const r1 = (await z.next((m) => m.type === 'round' && m.round === 1)) as RoundMsg;
   assert.ok(r1.model, 'round 1: the zombie (the student architecture) was sent the student');
   await sleep(100);
@@ -250,20 +260,7 @@ test('idle clients: a selected client that never uploads is dropped from selecti
 });
 
 test('idle clients: a hello revives an idle id at once only after its first strike; after that it backs off', async (t) => {
-  const b = await startBench(2, { ...small, minClients: 2, quorum: 0.5, roundTimeoutS: 2, rounds: 6, idleAfterRounds: 1 });
-  t.after(() => b.agg.close());
-  const { p: z, welcome } = await peer(b, t, 'zombie');
-  const hash = welcome!.proxy.hash;
-  const honest = [(await peer(b, t, 'h1')).p, (await peer(b, t, 'h2')).p];
-  /** Once round `r` is open, the honest peers selected for it answer it. */
-  const answer = async (r: number) => {
-    await until(`round ${r} open`, () => (b.agg.coordinator.status().openRound?.round ?? b.agg.coordinator.round) >= r, 15_000);
-    await sleep(100);
-    for (const h of honest) {
-      const round = h.received.find((m) => m.type === 'round' && m.round === r) as RoundMsg | undefined;
-      if (round) h.send('logits', logitsFor(round, hash));
-    }
-  };
+  const { b, z, welcome, answer } = await idleFederation(t, 6);
   const idle = () => b.agg.coordinator.status().clientCounts.idle;
   // Strike 1: round 1 passes without its upload. A hello (a restarted client) makes it selectable again at once.
   await answer(1);

@@ -6,18 +6,15 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, statSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { FedistillError } from '../client/client.ts';
 import { createAggregator } from '../server/app.ts';
 import { CredentialStore } from '../server/credentials/store.ts';
 import { PROTOCOL_VERSION, type WelcomeMsg } from '../shared/protocol/messages.ts';
-import { makeClient, RawPeer, roundsDone, startBench, subsetData, TOKEN, viewerAuth } from './helpers.ts';
+import { makeClient, RawPeer, roundsDone, runCli, startBench, subsetData, TOKEN, viewerAuth } from './helpers.ts';
 
-const ROOT = fileURLToPath(new URL('..', import.meta.url));
 
 function stateDir(t: { after(fn: () => void): void }): string {
   const dir = mkdtempSync(join(tmpdir(), 'fedistill-cred-'));
@@ -25,18 +22,7 @@ function stateDir(t: { after(fn: () => void): void }): string {
   return dir;
 }
 
-/** `fedistill credential …` (or any command), bounded; resolves with exit code and output. */
-function cli(args: string[], timeoutMs = 60_000): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [`${ROOT}bin/fedistill.mjs`, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d) => (stdout += d));
-    child.stderr.on('data', (d) => (stderr += d));
-    const t = setTimeout(() => (child.kill('SIGKILL'), reject(new Error(`fedistill ${args.join(' ')} did not exit: ${stdout}${stderr}`))), timeoutMs);
-    child.on('exit', (code) => (clearTimeout(t), resolve({ code, stdout, stderr })));
-  });
-}
+const cli = (args: string[]) => runCli(args);
 
 const hello = (clientId: string, resumeToken?: string) => ({ type: 'hello', protocol: PROTOCOL_VERSION, clientId, model: 'mlp', numSamples: 10, codec: 'fp32', resumeToken });
 

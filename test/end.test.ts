@@ -17,7 +17,7 @@ import { evaluateAccuracy } from '../shared/models/training.ts';
 import { weightsToWire } from '../shared/models/wire.ts';
 import type { EndMsg } from '../shared/protocol/messages.ts';
 import { subset } from '../shared/data/dataset.ts';
-import { makeClient, RawPeer, startBench, subsetData, TOKEN, VIEWER_TOKEN, viewerAuth, type Bench } from './helpers.ts';
+import { makeClient, RawPeer, runCli, startBench, subsetData, TOKEN, VIEWER_TOKEN, viewerAuth, type Bench } from './helpers.ts';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 
@@ -323,17 +323,7 @@ function spawnServer(args: string[]) {
   return { child, exit, output: () => out, waitFor };
 }
 
-function cli(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [`${ROOT}bin/fedistill.mjs`, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d) => (stdout += d));
-    child.stderr.on('data', (d) => (stderr += d));
-    const t = setTimeout(() => (child.kill('SIGKILL'), reject(new Error(`fedistill ${args[0]} did not exit: ${stdout}${stderr}`))), 120_000);
-    child.on('exit', (code) => (clearTimeout(t), resolve({ code, stdout, stderr })));
-  });
-}
+const cli = (args: string[]) => runCli(args, {}, 120_000);
 
 function freePort(): Promise<number> {
   return new Promise((resolve) => {

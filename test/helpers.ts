@@ -1,4 +1,6 @@
 /** Real parts for tests: a real aggregator on an ephemeral loopback port, real clients, real (small) data. */
+import { spawn } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import { io, type Socket } from 'socket.io-client';
 import { FedistillClient, type ClientOptions } from '../client/client.ts';
 import { initBackend } from '../shared/compute/backend.ts';
@@ -141,4 +143,19 @@ export class RawPeer {
   close(): void {
     this.socket.disconnect();
   }
+}
+
+const BIN = fileURLToPath(new URL('../bin/fedistill.mjs', import.meta.url));
+
+/** Run the real CLI (bin/fedistill.mjs), bounded in time (SIGKILL after it); resolves with its exit code and output. */
+export function runCli(args: string[], env: Record<string, string> = {}, timeoutMs = 60_000): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [BIN, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d) => (stdout += d));
+    child.stderr.on('data', (d) => (stderr += d));
+    const t = setTimeout(() => (child.kill('SIGKILL'), reject(new Error(`fedistill ${args.join(' ')} did not exit: ${stdout}${stderr}`))), timeoutMs);
+    child.on('exit', (code) => (clearTimeout(t), resolve({ code, stdout, stderr })));
+  });
 }

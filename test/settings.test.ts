@@ -16,6 +16,7 @@ import { readCommandLine } from '../server/command-line.ts';
 import { checkServerConfig, DEFAULT_CONFIG, SERVER_CONFIG_SETTINGS } from '../server/config.ts';
 import { DEFAULT_SIMULATION, runSimulation } from '../simulations/simulate.ts';
 import { SCENARIOS } from '../simulations/continual.ts';
+import { runCli } from './helpers.ts';
 
 const BIN = fileURLToPath(new URL('../bin/fedistill.mjs', import.meta.url));
 /** What a command needs besides the flag under test (the client needs its data named). */
@@ -262,18 +263,6 @@ test('--help lists every flag of the command, with its default', () => {
   assert.equal(readCommandLine('server', ['--help'], {}).help, true);
 });
 
-/** Run the real CLI (bin/fedistill.mjs), bounded in time; resolves with its exit code and output. */
-function runCli(args: string[], env: Record<string, string> = {}, timeoutMs = 60_000): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [BIN, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d) => (stdout += d));
-    child.stderr.on('data', (d) => (stderr += d));
-    const t = setTimeout(() => (child.kill('SIGKILL'), reject(new Error(`fedistill ${args.join(' ')} did not exit: ${stdout}${stderr}`))), timeoutMs);
-    child.on('exit', (code) => (clearTimeout(t), resolve({ code, stdout, stderr })));
-  });
-}
 
 test('the real CLI refuses nonsense with exit status 2 before anything starts, and prints --help', async () => {
   const [fraction, clientCodec, simClients, envPort, help] = await Promise.all([
