@@ -39,6 +39,7 @@ import { applyWireWeights } from '../shared/models/wire.ts';
 import type { RoundMsg, WireTensor } from '../shared/protocol/messages.ts';
 import { ATTACK_KINDS, type AttackKind } from '../shared/settings/simulate.ts';
 import { decodeMatrix } from '../shared/tensor/logit-codec.ts';
+import { MAX_SAMPLE_COUNT } from '../shared/protocol/schemas.ts';
 
 export { ATTACK_KINDS, type AttackKind };
 
@@ -51,7 +52,7 @@ export const RANDOM_WEIGHT_STD = 1;
 /** Boost of a malicious FedAvg update: with 10 clients it outweighs the other nine together. */
 export const BOOST = 10;
 /** The most samples a hello may claim (the protocol's bound on numSamples and each class count). */
-export const INFLATED_SAMPLES = 1e9;
+export const INFLATED_SAMPLES = MAX_SAMPLE_COUNT;
 
 /** What a worker needs to turn one of its clients into an attacker (plain data: it crosses the IPC channel). */
 export interface AttackSpec {

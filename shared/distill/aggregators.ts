@@ -172,17 +172,6 @@ function normalisedRows(q: Float64Array, n: number, c: number): Float32Array {
   return out;
 }
 
-/** Row-wise softmax(q / T) of a float64 matrix into float32. */
-function softmaxOf(q: Float64Array, n: number, c: number, T: number): Float32Array {
-  const out = new Float32Array(n * c);
-  const row = new Float64Array(c);
-  for (let i = 0; i < n; i++) {
-    softmaxRowInto(q, i * c, c, 1 / T, row, 0);
-    for (let j = 0; j < c; j++) out[i * c + j] = row[j];
-  }
-  return out;
-}
-
 /** Per-row shares of `confidence`: trust_k·conf_k(i), capped (water-filling only when some share is over the cap). */
 function confidenceTeacher(probs: Float64Array[], trust: number[], n: number, c: number, cap: number, measure: 'entropy' | 'max'): Float64Array {
   const K = probs.length;
@@ -297,14 +286,14 @@ export function aggregate(
         const f = shares[k];
         if (f > 0) for (let x = 0; x < nc; x++) mean[x] += f * t.logits[x];
       });
-      return softmaxOf(mean, n, c, T);
+      return softmaxRows(mean, n, c, T);
     }
     case 'mean-probs':
       return normalisedRows(sharedMean(teacherProbs(teachers, n, c, T), trustShares(), nc), n, c);
     case 'era': {
       const eraT = opts.eraTemperature ?? 0.1;
       checkTemperature(eraT, 'eraTemperature');
-      return softmaxOf(sharedMean(teacherProbs(teachers, n, c, T), trustShares(), nc), n, c, eraT);
+      return softmaxRows(sharedMean(teacherProbs(teachers, n, c, T), trustShares(), nc), n, c, eraT);
     }
     case 'weighted':
       return normalisedRows(weightedTeacher(teachers, teacherProbs(teachers, n, c, T), trust, n, c, cap, opts.claimFactor ?? ROBUST_DEFAULTS.claimFactor), n, c);

@@ -172,13 +172,16 @@ export const ErrorCodeSchema = z.enum(ERROR_CODES, { error: 'must be a known err
 
 // ---- client → server ----------------------------------------------------------------------------------------------
 
+/** The largest sample count (and class count) a client may claim: bounds what a liar can say before any clamping. */
+export const MAX_SAMPLE_COUNT = 1e9;
+
 export const HelloSchema = z.object({
   type: z.literal('hello'),
   protocol: int(0, 1e6).describe('Protocol version the client speaks (currently 1)'),
   clientId: str(128, /^[A-Za-z0-9_.:-]+$/, ", using only letters, digits and '_.:-'").describe('Stable id chosen by the client; a reconnect with the same id is the same participant'),
   model: ModelKindSchema.describe('The client\'s architecture; it decides what each `round` carries (see "Choosing `model`")'),
-  numSamples: int(0, 1e9).describe('Private training-set size (sample-count weighting); 0 = holds no data now'),
-  classCounts: opt(z.array(int(0, 1e9), { error: 'must be a list of non-negative integers' }).max(10000, { error: 'must have at most 10000 entries' })).describe('Private label histogram, numClasses counts (enables per-class teacher weighting)'),
+  numSamples: int(0, MAX_SAMPLE_COUNT).describe('Private training-set size (sample-count weighting); 0 = holds no data now'),
+  classCounts: opt(z.array(int(0, MAX_SAMPLE_COUNT), { error: 'must be a list of non-negative integers' }).max(10000, { error: 'must have at most 10000 entries' })).describe('Private label histogram, numClasses counts (enables per-class teacher weighting)'),
   codec: LogitCodecSchema.describe('Logit codec the client will upload with (informative)'),
   resumeToken: opt(str(128)).describe('Token from a previous `welcome` for this clientId: lets a reconnect replace a still-open connection'),
   backend: opt(str(32, /^[a-z0-9-]+$/, ', lower-case')).describe('Training backend name (e.g. wasm, webgpu): shown on dashboards'),
@@ -195,7 +198,7 @@ export const LogitsSchema = z.object({
 export const WeightsSchema = z.object({
   type: z.literal('weights'),
   round: int(0).describe('Round the upload answers'),
-  numSamples: int(0, 1e9).describe('Samples the weights were trained on (FedAvg weighting)'),
+  numSamples: int(0, MAX_SAMPLE_COUNT).describe('Samples the weights were trained on (FedAvg weighting)'),
   weights: WireModelSchema.shape.weights.describe('Tensors in the architecture\'s weight order'),
   stats: ClientRoundStatsSchema.describe('Scalars about the local step'),
 });
