@@ -17,6 +17,10 @@ import { MemoryProxyCache, type ProxyCache } from './proxy-cache.ts';
 import { backendInfo } from '../shared/compute/backend.ts';
 import type { EndMsg } from '../shared/protocol/messages.ts';
 import { FedistillError, connectErrorCause, helloRefusal } from './fedistill-error.ts';
+import { softmaxRows } from '../shared/distill/aggregators.ts';
+import { privatizeProbabilities, privatizeUpdate } from '../shared/privacy/mechanisms.ts';
+import { ClientPrivacy, noiseStd, type PrivacyBudget, type PrivacySpend } from './privacy.ts';
+import { SecureSession } from './secure-session.ts';
 
 export { FedistillError, type FedistillErrorCode } from './fedistill-error.ts';
 
@@ -74,6 +78,12 @@ export interface ClientOptions {
    * (`fedistill simulate --attack`). What a hook returns is sent as is: the server validates it like any upload.
    */
   outbound?: OutboundTransforms;
+  /**
+   * This client's differential-privacy budget (docs/privacy.md). With it the client sends no label histogram and only
+   * whether it holds data (numSamples 0 or 1), and declines any round that carries no DP noise or that would take
+   * its ε (its own accountant's, at `delta`) past `epsilon`. Without it, the client still adds the noise a round asks for.
+   */
+  privacy?: PrivacyBudget;
   log?: (msg: string) => void;
 }
 
@@ -128,6 +138,10 @@ export type ClientEvents = {
   disconnected: (reason: string) => void;
   /** The federation is over ('completed': all rounds done; 'shutdown': the server is stopping), with the final student. */
   end: (e: EndMsg) => void;
+  /** After an upload with DP noise: ε spent so far by this client's own count, and the state to keep for a restart. */
+  privacy: (s: PrivacySpend) => void;
+  /** A round this client did not answer, and why (its privacy budget, a round without noise it requires). */
+  declined: (d: { round: number; reason: string }) => void;
 };
 
 /**
@@ -168,12 +182,18 @@ export class FedistillClient extends Emitter<ClientEvents> {
   private takenOver = false;
   /** Hellos refused with 'internal' (a server fault, not a verdict on us): when the first was, and the next back-off. */
   private helloRetry: { since: number; delayMs: number; timer: ReturnType<typeof setTimeout> | null } | null = null;
+  /** The client's own budget (options.privacy), or an accountant that only reports when it has none. */
+  private readonly privacy: ClientPrivacy | null;
+  private reportOnlyPrivacy: ClientPrivacy | null = null;
+  /** The secure aggregation session of the round in progress. */
+  private secure: SecureSession | null = null;
 
   constructor(private readonly o: ClientOptions) {
     super();
     this.outcome = new Promise((resolve, reject) => (this.settle = { resolve, reject }));
     this.outcome.catch(() => {}); // nobody need await it: a rejection must not become an unhandled one
     this.data = o.data;
+    this.privacy = o.privacy ? new ClientPrivacy(o.privacy) : null;
     this.resumeTokenValue = o.resumeToken;
     this.codec = o.codec ?? 'fp16';
     this.cache = o.proxyCache ?? new MemoryProxyCache();
@@ -233,8 +253,19 @@ export class FedistillClient extends Emitter<ClientEvents> {
         if (seen !== 'working' && seen.sentOn !== this.epoch) this.transmit(seen);
         return;
       }
+      const refusal = this.privacy?.refusal(msg);
+      if (refusal) {
+        this.log(`round ${msg.round} declined: ${refusal}`);
+        this.emit('declined', { round: msg.round, reason: refusal });
+        return;
+      }
       this.rounds.set(msg.round, 'working');
       this.latestRound = Math.max(this.latestRound, msg.round);
+      if (msg.secagg) {
+        // The key exchange runs alongside the local step: keys go out now.
+        this.secure = new SecureSession(this.o.clientId, msg, (m) => this.send(m), this.log);
+        this.secure.start();
+      }
       // One round at a time, in order.
       this.queue = this.queue
         .then(() => this.onRound(msg))
@@ -245,6 +276,10 @@ export class FedistillClient extends Emitter<ClientEvents> {
         });
     }));
     socket.on('ack', (f) => this.inbound('ack', f, (a) => this.emit('ack', a)));
+    const session = (m: { round: number; session: string }) => (this.secure && this.secure.round.round === m.round && this.secure.session === m.session ? this.secure : null);
+    socket.on('sa-roster', (f) => this.inbound('sa-roster', f, (m) => void session(m)?.onRoster(m)));
+    socket.on('sa-peers', (f) => this.inbound('sa-peers', f, (m) => session(m)?.onPeers(m)));
+    socket.on('sa-unmask', (f) => this.inbound('sa-unmask', f, (m) => session(m)?.onUnmask(m)));
     socket.on('round-result', (f) => this.inbound('round-result', f, (r) => this.emit('round-result', r)));
     socket.on('error', (f) => this.inbound('error', f, (e) => {
       this.log(`server refused: ${e.code}: ${e.message}`);
@@ -435,10 +470,13 @@ export class FedistillClient extends Emitter<ClientEvents> {
 
   /** The counts this client reports: its data's, through outbound.counts if set. */
   private reportedCounts(): ReportedCounts {
-    const actual: ReportedCounts = {
-      numSamples: this.data.count,
-      classCounts: this.o.shareClassCounts === false ? undefined : classHistogram(this.data.labels!, range(this.data.count), this.data.numClasses),
-    };
+    // Under a DP budget the counts are data too: only whether the client holds any is said, and no histogram.
+    const actual: ReportedCounts = this.privacy
+      ? { numSamples: Math.min(1, this.data.count) }
+      : {
+          numSamples: this.data.count,
+          classCounts: this.o.shareClassCounts === false ? undefined : classHistogram(this.data.labels!, range(this.data.count), this.data.numClasses),
+        };
     return this.o.outbound?.counts ? this.o.outbound.counts(actual) : actual;
   }
 
@@ -611,11 +649,72 @@ export class FedistillClient extends Emitter<ClientEvents> {
     }
     if (this.o.outbound?.upload) draft = await this.o.outbound.upload(draft, { round: msg, proxy });
     this.abandonIfStopped();
-    const uploadBytes = draft.task === 'logits'
-      ? this.upload(msg.round, { type: 'logits', round: msg.round, proxyHash: this.proxyHash, logits: encodeMatrix(draft.logits, msg.indices!.length, draft.numClasses, this.codec), stats })
-      : this.upload(msg.round, { type: 'weights', round: msg.round, numSamples: draft.numSamples, weights: draft.weights, stats });
+    const uploadBytes = await this.send$(msg, draft, stats);
+    if (uploadBytes === null) return;
+    if (msg.privacy) this.chargePrivacy(msg);
     this.emit('round-done', { round: msg.round, task: msg.task, stats, uploadBytes, adoptedStudent: adopted, digestedConsensus: digested });
   }
+
+  /**
+   * The upload as the round asks for it: with `privacy`, clipped and noised here (probabilities, or the weight update
+   * against the model the round sent); with `secagg`, masked. Returns its frame size, or null when nothing was sent.
+   */
+  private async send$(msg: RoundMsg, draft: UploadDraft, stats: ClientRoundStats): Promise<number | null> {
+    const p = msg.privacy;
+    if (draft.task === 'weights') {
+      let weights = draft.weights;
+      if (p) {
+        if (!msg.model) throw new Error(`round ${msg.round} asks for a DP update but sent no model to update`);
+        const noisy = privatizeUpdate(weights.map((w) => w.data), msg.model.weights.map((w) => w.data), { clip: p.clip, noiseStd: noiseStd(msg) });
+        weights = weights.map((w, i) => ({ ...w, data: noisy.weights[i] }));
+      }
+      return this.upload(msg.round, { type: 'weights', round: msg.round, numSamples: draft.numSamples, weights, stats });
+    }
+    const n = msg.indices!.length;
+    const c = draft.numClasses;
+    const noisy = p ? privatizeProbabilities(draft.logits, n, c, { temperature: p.temperature, clip: p.clip, noiseStd: noiseStd(msg) }) : null;
+    if (msg.secagg) {
+      const session = this.secure;
+      if (!session || session.round.round !== msg.round) throw new Error(`round ${msg.round}: no secure aggregation session`);
+      const values = noisy ?? secureValues(draft.logits, n, c, msg.secagg);
+      const masked = await session.masked(values, this.proxyHash, stats);
+      this.abandonIfStopped();
+      if (!masked) return null;
+      const bytes = this.upload(msg.round, masked);
+      session.maskedGone();
+      return bytes;
+    }
+    if (noisy) return this.upload(msg.round, { type: 'logits', round: msg.round, proxyHash: this.proxyHash, logits: encodeMatrix(noisy, n, c, this.codec), values: 'probs', stats });
+    return this.upload(msg.round, { type: 'logits', round: msg.round, proxyHash: this.proxyHash, logits: encodeMatrix(draft.logits, n, c, this.codec), stats });
+  }
+
+  private chargePrivacy(msg: RoundMsg): void {
+    const ledger = this.privacy ?? (this.reportOnlyPrivacy ??= new ClientPrivacy({ epsilon: Infinity, delta: msg.privacy!.delta }));
+    const spend = ledger.charge(msg);
+    this.log(`round ${msg.round}: DP upload; ε spent ${spend.epsilon.toFixed(3)}${Number.isFinite(spend.budget) ? ` of ${spend.budget}` : ''} (δ = ${ledger.delta})`);
+    this.emit('privacy', spend);
+  }
+}
+
+/**
+ * What a client contributes to a secure sum without DP: its probabilities at the session's temperature (`probs`), or
+ * per row w·p and w with w = exp(−entropy(p)) (`confidence`: the sum then gives the confidence-weighted mean).
+ */
+function secureValues(logits: Float32Array, n: number, c: number, sa: NonNullable<RoundMsg['secagg']>): Float32Array {
+  const p = softmaxRows(logits, n, c, sa.temperature);
+  if (sa.values === 'probs') return p;
+  const out = new Float32Array(n * (c + 1));
+  for (let i = 0; i < n; i++) {
+    let h = 0;
+    for (let j = 0; j < c; j++) {
+      const v = p[i * c + j];
+      if (v > 0) h -= v * Math.log(v);
+    }
+    const w = Math.exp(-h);
+    for (let j = 0; j < c; j++) out[i * (c + 1) + j] = w * p[i * c + j];
+    out[i * (c + 1) + c] = w;
+  }
+  return out;
 }
 
 /** Node's (OpenSSL's) codes for a server certificate that does not verify against the trusted CAs or the host name. */

@@ -12,6 +12,7 @@ import { encodeFrame } from '../shared/protocol/frame-codec.ts';
 import type { ProxyInfo } from '../shared/protocol/messages.ts';
 import { backendInfo, type BackendInfo } from '../shared/compute/backend.ts';
 import { checkServerConfig, DEFAULT_CONFIG, STRATEGIES, type ServerConfig } from './config.ts';
+import { checkPrivacyConfig } from './privacy/check.ts';
 import { createCoordinator, type Coordinator } from './coordinator.ts';
 import { attachDashboard } from './dashboard/feed.ts';
 import { attachGateway } from './gateway.ts';
@@ -87,7 +88,14 @@ function makeStrategy(cfg: ServerConfig, proxy: Dataset, proxyHash: string): Any
 export function createAggregator(o: AggregatorOptions): Aggregator {
   // The flags' ranges and relations apply to a config built in code too (RangeError naming the key).
   checkServerConfig(o.config ?? {});
-  const config: ServerConfig = { ...DEFAULT_CONFIG, ...o.config };
+  const config: ServerConfig = {
+    ...DEFAULT_CONFIG,
+    ...o.config,
+    // Nested settings given in part (in code) keep the defaults of the rest.
+    privacy: { ...DEFAULT_CONFIG.privacy, ...o.config?.privacy },
+    secureAggregation: { ...DEFAULT_CONFIG.secureAggregation, ...o.config?.secureAggregation },
+  };
+  checkPrivacyConfig(config);
   // Exactly one way for clients to authenticate (an empty token is no longer "no auth"), --credentials with a state
   // dir, TLS cert and key together: the settings table's rules, for a config built in code too.
   checkAccessConfig(config);

@@ -112,6 +112,23 @@ export interface ServerConfig {
   authBackoffS: number;
   authBackoffMaxS: number;
   addressTableSize: number;
+  /** Differential privacy (docs/privacy.md); off when both epsilon and noiseMultiplier are 0. */
+  privacy: PrivacyConfig;
+  /** Secure aggregation of the teachers (docs/privacy.md). */
+  secureAggregation: { enabled: boolean; threshold: number; phaseTimeoutS: number };
+}
+
+export interface PrivacyConfig {
+  /** Target ε per client after `rounds` uploads (0: use noiseMultiplier). */
+  epsilon: number;
+  noiseMultiplier: number;
+  delta: number;
+  clip: number;
+  /** Uploads per client the calibration plans for (0: config.rounds). */
+  rounds: number;
+  /** ε past which a client is not selected (0: epsilon). */
+  budget: number;
+  temperature: number;
 }
 
 /** Every ServerConfig field, so the check below fails the build when a field has no row in the settings table. */
@@ -123,7 +140,7 @@ const CONFIG_FIELDS = {
   distillEpochs: 1, bankDecay: 1, distillBatchSize: 1, distillLearningRate: 1, consensusEpochs: 1, consensusCodec: 1,
   frameLimits: 1, maxClients: 1, helloTimeoutS: 1, idleAfterRounds: 1, clientRetentionS: 1, statusClients: 1,
   rateFramesPerS: 1, rateBurst: 1, helloIntervalS: 1, errorRepliesPerS: 1, floodLimit: 1, authFailures: 1,
-  authBackoffS: 1, authBackoffMaxS: 1, addressTableSize: 1,
+  authBackoffS: 1, authBackoffMaxS: 1, addressTableSize: 1, privacy: 1, secureAggregation: 1,
 } satisfies Record<keyof ServerConfig, 1>;
 
 /** The settings table's server rows that are ServerConfig fields (the others — --proxy, --log-level … — are the CLI's). */

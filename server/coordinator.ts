@@ -1,5 +1,5 @@
 import type { EventEmitter } from 'node:events';
-import type { DashboardClient, OpenRoundStatus, RoundSummary } from '../shared/dashboard-feed.ts';
+import type { DashboardClient, OpenRoundStatus, PrivacyStatus, RoundSummary } from '../shared/dashboard-feed.ts';
 import type { Dataset } from '../shared/data/dataset.ts';
 import type { ClientMsg, EndMsg, ErrorMsg, HelloMsg, ServerMsg, WelcomeMsg } from '../shared/protocol/messages.ts';
 import type { ServerConfig } from './config.ts';
@@ -67,6 +67,10 @@ export interface CoordinatorStatus {
   student: { latest: number | null; kept: number[]; path: string | null };
   /** Only where uploads are taken in asynchronously (the online coordinator): what readers of online series need. */
   online?: OnlineStats;
+  /** With differential privacy: the noise, and ε so far (docs/privacy.md). */
+  privacy?: PrivacyStatus;
+  /** True when rounds use secure aggregation: the server sees only sums of teachers. */
+  secureAggregation?: boolean;
 }
 
 /**

@@ -185,7 +185,9 @@ export function attachGateway(io: Server<ClientToServerEvents, ServerToClientEve
       }
     });
 
-    for (const event of ['logits', 'weights'] as const) {
+    // Uploads are acked; the key exchange and reveal of secure aggregation are answered by the protocol's next step.
+    const uploads = new Set(['logits', 'weights', 'sa-masked']);
+    for (const event of ['logits', 'weights', 'sa-keys', 'sa-shares', 'sa-masked', 'sa-reveal'] as const) {
       socket.on(event, (...args: unknown[]) => {
         let round: number | undefined;
         try {
@@ -194,7 +196,7 @@ export function attachGateway(io: Server<ClientToServerEvents, ServerToClientEve
           const msg = parseClientFrame(event, frame, o.limits);
           round = (msg as { round: number }).round;
           const bytes = coordinator.submit(clientId, msg, (frame as Uint8Array).byteLength);
-          send(socket, { type: 'ack', round, accepted: true, bytes });
+          if (uploads.has(event)) send(socket, { type: 'ack', round, accepted: true, bytes });
         } catch (e) {
           refuse(socket, e, event, round, ackOf(args));
         }

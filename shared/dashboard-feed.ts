@@ -27,6 +27,25 @@ export interface RoundSummary {
   /** Online: training steps since the previous version, and the staleness (in versions) of the uploads taken in. */
   trainSteps?: number;
   staleness?: { count: number; mean: number; p50: number; p90: number; max: number };
+  /** With differential privacy: ε of this round's release per participant, and the federation's ε after it (max over clients). */
+  privacy?: { epsilonRound: number; epsilon: number };
+  /** With secure aggregation: contributors to the unmasked sum, and the extra seconds and bytes the protocol took. */
+  secureAggregation?: { contributors: number; seconds: number; keyBytes: number };
+}
+
+/** /status's `privacy`: the differential-privacy setting and what it has cost so far (docs/privacy.md). */
+export interface PrivacyStatus {
+  mode: 'local' | 'distributed';
+  delta: number;
+  noiseMultiplier: number;
+  effectiveNoiseMultiplier: number;
+  clip: number;
+  epsilonPerRound: number;
+  /** The federation's ε so far: the most any one client has spent. */
+  epsilon: number;
+  budget: number;
+  /** Clients that one more upload would take past the budget (no longer selected). */
+  exhaustedClients: number;
 }
 
 export type Phase = 'closed' | 'aggregate' | 'evaluate' | 'done';
@@ -61,6 +80,8 @@ export interface DashboardClient {
   lastUploadAt: string | null;
   lastUploadRound: number | null;
   lastUploadStaleness: number | null;
+  /** With differential privacy: the ε this client has spent so far (the server's count, at the server's δ). */
+  epsilon?: number;
 }
 
 /** The round in progress: how many were selected, how many uploads are in, and its deadline (ISO time). */

@@ -1,5 +1,10 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { softmaxRows } from '../shared/distill/aggregators.ts';
+import { encodeFixedPoint } from '../shared/secagg/params.ts';
 import { makeClient, roundsDone, startBench } from './helpers.ts';
 import { assertOnlyLogitsOnWire, contains } from './wire.ts';
 
@@ -33,4 +38,71 @@ test('a client sends no private sample or label: only proxy logits and metadata'
   assert.equal(frames.find((f) => f.type === 'hello')!.numSamples, priv.count);
   // The check itself can fire: the proxy images the server serves do appear in its own frame.
   assert.ok(contains(b.proxy.images, b.proxy.images.subarray(0, size)));
+});
+
+test('secure aggregation: no single client\'s teacher is on the wire, in the journal, the checkpoints or the log', async (t) => {
+  const stateDir = mkdtempSync(join(tmpdir(), 'fedistill-secagg-'));
+  t.after(() => rmSync(stateDir, { recursive: true, force: true }));
+  const logs: string[] = [];
+  const files = (dir: string): Uint8Array[] =>
+    readdirSync(dir, { recursive: true, withFileTypes: true }).filter((e) => e.isFile()).map((e) => new Uint8Array(readFileSync(join(e.parentPath, e.name))));
+  const run = async (secure: boolean, dir: string) => {
+    const b = await startBench(3, {
+      rounds: 2,
+      proxySubset: 150,
+      stateDir: dir,
+      aggregator: 'mean-probs',
+      secureAggregation: { enabled: secure, threshold: 0.5, phaseTimeoutS: 10 },
+    }, (m) => logs.push(typeof m === 'string' ? m : JSON.stringify(m)));
+    t.after(() => b.agg.close());
+    // What each client contributed, in every form it could be stored in: its probabilities (float32, as the strategy
+    // would hold them), their fixed-point codes (what it masks), and its raw logits.
+    const forms: Uint8Array[] = [];
+    // What the server has on disk at every accepted upload (the journal is compacted at each checkpoint).
+    const snapshots: Uint8Array[] = [];
+    b.agg.coordinator.on('upload', () => snapshots.push(...files(dir)));
+    const clients = [0, 1, 2].map((i) => makeClient(b, i, {
+      codec: 'fp32',
+      outbound: {
+        upload: (draft, ctx) => {
+          if (draft.task !== 'logits') return draft;
+          const sa = ctx.round.secagg;
+          const n = ctx.round.indices!.length;
+          const p = softmaxRows(draft.logits, n, draft.numClasses, sa?.temperature ?? 2);
+          const window = (a: Float32Array | Uint32Array, at: number) => new Uint8Array(a.buffer, a.byteOffset + 4 * at, 4 * 16);
+          for (const at of [0, 40 * draft.numClasses]) {
+            forms.push(window(p, at), window(draft.logits, at));
+            if (sa) forms.push(window(encodeFixedPoint(p, sa), at));
+          }
+          return draft;
+        },
+      },
+    }));
+    const started = clients.map((c) => c.start());
+    const wire = recordWire(clients[0]);
+    await Promise.all(started);
+    t.after(() => clients.forEach((c) => c.stop()));
+    await roundsDone(b, 2);
+    clients.forEach((c) => c.stop());
+    return { forms, wire, b, snapshots };
+  };
+
+  const secure = await run(true, stateDir);
+  assert.equal(secure.forms.length, 3 * 2 * 2 * 3, 'three forms, two windows, three clients, two rounds');
+  const stored = [...files(stateDir), ...secure.snapshots];
+  assert.ok(secure.snapshots.length >= 6, 'the state dir was read at every upload');
+  const frames = assertOnlyLogitsOnWire(secure.wire, secure.b.parts[0]);
+  assert.ok(frames.some((f) => f.type === 'sa-masked') && !frames.some((f) => f.type === 'logits'), 'the upload went masked');
+  const text = new TextEncoder().encode(logs.join('\n'));
+  for (const [k, form] of secure.forms.entries()) {
+    for (const bytes of stored) assert.ok(!contains(bytes, form), `form ${k} of a client's upload is in the server's state`);
+    assert.ok(!contains(text, form), `form ${k} is in the log`);
+    for (const w of secure.wire) if (typeof w !== 'string') assert.ok(!contains(w, form), `form ${k} went over the wire in the clear`);
+  }
+
+  // The check can fire: without secure aggregation the journal holds the logits themselves.
+  const plainDir = mkdtempSync(join(tmpdir(), 'fedistill-plain-'));
+  t.after(() => rmSync(plainDir, { recursive: true, force: true }));
+  const plain = await run(false, plainDir);
+  assert.ok(plain.forms.some((form) => plain.snapshots.some((bytes) => contains(bytes, form))), 'a plain round journals uploads the check finds');
 });

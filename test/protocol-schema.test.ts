@@ -32,6 +32,11 @@ const clientSamples: ClientMsg[] = [
   ...(['fp32', 'fp16', 'int8', 'topk'] as const).map((codec) => ({ type: 'logits' as const, round: 2, proxyHash: 'ab'.repeat(32), logits: encodeMatrix(logits(5, 10), 5, 10, codec), stats })),
   { type: 'logits', round: 1, proxyHash: 'x', logits: encodeMatrix(logits(2, 300), 2, 300, 'topk', { k: 20 }), stats: { ...stats, evalAccuracy: 0.75 } },
   { type: 'weights', round: 4, numSamples: 12, weights: model.weights, stats },
+  { type: 'logits', round: 2, proxyHash: 'x', logits: encodeMatrix(logits(2, 10), 2, 10, 'fp16'), stats, values: 'probs' },
+  { type: 'sa-keys', round: 5, session: 's:5', cPk: new Uint8Array(32).fill(1), sPk: new Uint8Array(32).fill(2) },
+  { type: 'sa-shares', round: 5, session: 's:5', shares: [{ to: 'c-2', ciphertext: new Uint8Array(140).fill(3) }] },
+  { type: 'sa-masked', round: 5, session: 's:5', proxyHash: 'x', masked: Uint32Array.from([1, 2 ** 32 - 1, 7]), stats },
+  { type: 'sa-reveal', round: 5, session: 's:5', reveals: [{ of: 'c-2', kind: 'b', share: new Uint8Array(33).fill(4) }, { of: 'c-3', kind: 's', share: new Uint8Array(33) }] },
 ];
 const weightsSample = clientSamples.find((m) => m.type === 'weights')!;
 const serverSamples: ServerMsg[] = [
@@ -53,6 +58,14 @@ const serverSamples: ServerMsg[] = [
   { type: 'round-result', round: 3, participants: 4, studentAccuracy: 0.81 },
   { type: 'end', reason: 'completed', round: 10, model, studentAccuracy: 0.8, studentPath: '/student/model.json' },
   { type: 'end', reason: 'shutdown', round: 0 },
+  {
+    type: 'round', round: 5, strategy: 'ensemble', task: 'logits', indices: Uint32Array.from([1, 2]), localEpochs: 1, batchSize: 32, learningRate: 0.001, deadline: 1e12,
+    privacy: { noiseMultiplier: 1.5, clip: 1, temperature: 1, noiseShares: 2, delta: 1e-5 },
+    secagg: { session: 's:5', threshold: 2, scale: 2 ** 20, bound: 9.5, length: 20, values: 'probs', temperature: 1 },
+  },
+  { type: 'sa-roster', round: 5, session: 's:5', roster: [{ clientId: 'c-1', cPk: new Uint8Array(32).fill(1), sPk: new Uint8Array(32).fill(2) }] },
+  { type: 'sa-peers', round: 5, session: 's:5', peers: ['c-1', 'c-2'], shares: [{ from: 'c-2', to: 'c-1', ciphertext: new Uint8Array(140).fill(3) }] },
+  { type: 'sa-unmask', round: 5, session: 's:5', survivors: ['c-1'], dropped: ['c-2'] },
 ];
 
 test('every message schema round-trips through a frame unchanged', () => {

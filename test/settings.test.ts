@@ -50,6 +50,7 @@ const SAMPLES: Record<string, string> = {
   ca: '/etc/fedistill/ca.pem',
   resumeDir: '/tmp/resume',
   out: 'results/x.json',
+  dpEpsilons: '1,inf',
 };
 
 function sampleFor(s: Setting, command: Command): string {
@@ -139,7 +140,7 @@ test('every flag of every command parses from argv into its key, typed', () => {
       if (s.type === 'boolean') {
         const d = defaultOf(s, command) as boolean;
         const flip = readCommandLine(command, [...extra, d ? `--no-${s.flag}` : `--${s.flag}`], {});
-        assert.equal(getPath(flip.values, s.key), !d, `${command} --[no-]${s.flag}`);
+        assert.equal(flip.values[s.key], !d, `${command} --[no-]${s.flag}`);
         // The last of --x / --no-x wins.
         const last = readCommandLine(command, [...extra, `--no-${s.flag}`, `--${s.flag}`], {});
         assert.equal(last.values[s.key], true);
@@ -155,6 +156,7 @@ test('every flag of every command parses from argv into its key, typed', () => {
       else if (s.key === 'tasks') assert.deepEqual(v, [[0, 1], [2, 3], [4, 5]]);
       else if (s.key === 'classes') assert.deepEqual(v, ['cat', 'dog', 'bird']);
       else if (s.key === 'fashionMnistPart') assert.deepEqual(v, { index: 3, of: 10, alpha: 0.3 });
+      else if (s.key === 'dpEpsilons') assert.deepEqual(v, [1, Infinity]);
       else assert.equal(v, raw, `${command} --${s.flag}`);
       // The space-separated form reads the same.
       assert.deepEqual(readCommandLine(command, [...extra, `--${s.flag}`, raw], {}).values[s.key], v);

@@ -9,7 +9,12 @@ export function contains(hay: Uint8Array, needle: Uint8Array): boolean {
 
 const ALLOWED: Record<string, string[]> = {
   hello: ['type', 'protocol', 'clientId', 'model', 'numSamples', 'classCounts', 'codec', 'resumeToken', 'backend'],
-  logits: ['type', 'round', 'proxyHash', 'logits', 'stats'],
+  logits: ['type', 'round', 'proxyHash', 'logits', 'stats', 'values'],
+  // Secure aggregation: public keys, sealed shares, the masked vector, and shares of other clients' mask secrets.
+  'sa-keys': ['type', 'round', 'session', 'cPk', 'sPk'],
+  'sa-shares': ['type', 'round', 'session', 'shares'],
+  'sa-masked': ['type', 'round', 'session', 'proxyHash', 'masked', 'stats'],
+  'sa-reveal': ['type', 'round', 'session', 'reveals'],
 };
 
 /**
@@ -22,7 +27,7 @@ export function assertOnlyLogitsOnWire(wire: (string | Uint8Array)[], priv: Data
   const binary = wire.filter((p): p is Uint8Array => typeof p !== 'string');
   for (const t of wire.filter((p): p is string => typeof p === 'string')) {
     const m = /^\d+(?:\d+-)?(\[.*\])?$/.exec(t.replace(/^4/, ''));
-    if (m?.[1]) assert.match(JSON.parse(m[1])[0], /^(hello|logits|weights)$/);
+    if (m?.[1]) assert.match(JSON.parse(m[1])[0], /^(hello|logits|weights|sa-keys|sa-shares|sa-masked|sa-reveal)$/);
   }
   const frames = binary.map((f) => decodeFrame(f) as Record<string, any>);
   for (const f of frames) {

@@ -9,7 +9,7 @@ import type { ClientRecord } from './client-registry.ts';
 import { Federation, type SchedulerRecovery, type Units } from './federation.ts';
 
 /** A scheduler's own part of /status: the round in progress (round scheduler) or the online section (task loop). */
-export type SchedulerStatus = Partial<Pick<CoordinatorStatus, 'openRound' | 'online'>>;
+export type SchedulerStatus = Partial<Pick<CoordinatorStatus, 'openRound' | 'online' | 'privacy' | 'secureAggregation'>>;
 
 /**
  * What decides who trains on what and when (round-scheduler.ts, online-task-loop.ts): the only part in which the two
@@ -31,6 +31,8 @@ export interface Scheduler extends SchedulerRecovery {
   /** On shutdown: open nothing new and let run() return soon. */
   halt(): void;
   status(): SchedulerStatus;
+  /** With differential privacy: the ε a client has spent so far. */
+  epsilonOf?(clientId: string): number | undefined;
 }
 
 /**
@@ -104,7 +106,12 @@ export class ComposedCoordinator<S extends Scheduler> extends EventEmitter imple
 
   status(): CoordinatorStatus {
     const own = this.scheduler.status();
-    return { ...this.f.status(own.openRound ?? null), ...own };
+    const base = this.f.status(own.openRound ?? null);
+    if (own.privacy && this.scheduler.epsilonOf) {
+      const eps = this.scheduler.epsilonOf.bind(this.scheduler);
+      base.clients = base.clients.map((c) => ({ ...c, epsilon: eps(c.id) }));
+    }
+    return { ...base, ...own };
   }
 
   errorFor(e: unknown, round?: number): ErrorMsg {

@@ -1,7 +1,7 @@
 import type { RoundSummary } from '../../shared/dashboard-feed.ts';
 import { stalenessSummary } from '../../shared/distill/staleness.ts';
 import type { ClientMsg, HelloMsg, RoundMsg, WelcomeMsg } from '../../shared/protocol/messages.ts';
-import { ProtocolError } from '../../shared/protocol/validate.ts';
+import { ProtocolError, isSecAggMsg } from '../../shared/protocol/validate.ts';
 import type { OnlineStats } from '../coordinator.ts';
 import type { JournalRecord } from '../state/upload-journal.ts';
 import type { OnlineStrategy, RoundContext, RoundTask, Update } from '../strategies/strategy.ts';
@@ -146,6 +146,7 @@ export class OnlineTaskLoop implements Scheduler {
   /** The ticket's checks, staleness (too stale: resync), then into the teacher at once. Returns the frame size. */
   submit(rec: ClientRecord, msg: ClientMsg, bytes: number): number {
     if (msg.type === 'hello') throw new ProtocolError('bad-message', 'hello is not an upload');
+    if (isSecAggMsg(msg)) throw new ProtocolError('bad-message', `'${msg.type}': secure aggregation runs with round strategies only, not online`);
     const { f } = this;
     const clientId = rec.participant.id;
     const cfg = f.config;

@@ -1,7 +1,10 @@
 import type { OpenRoundStatus, RoundSummary } from '../../shared/dashboard-feed.ts';
 import type { Rng } from '../../shared/data/rng.ts';
-import type { ClientMsg, RoundMsg } from '../../shared/protocol/messages.ts';
-import { ProtocolError } from '../../shared/protocol/validate.ts';
+import type { ClientMsg, RoundMsg, SecAggMaskedMsg } from '../../shared/protocol/messages.ts';
+import { ProtocolError, isSecAggMsg } from '../../shared/protocol/validate.ts';
+import { fixedPointScale, MAX_PARTICIPANTS } from '../../shared/secagg/params.ts';
+import { planPrivacy, privacyTask, PrivacyLedger, type DpPlan } from '../privacy/privacy-ledger.ts';
+import { SecureRound } from './secure-round.ts';
 import type { JournalRecord } from '../state/upload-journal.ts';
 import type { AggregateReport, Participant, RoundTask, Strategy, Update } from '../strategies/strategy.ts';
 import type { ClientRecord } from './client-registry.ts';
@@ -27,6 +30,8 @@ interface OpenRound {
   downlinkBytes: number;
   done: () => void;
   timer: ReturnType<typeof setTimeout> | null;
+  /** With --secure-aggregation: the round's key exchange and unmasking. */
+  secure: SecureRound | null;
 }
 
 /** A round that was open when the server stopped, rebuilt from the journal: who was selected, what was accepted. */
@@ -52,8 +57,43 @@ export class RoundScheduler implements Scheduler {
   private checkpointOwed = false;
   /** The newest round opened by this process (a restored server also counts the checkpoint's completed rounds). */
   private lastOpened = 0;
+  /** The closed round whose secure sum is being unmasked (it takes `sa-reveal`s). */
+  private unmasking: SecureRound | null = null;
+  /** Differential privacy: the calibrated noise, and each client's ε so far (null: DP off). */
+  readonly ledger: PrivacyLedger | null;
 
-  constructor(private readonly f: Federation) {}
+  constructor(private readonly f: Federation) {
+    const cfg = f.config;
+    const plan: DpPlan | null = planPrivacy(cfg, f.strategy.name === 'fedavg' ? 'update' : 'probs', cfg.secureAggregation.enabled ? 'distributed' : 'local');
+    this.ledger = plan && new PrivacyLedger(plan);
+    if (plan) {
+      f.log.info(
+        { privacy: { mode: plan.mode, noiseMultiplier: plan.noiseMultiplier, effectiveNoiseMultiplier: plan.effectiveNoiseMultiplier, clip: plan.clip, delta: plan.delta, epsilonPerRound: plan.epsilonPerRound, epsilonPlanned: plan.epsilonPlanned, plannedRounds: plan.plannedRounds, budget: plan.budget } },
+        `differential privacy (${plan.mode} noise): z = ${plan.noiseMultiplier.toFixed(3)}, clip ${plan.clip}; ε = ${plan.epsilonPerRound.toFixed(3)} per upload, ` +
+          `${plan.epsilonPlanned.toFixed(3)} after ${plan.plannedRounds} at δ = ${plan.delta}; budget ${plan.budget.toFixed(3)}`,
+      );
+    }
+  }
+
+  epsilonOf(clientId: string): number | undefined {
+    return this.ledger?.epsilon(clientId);
+  }
+
+  /** The checkpoint's part of this scheduler: the privacy ledger. */
+  exportExtra(): unknown {
+    return this.ledger ? { privacy: this.ledger.toJSON() } : undefined;
+  }
+
+  importExtra(extra: unknown): void {
+    const privacy = (extra as { privacy?: unknown } | undefined)?.privacy;
+    if (!this.ledger || privacy === undefined) return;
+    try {
+      this.ledger.load(privacy);
+    } catch (e) {
+      // Never start from zero silently: a ledger that cannot be read would hand every client a fresh budget.
+      throw new Error(`checkpoint: the privacy ledger cannot be read (${(e as Error).message}); refusing to restart with every client's ε reset`);
+    }
+  }
 
   private get strategy(): Strategy {
     return this.f.strategy as Strategy;
@@ -105,16 +145,37 @@ export class RoundScheduler implements Scheduler {
   submit(rec: ClientRecord, msg: ClientMsg, bytes: number): number {
     if (msg.type === 'hello') throw new ProtocolError('bad-message', 'hello is not an upload');
     const clientId = rec.participant.id;
+    // Reveals come after the round closed to uploads, while it unmasks.
+    if (msg.type === 'sa-reveal' && this.unmasking?.round === msg.round) {
+      this.unmasking.handle(clientId, msg, bytes);
+      return bytes;
+    }
     const open = this.open;
     if (!open || msg.round !== open.round) throw this.notOpen(msg.round);
     const task = open.tasks.get(clientId);
     if (!task) throw new ProtocolError('not-selected', `client ${clientId} was not selected for round ${open.round}`);
+    if (isSecAggMsg(msg) && msg.type !== 'sa-masked') {
+      if (!open.secure) throw new ProtocolError('bad-message', `round ${open.round} does not use secure aggregation`);
+      open.secure.handle(clientId, msg, bytes);
+      return bytes;
+    }
     if (open.updates.has(clientId)) throw new ProtocolError('duplicate', `round ${open.round} already has an upload from ${clientId}`);
     if (Date.now() > open.deadline) throw new ProtocolError('late', `round ${open.round}'s deadline has passed`);
-    const payload = this.strategy.acceptUpdate(this.f.ctx(open.round), rec.participant, msg, task);
-    const update: Update = { clientId, numSamples: rec.participant.numSamples, classCounts: rec.participant.classCounts, payload, bytes, stats: msg.stats };
-    // On disk before the ack goes out: a crash from here on cannot lose it.
-    this.f.o.journal.append('update', { round: open.round, update });
+    let update: Update;
+    if (open.secure) {
+      if (msg.type !== 'sa-masked') throw new ProtocolError('bad-message', `round ${open.round} uses secure aggregation: upload with 'sa-masked', not '${msg.type}'`);
+      this.acceptMasked(open, clientId, msg);
+      // Only the fact and size of the upload are kept: its vector went into the masked sum (and nowhere to disk).
+      update = { clientId, numSamples: 0, payload: null, bytes, stats: msg.stats };
+    } else {
+      if (msg.type === 'sa-masked') throw new ProtocolError('bad-message', `round ${open.round} does not use secure aggregation`);
+      const payload = this.strategy.acceptUpdate(this.f.ctx(open.round), rec.participant, msg, task);
+      update = { clientId, numSamples: rec.participant.numSamples, classCounts: rec.participant.classCounts, payload, bytes, stats: msg.stats };
+      // On disk before the ack goes out: a crash from here on cannot lose it.
+      this.f.o.journal.append('update', { round: open.round, update });
+      // Local noise: the upload was released to the server the moment it arrived.
+      this.ledger?.charge([clientId]);
+    }
     open.updates.set(clientId, update);
     open.pending.delete(clientId);
     this.f.uploaded(rec, open.round, bytes);
@@ -124,6 +185,13 @@ export class RoundScheduler implements Scheduler {
       if (this.connectedPending(open) === 0) this.closeSoon(open);
     }
     return bytes;
+  }
+
+  /** A masked vector: the proxy set it was computed on, then the secure round's own checks. */
+  private acceptMasked(open: OpenRound, clientId: string, msg: SecAggMaskedMsg): void {
+    const hash = (this.strategy as { proxyHash?: string }).proxyHash;
+    if (hash !== undefined && msg.proxyHash !== hash) throw new ProtocolError('wrong-proxy', `values were computed on proxy set ${msg.proxyHash}; this server's is ${hash}`);
+    open.secure!.masked(clientId, msg);
   }
 
   /**
@@ -142,7 +210,7 @@ export class RoundScheduler implements Scheduler {
     const open = this.open;
     const openRound: OpenRoundStatus | null =
       open && { round: open.round, selected: open.tasks.size, received: open.updates.size, deadline: new Date(open.deadline).toISOString() };
-    return { openRound };
+    return { openRound, privacy: this.ledger?.status(), secureAggregation: this.f.config.secureAggregation.enabled || undefined };
   }
 
   /** On shutdown: the open round closes now with what it has. */
@@ -163,7 +231,7 @@ export class RoundScheduler implements Scheduler {
       f.pruneRegistry();
       if (this.checkpointOwed) {
         try {
-          await f.checkpoint();
+          await f.checkpoint(() => this.exportExtra());
           this.checkpointOwed = false;
           f.log.info({ round: f.round }, `round ${f.round}: checkpoint written on retry`);
         } catch (e) {
@@ -172,7 +240,8 @@ export class RoundScheduler implements Scheduler {
           continue;
         }
       }
-      const ready = f.registry.eligibleConnected((p) => this.strategy.eligible(p));
+      // A client one more upload would take past the privacy budget is not selected again.
+      const ready = f.registry.eligibleConnected((p) => this.strategy.eligible(p) && !this.ledger?.exhausted(p.id));
       if (ready.length < cfg.minClients) {
         if (ready.length !== waitingWith) f.registry.logWaiting(ready.length, cfg.minClients, `round ${f.round + 1}`, this.strategy.name);
         waitingWith = ready.length;
@@ -188,7 +257,7 @@ export class RoundScheduler implements Scheduler {
   /** Flower's sampling: k = min(ready, max(minClients, ⌈fraction·ready⌉)) clients, a seeded shuffle per round. */
   private select(ready: Participant[], rng: Rng): Participant[] {
     const cfg = this.f.config;
-    const k = Math.min(ready.length, Math.max(cfg.minClients, Math.ceil(cfg.fraction * ready.length)));
+    const k = Math.min(ready.length, Math.max(cfg.minClients, Math.ceil(cfg.fraction * ready.length)), cfg.secureAggregation.enabled ? MAX_PARTICIPANTS : Infinity);
     return rng.shuffle([...ready].sort((a, b) => (a.id < b.id ? -1 : 1))).slice(0, k);
   }
 
@@ -204,6 +273,19 @@ export class RoundScheduler implements Scheduler {
     // Deterministic given the strategy's state and the round: a resumed round hands out the same tasks as before.
     const tasks = await this.strategy.configureRound(ctx, selected);
     if (f.stopped) return;
+    if (resumed && cfg.secureAggregation.enabled) {
+      // Its masked inputs and every client's keys were never stored: the round cannot be resumed, only done again.
+      f.log.warn({ round }, `round ${round} was open at the crash under secure aggregation; nothing of it was stored, so it is abandoned and the next round opens`);
+      f.round = round;
+      f.history.push({ round, status: 'failed', strategy: name, selected: resumed.selected.length, participants: 0, dropped: resumed.selected, uplinkBytes: 0, downlinkBytes: 0, studentVersion: this.strategy.version, aggregateSeconds: 0, meanClientTrainSeconds: 0, seconds: (Date.now() - startedAt) / 1000, startedAt });
+      await f.checkpoint(() => this.exportExtra()).catch((e) => f.log.error({ round, err: (e as Error).message }, `round ${round}: checkpoint failed`));
+      return;
+    }
+    const secure = cfg.secureAggregation.enabled ? this.secureRound(round, tasks) : null;
+    if (this.ledger) {
+      const shares = secure ? secure.params.threshold : 1;
+      for (const t of tasks.values()) t.privacy = privacyTask(this.ledger.plan, shares);
+    }
     let done!: () => void;
     const finished = new Promise<void>((r) => (done = r));
     const open: OpenRound = {
@@ -216,8 +298,17 @@ export class RoundScheduler implements Scheduler {
       downlinkBytes: 0,
       done,
       timer: null,
+      secure,
     };
     this.open = open;
+    if (secure) {
+      // Clients left out of the key exchange can no longer upload: stop waiting for them.
+      secure.onLeftOut = (ids) => {
+        for (const id of ids) open.pending.delete(id);
+        if (open.pending.size === 0) open.done();
+      };
+      secure.onFailed = () => open.done();
+    }
     this.lastOpened = Math.max(this.lastOpened, round);
     if (!resumed) f.o.journal.append('open', { round, selected: [...tasks.keys()], deadline: open.deadline, startedAt });
     for (const [id, task] of tasks) {
@@ -251,10 +342,30 @@ export class RoundScheduler implements Scheduler {
     let accuracy: number | undefined;
     let perClass: number[] | undefined;
     let status: RoundSummary['status'] = 'completed';
-    if (updates.length >= needed) {
+    let secureSum: { sum: Float64Array; count: number } | null = null;
+    let secureReport: RoundSummary['secureAggregation'];
+    if (open.secure) {
+      const s = open.secure;
+      this.unmasking = s;
+      try {
+        secureSum = updates.length >= needed ? await s.finish() : (s.dispose(), null);
+      } finally {
+        this.unmasking = null;
+      }
+      secureReport = { contributors: secureSum?.count ?? 0, seconds: s.seconds(), keyBytes: s.keyBytes };
+      if (secureSum) this.ledger?.charge(s.contributors());
+    }
+    if (open.secure && !secureSum && updates.length >= needed) {
+      status = 'failed';
+      f.log.warn({ round, why: open.secure.failure }, `round ${round}: no sum to learn from (${open.secure.failure}); student unchanged`);
+    } else if (updates.length >= needed) {
       try {
         f.phase(round, 'aggregate');
-        report = await this.strategy.aggregate(ctx, updates, new Map(updates.map((u) => [u.clientId, tasks.get(u.clientId)!])));
+        const answered = new Map(updates.map((u) => [u.clientId, tasks.get(u.clientId)!]));
+        if (secureSum) {
+          if (!this.strategy.aggregateSecure) throw new Error(`strategy '${name}' cannot learn from a secure sum`);
+          report = await this.strategy.aggregateSecure(ctx, { ...secureSum, params: open.secure!.params }, answered);
+        } else report = await this.strategy.aggregate(ctx, updates, answered);
         f.phase(round, 'evaluate');
         ({ accuracy, perClassAccuracy: perClass } = await this.strategy.evaluate(ctx));
         f.phase(round, 'done');
@@ -286,11 +397,13 @@ export class RoundScheduler implements Scheduler {
       meanClientEvalAccuracy: evals.length ? evals.reduce((a, b) => a + b, 0) / evals.length : undefined,
       seconds: (Date.now() - startedAt) / 1000,
       startedAt,
+      privacy: this.ledger ? { epsilonRound: this.ledger.plan.epsilonPerRound, epsilon: this.ledger.maxEpsilon() } : undefined,
+      secureAggregation: secureReport,
     };
     f.round = round;
     f.history.push(summary);
     try {
-      await f.checkpoint();
+      await f.checkpoint(() => this.exportExtra());
     } catch (e) {
       this.checkpointOwed = true;
       f.log.error({ round, err: (e as Error).message }, `round ${round}: checkpoint failed (state kept in memory; retried before the next round opens)`);
@@ -304,6 +417,36 @@ export class RoundScheduler implements Scheduler {
     );
     f.broadcast({ type: 'round-result', round, participants: updates.length, studentAccuracy: accuracy });
     f.tell('round', summary, report);
+  }
+
+  /**
+   * The round's secure aggregation session, stamped on every task: values are probabilities (with DP, the noisy ones)
+   * or, for the `confidence` aggregator, w·p and w per row; the fixed-point scale leaves room for every contributor's
+   * largest value (with DP noise, 8 standard deviations: clipping there changes nothing measurable, and is
+   * post-processing) without the signed sum wrapping around.
+   */
+  private secureRound(round: number, tasks: Map<string, RoundTask>): SecureRound {
+    const cfg = this.f.config;
+    const ids = [...tasks.keys()];
+    const task = tasks.values().next().value!;
+    const rows = task.indices?.length ?? 0;
+    const c = this.f.o.proxy.numClasses;
+    const threshold = Math.max(2, Math.floor(cfg.secureAggregation.threshold * ids.length) + 1);
+    const plan = this.ledger?.plan;
+    const values = plan ? 'probs' : cfg.aggregator === 'confidence' ? 'confidence' : 'probs';
+    const noiseStd = plan ? (plan.noiseMultiplier * plan.clip * Math.sqrt(rows)) / Math.sqrt(threshold) : 0;
+    const bound = plan ? plan.clip + 8 * noiseStd : 1;
+    const temperature = plan ? plan.temperature : ((this.strategy as { temperatureAt?: (r: number) => number }).temperatureAt?.(round) ?? 1);
+    const params = {
+      session: `${crypto.randomUUID()}:${round}`,
+      threshold: Math.min(threshold, ids.length),
+      scale: fixedPointScale({ contributors: ids.length, bound }),
+      bound,
+      length: rows * (values === 'confidence' ? c + 1 : c),
+    };
+    const secure = new SecureRound({ send: (id, m) => this.f.send(id, m), log: this.f.log }, round, params, ids, cfg.secureAggregation.phaseTimeoutS * 1000);
+    for (const t of tasks.values()) t.secagg = { ...params, values, temperature };
+    return secure;
   }
 
   // ---------------- waiting and closing ----------------

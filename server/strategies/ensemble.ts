@@ -8,7 +8,9 @@ import { encodeMatrix } from '../../shared/tensor/logit-codec.ts';
 import type { ServerConfig } from '../config.ts';
 import { acceptLogits, logitsTask } from './logits-task.ts';
 import { HasStudent, Student, type StudentCheckpoint } from './student.ts';
-import type { AggregateReport, Participant, RoundContext, RoundTask, Strategy, Update } from './strategy.ts';
+import { projectRowsToSimplex } from '../../shared/privacy/mechanisms.ts';
+import { combineNoisyProbs, retemper } from '../../shared/privacy/noisy-teacher.ts';
+import type { AggregateReport, Participant, RoundContext, RoundTask, SecureSum, Strategy, Update } from './strategy.ts';
 
 interface EnsembleState extends StudentCheckpoint {
   consensus: { indices: Uint32Array; probs: Float32Array } | null;
@@ -98,10 +100,19 @@ export class EnsembleStrategy extends HasStudent implements Strategy {
 
   async aggregate(ctx: RoundContext, updates: Update[], tasks: Map<string, RoundTask>): Promise<AggregateReport> {
     const t0 = performance.now();
-    const indices = tasks.values().next().value!.indices!;
+    const task = tasks.values().next().value!;
+    const indices = task.indices!;
     const n = indices.length;
     const c = this.proxy.numClasses;
     const T = this.temperatureAt(ctx.round);
+    if (task.privacy) {
+      // Noisy probabilities (local DP): whatever the server does with them is post-processing. Their noise would drown
+      // any agreement score, so reputation is not consulted; the teacher is their coordinate-wise mean (or the robust
+      // median / trimmed mean when configured), projected back onto the simplex.
+      const noisy = updates.map((u) => u.payload as Float32Array);
+      const probs = retemper(combineNoisyProbs(this.cfg.aggregator, noisy, n, c, this.cfg.trimFraction), n, c, task.privacy.temperature, T);
+      return { ...(await this.learn(ctx, indices, probs, T)), seconds: (performance.now() - t0) / 1000 };
+    }
     const logits = updates.map((u) => u.payload as Float32Array);
     // This round's weight multipliers: agreement with the median teacher, with memory (1 for all when off).
     const trust = this.reputation.enabled
@@ -116,6 +127,49 @@ export class EnsembleStrategy extends HasStudent implements Strategy {
       maxShare: this.cfg.maxShare,
       claimFactor: this.cfg.claimFactor,
     });
+    const report = await this.learn(ctx, indices, probs, T);
+    return {
+      ...report,
+      seconds: (performance.now() - t0) / 1000,
+      trust: updates.map((u, k) => ({ clientId: u.clientId, trust: trust[k], score: this.reputation.score(u.clientId) })),
+    };
+  }
+
+  /**
+   * Secure aggregation: the server holds only Σ over the contributors. `probs`: Σ p_k, so the teacher is the mean
+   * (projected onto the simplex when the p_k carry DP noise); `confidence`: per row Σ w_k·p_k and Σ w_k, so the
+   * teacher is the confidence-weighted mean, with no cap and no reputation (neither can be computed from a sum).
+   */
+  async aggregateSecure(ctx: RoundContext, s: SecureSum, tasks: Map<string, RoundTask>): Promise<AggregateReport> {
+    const t0 = performance.now();
+    const task = tasks.values().next().value!;
+    const sa = task.secagg!;
+    const indices = task.indices!;
+    const n = indices.length;
+    const c = this.proxy.numClasses;
+    const T = this.temperatureAt(ctx.round);
+    let probs: Float32Array;
+    if (sa.values === 'confidence') {
+      probs = new Float32Array(n * c);
+      for (let i = 0; i < n; i++) {
+        const base = i * (c + 1);
+        const w = s.sum[base + c];
+        let total = 0;
+        for (let j = 0; j < c; j++) total += Math.max(0, s.sum[base + j]);
+        // Σw p / Σw; the row is renormalised because fixed-point rounding leaves it a hair off 1.
+        for (let j = 0; j < c; j++) probs[i * c + j] = w > 0 && total > 0 ? Math.max(0, s.sum[base + j]) / total : 1 / c;
+      }
+    } else {
+      const mean = Float64Array.from(s.sum, (v) => v / s.count);
+      probs = projectRowsToSimplex(mean, n, c);
+    }
+    probs = retemper(probs, n, c, sa.temperature, T);
+    return { ...(await this.learn(ctx, indices, probs, T)), seconds: (performance.now() - t0) / 1000 };
+  }
+
+  /** The round's teacher on its rows goes into the bank; the student distills on the bank (FedDF on all rows seen). */
+  private async learn(ctx: RoundContext, indices: Uint32Array, probs: Float32Array, T: number): Promise<AggregateReport> {
+    const c = this.proxy.numClasses;
     indices.forEach((row, i) => {
       this.bank.probs.set(probs.subarray(i * c, (i + 1) * c), row * c);
       this.bank.labelledAt[row] = ctx.round;
@@ -145,12 +199,7 @@ export class EnsembleStrategy extends HasStudent implements Strategy {
     });
     this.student.version++;
     this.consensus = { indices, probs };
-    return {
-      seconds: (performance.now() - t0) / 1000,
-      distillLoss: res.loss,
-      teacher: { indices, probs },
-      trust: updates.map((u, k) => ({ clientId: u.clientId, trust: trust[k], score: this.reputation.score(u.clientId) })),
-    };
+    return { seconds: 0, distillLoss: res.loss, teacher: { indices, probs } };
   }
 
   async exportState(): Promise<EnsembleState> {

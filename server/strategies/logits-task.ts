@@ -17,6 +17,11 @@ export function acceptLogits(strategy: string, msg: ClientMsg, task: RoundTask, 
   if (msg.logits.rows !== rows || msg.logits.cols !== numClasses) {
     throw new ProtocolError('bad-shape', `logits must be ${rows}×${numClasses} (the task's proxy rows × classes), got ${msg.logits.rows}×${msg.logits.cols}`);
   }
+  // With DP the task asks for noisy probabilities (clipped and noised on the client); without, for logits.
+  const want = task.privacy ? 'probs' : 'logits';
+  if ((msg.values ?? 'logits') !== want) {
+    throw new ProtocolError('bad-message', task.privacy ? "this round has 'privacy': upload the noisy probabilities with values: 'probs'" : "this round has no 'privacy': upload logits (values: 'logits')");
+  }
   const values = decodeMatrix(msg.logits);
   assertAllFinite(values, 'logits');
   return values;

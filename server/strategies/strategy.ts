@@ -94,6 +94,15 @@ export interface Strategy extends StrategyBase {
   readonly mode?: 'rounds';
   configureRound(ctx: RoundContext, participants: Participant[]): Promise<Map<string, RoundTask>>;
   aggregate(ctx: RoundContext, updates: Update[], tasks: Map<string, RoundTask>): Promise<AggregateReport>;
+  /** Secure aggregation: learn from the unmasked sum of `count` clients' vectors (the tasks' `secagg.values`). */
+  aggregateSecure?(ctx: RoundContext, sum: SecureSum, tasks: Map<string, RoundTask>): Promise<AggregateReport>;
+}
+
+/** What secure aggregation hands a strategy: Σ of the contributors' vectors, their number, and the session's params. */
+export interface SecureSum {
+  sum: Float64Array;
+  count: number;
+  params: { length: number };
 }
 
 /**

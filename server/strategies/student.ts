@@ -90,6 +90,10 @@ export abstract class HasStudent {
   get version(): number {
     return this.student.version;
   }
+  /** sha256 of the proxy set the logits must be computed on. */
+  get proxyHash(): string {
+    return this.student.proxyHash;
+  }
   /** Any architecture can take part: only logits travel up. */
   eligible(): boolean {
     return true;

@@ -9,6 +9,10 @@ export interface ClientToServerEvents {
   hello: (frame: Frame) => void;
   logits: (frame: Frame) => void;
   weights: (frame: Frame) => void;
+  'sa-keys': (frame: Frame) => void;
+  'sa-shares': (frame: Frame) => void;
+  'sa-masked': (frame: Frame) => void;
+  'sa-reveal': (frame: Frame) => void;
 }
 
 export interface ServerToClientEvents {
@@ -18,6 +22,9 @@ export interface ServerToClientEvents {
   error: (frame: Frame) => void;
   'round-result': (frame: Frame) => void;
   end: (frame: Frame) => void;
+  'sa-roster': (frame: Frame) => void;
+  'sa-peers': (frame: Frame) => void;
+  'sa-unmask': (frame: Frame) => void;
 }
 
-export const CLIENT_EVENTS = ['hello', 'logits', 'weights'] as const;
+export const CLIENT_EVENTS = ['hello', 'logits', 'weights', 'sa-keys', 'sa-shares', 'sa-masked', 'sa-reveal'] as const;

@@ -22,6 +22,11 @@ export type ErrorCode = z.output<typeof S.ErrorCodeSchema>;
 export type HelloMsg = z.output<typeof S.HelloSchema>;
 export type LogitsMsg = z.output<typeof S.LogitsSchema>;
 export type WeightsMsg = z.output<typeof S.WeightsSchema>;
+export type SecAggKeysMsg = z.output<typeof S.SecAggKeysSchema>;
+export type SecAggSharesMsg = z.output<typeof S.SecAggSharesSchema>;
+export type SecAggMaskedMsg = z.output<typeof S.SecAggMaskedSchema>;
+export type SecAggRevealMsg = z.output<typeof S.SecAggRevealSchema>;
+export type SecAggClientMsg = SecAggKeysMsg | SecAggSharesMsg | SecAggMaskedMsg | SecAggRevealMsg;
 
 // ---- server → client ----
 export type WelcomeMsg = z.output<typeof S.WelcomeSchema>;
@@ -32,6 +37,9 @@ export type ErrorMsg = z.output<typeof S.ErrorSchema>;
 export type RoundResultMsg = z.output<typeof S.RoundResultSchema>;
 /** The federation is over: sent once to every connected client; the server sends nothing more after it. */
 export type EndMsg = z.output<typeof S.EndSchema>;
+export type SecAggRosterMsg = z.output<typeof S.SecAggRosterSchema>;
+export type SecAggPeersMsg = z.output<typeof S.SecAggPeersSchema>;
+export type SecAggUnmaskMsg = z.output<typeof S.SecAggUnmaskSchema>;
 
-export type ClientMsg = HelloMsg | LogitsMsg | WeightsMsg;
-export type ServerMsg = WelcomeMsg | RoundMsg | AckMsg | ErrorMsg | RoundResultMsg | EndMsg;
+export type ClientMsg = HelloMsg | LogitsMsg | WeightsMsg | SecAggClientMsg;
+export type ServerMsg = WelcomeMsg | RoundMsg | AckMsg | ErrorMsg | RoundResultMsg | EndMsg | SecAggRosterMsg | SecAggPeersMsg | SecAggUnmaskMsg;

@@ -193,6 +193,7 @@ export const LogitsSchema = z.object({
   proxyHash: str(128).describe('`welcome.proxy.hash` of the proxy set the logits were computed on'),
   logits: EncodedMatrixSchema.describe('Logits, row i for proxy row `round.indices[i]`, indices.length × numClasses'),
   stats: ClientRoundStatsSchema.describe('Scalars about the local step'),
+  values: opt(z.enum(['logits', 'probs'], { error: 'must be logits or probs' })).describe('What the matrix holds: `logits` (default) or `probs`, the noisy probabilities of a round with `privacy` (rows may leave the simplex)'),
 });
 
 export const WeightsSchema = z.object({
@@ -201,6 +202,52 @@ export const WeightsSchema = z.object({
   numSamples: int(0, MAX_SAMPLE_COUNT).describe('Samples the weights were trained on (FedAvg weighting)'),
   weights: WireModelSchema.shape.weights.describe('Tensors in the architecture\'s weight order'),
   stats: ClientRoundStatsSchema.describe('Scalars about the local step'),
+});
+
+// ---- secure aggregation (docs/privacy.md): client → server ---------------------------------------------------------
+
+/** x25519 public keys are 32 bytes. */
+const key32 = () => bytes().refine((b) => b.byteLength === 32, { error: 'must be 32 bytes (an x25519 public key)' });
+const clientIdField = () => str(128, /^[A-Za-z0-9_.:-]+$/, ", using only letters, digits and '_.:-'");
+/** Rosters and share lists hold one entry per participant of a round: bounded by the largest federation allowed. */
+export const MAX_SECAGG_PARTIES = 10_000;
+const secaggHead = {
+  round: int(0).describe('Round the message belongs to'),
+  session: str(128).describe('`round.secagg.session` of that round'),
+};
+
+export const SecAggKeysSchema = z.object({
+  type: z.literal('sa-keys'),
+  ...secaggHead,
+  cPk: key32().describe('x25519 public key for the sealed shares sent to this client'),
+  sPk: key32().describe('x25519 public key of the pairwise masks'),
+});
+
+export const SecAggSharesSchema = z.object({
+  type: z.literal('sa-shares'),
+  ...secaggHead,
+  shares: z.array(z.object({
+    to: clientIdField().describe('Recipient client id'),
+    ciphertext: bytes().refine((b) => b.byteLength <= 4096, { error: 'must be at most 4096 bytes' }).describe('Sealed Shamir shares of the sender\'s mask key and self-mask seed (ChaCha20-Poly1305)'),
+  }), { error: 'must be a list of sealed shares' }).max(MAX_SECAGG_PARTIES, { error: `must have at most ${MAX_SECAGG_PARTIES} entries` }).describe('One sealed share per other roster member'),
+});
+
+export const SecAggMaskedSchema = z.object({
+  type: z.literal('sa-masked'),
+  ...secaggHead,
+  proxyHash: str(128).describe('`welcome.proxy.hash` of the proxy set the values were computed on'),
+  masked: uint32Array().describe('The masked fixed-point vector, `round.secagg.length` uint32 values (mod 2^32)'),
+  stats: ClientRoundStatsSchema.describe('Scalars about the local step'),
+});
+
+export const SecAggRevealSchema = z.object({
+  type: z.literal('sa-reveal'),
+  ...secaggHead,
+  reveals: z.array(z.object({
+    of: clientIdField().describe('Whose secret this share is of'),
+    kind: z.enum(['b', 's'], { error: 'must be b or s' }).describe('`b`: a survivor\'s self-mask seed; `s`: a dropped client\'s mask key'),
+    share: bytes().refine((b) => b.byteLength <= 256, { error: 'must be at most 256 bytes' }).describe('The Shamir share'),
+  }), { error: 'must be a list of shares' }).max(MAX_SECAGG_PARTIES, { error: `must have at most ${MAX_SECAGG_PARTIES} entries` }).describe('One share per survivor (b) and per dropped client (s), as `sa-unmask` asked'),
 });
 
 // ---- server → client ----------------------------------------------------------------------------------------------
@@ -245,6 +292,22 @@ export const RoundSchema = z.object({
     beta: finite(0).describe('Weight β of β·T²·KL(p_student ‖ p_client)'),
   })).describe('Mutual learning: the student\'s probabilities to mimic on `indices`'),
   studentVersion: opt(int(0)).describe('Online: the student version this task was made against'),
+  privacy: opt(z.object({
+    noiseMultiplier: finite(0).describe('z: the Gaussian noise\'s standard deviation over the upload\'s L2 sensitivity (see docs/privacy.md)'),
+    clip: finite(0).describe('L2 clip C: of each probability row (task `logits`), of the whole update (task `weights`)'),
+    temperature: finite(0).describe('Task `logits`: the softmax temperature of the probabilities uploaded'),
+    noiseShares: int(1).describe('1: the client adds all the noise (local DP); t > 1: it adds 1/t of the variance and secure aggregation sums ≥ t shares'),
+    delta: finite(0).describe('δ the server reports ε at'),
+  })).describe('Differential privacy: clip and noise the upload (task `logits`: upload `values: probs`)'),
+  secagg: opt(z.object({
+    session: str(128).describe('Session id, new for every round'),
+    threshold: int(2).describe('t: shares needed to reconstruct; the round needs ≥ t clients at every step'),
+    scale: finite(1).describe('Fixed-point scale: a value x is sent as round(x·scale) mod 2^32'),
+    bound: finite(0).describe('Values are clipped to [−bound, bound] before encoding'),
+    length: int(1).describe('Vector length: rows·classes (`probs`) or rows·(classes+1) (`confidence`)'),
+    values: z.enum(['probs', 'confidence'], { error: 'must be probs or confidence' }).describe('`probs`: each row\'s probabilities; `confidence`: w·p then w per row, w = exp(−entropy(p))'),
+    temperature: finite(0).describe('Softmax temperature of the probabilities'),
+  })).describe('Secure aggregation: answer with `sa-keys`, `sa-shares`, `sa-masked`, `sa-reveal` instead of `logits`'),
 });
 
 export const AckSchema = z.object({
@@ -268,6 +331,32 @@ export const RoundResultSchema = z.object({
   studentAccuracy: opt(finite()).describe('Student accuracy on the server\'s validation set, in [0, 1], if it has one'),
 });
 
+const PublicKeysSchema = z.object({
+  clientId: str(128).describe('Client id'),
+  cPk: key32().describe('Its share-encryption public key'),
+  sPk: key32().describe('Its mask public key'),
+});
+
+export const SecAggRosterSchema = z.object({
+  type: z.literal('sa-roster'),
+  ...secaggHead,
+  roster: z.array(PublicKeysSchema).max(MAX_SECAGG_PARTIES).describe('Everyone who sent `sa-keys` in time (U1), sender included'),
+});
+
+export const SecAggPeersSchema = z.object({
+  type: z.literal('sa-peers'),
+  ...secaggHead,
+  peers: z.array(str(128)).max(MAX_SECAGG_PARTIES).describe('Everyone who sent `sa-shares` in time (U2): mask against exactly these'),
+  shares: z.array(z.object({ from: str(128), to: str(128), ciphertext: bytes() })).max(MAX_SECAGG_PARTIES).describe('The sealed shares addressed to this client'),
+});
+
+export const SecAggUnmaskSchema = z.object({
+  type: z.literal('sa-unmask'),
+  ...secaggHead,
+  survivors: z.array(str(128)).max(MAX_SECAGG_PARTIES).describe('Clients whose masked input arrived (U3): reveal their self-mask seed shares'),
+  dropped: z.array(str(128)).max(MAX_SECAGG_PARTIES).describe('Clients of U2 whose masked input did not: reveal their mask key shares'),
+});
+
 export const EndSchema = z.object({
   type: z.literal('end'),
   reason: z.enum(['completed', 'shutdown'], { error: 'must be completed or shutdown' }).describe('`completed`: all rounds done; `shutdown`: the server is stopping early'),
@@ -288,12 +377,25 @@ export const EndSchema = z.object({
  */
 export const CLIENT_FRAME_SHAPES: Record<keyof typeof CLIENT_SCHEMAS, FrameShape> = {
   hello: { maxDepth: 4, maxMapEntries: 64, maxArrayLength: 10_000, maxItems: 20_000 },
+  // Share lists: ≤ MAX_SECAGG_PARTIES maps of 2–3 fields each, depth 3.
+  'sa-keys': { maxDepth: 3, maxMapEntries: 64, maxArrayLength: 64, maxItems: 200 },
+  'sa-shares': { maxDepth: 4, maxMapEntries: 64, maxArrayLength: MAX_SECAGG_PARTIES, maxItems: 8 * MAX_SECAGG_PARTIES + 200 },
+  'sa-masked': { maxDepth: 4, maxMapEntries: 64, maxArrayLength: 64, maxItems: 1_000 },
+  'sa-reveal': { maxDepth: 4, maxMapEntries: 64, maxArrayLength: MAX_SECAGG_PARTIES, maxItems: 8 * MAX_SECAGG_PARTIES + 200 },
   logits: { maxDepth: 4, maxMapEntries: 64, maxArrayLength: 64, maxItems: 1_000 },
   weights: { maxDepth: 6, maxMapEntries: 64, maxArrayLength: 1_000, maxItems: 32_000 },
 };
 
 /** Every message schema by event name (the frame's `type` equals its event). */
-export const CLIENT_SCHEMAS = { hello: HelloSchema, logits: LogitsSchema, weights: WeightsSchema } as const;
+export const CLIENT_SCHEMAS = {
+  hello: HelloSchema,
+  logits: LogitsSchema,
+  weights: WeightsSchema,
+  'sa-keys': SecAggKeysSchema,
+  'sa-shares': SecAggSharesSchema,
+  'sa-masked': SecAggMaskedSchema,
+  'sa-reveal': SecAggRevealSchema,
+} as const;
 export const SERVER_SCHEMAS = {
   welcome: WelcomeSchema,
   round: RoundSchema,
@@ -301,4 +403,7 @@ export const SERVER_SCHEMAS = {
   error: ErrorSchema,
   'round-result': RoundResultSchema,
   end: EndSchema,
+  'sa-roster': SecAggRosterSchema,
+  'sa-peers': SecAggPeersSchema,
+  'sa-unmask': SecAggUnmaskSchema,
 } as const;

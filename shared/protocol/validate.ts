@@ -1,6 +1,6 @@
 import type { z } from 'zod';
 import { decodeFrame } from './frame-codec.ts';
-import type { ClientMsg, ErrorCode, LogitsMsg, ServerMsg, WeightsMsg, WireTensor } from './messages.ts';
+import type { ClientMsg, ErrorCode, LogitsMsg, SecAggClientMsg, ServerMsg, WeightsMsg, WireTensor } from './messages.ts';
 import { scanFrame, type FrameShape } from './frame-scan.ts';
 import { CLIENT_FRAME_SHAPES, CLIENT_SCHEMAS, SERVER_SCHEMAS } from './schemas.ts';
 import { describeValue } from './typed-arrays.ts';
@@ -105,6 +105,30 @@ function decodeEnvelope(event: string, frame: unknown, limit: number | undefined
   return m;
 }
 
+/** The key exchange, masked input and reveal of secure aggregation (docs/privacy.md). */
+export function isSecAggMsg(msg: ClientMsg): msg is SecAggClientMsg {
+  return msg.type === 'sa-keys' || msg.type === 'sa-shares' || msg.type === 'sa-masked' || msg.type === 'sa-reveal';
+}
+
+/**
+ * The byte limit of each event. Secure aggregation's frames borrow the three configured limits: keys are hello-sized;
+ * a masked vector is at most rows·(classes+1) uint32s, within a logits frame's 4·rows·classes + 8·rows; share lists
+ * grow with the round's participants (~150 bytes each), so they get the larger of the upload limits.
+ */
+export function frameLimitFor(event: keyof typeof CLIENT_SCHEMAS, limits: FrameLimits): number {
+  switch (event) {
+    case 'sa-keys':
+      return limits.hello;
+    case 'sa-masked':
+      return limits.logits;
+    case 'sa-shares':
+    case 'sa-reveal':
+      return Math.max(limits.logits, limits.weights);
+    default:
+      return limits[event];
+  }
+}
+
 /**
  * Decode one inbound client frame and check it: the envelope, then the event's schema (structure), then the contents
  * of its binary payloads (codec lengths, finite values, index ranges, tensor sizes). Stateful checks (round,
@@ -112,7 +136,7 @@ function decodeEnvelope(event: string, frame: unknown, limit: number | undefined
  */
 export function parseClientFrame(event: string, frame: unknown, limits: FrameLimits = DEFAULT_FRAME_LIMITS): ClientMsg {
   const known = Object.hasOwn(CLIENT_SCHEMAS, event);
-  const limit = known ? (limits as unknown as Record<string, number>)[event] : undefined;
+  const limit = known ? frameLimitFor(event as keyof typeof CLIENT_SCHEMAS, limits) : undefined;
   const raw = asProtocolError(() => decodeEnvelope(event, frame, limit, known ? CLIENT_FRAME_SHAPES[event as keyof typeof CLIENT_SCHEMAS] : undefined));
   try {
     const parsed = CLIENT_SCHEMAS[event as keyof typeof CLIENT_SCHEMAS].safeParse(raw);

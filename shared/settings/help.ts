@@ -14,6 +14,7 @@ const GROUP_TITLES: Record<string, string | Partial<Record<Command, string>>> = 
   online: 'online (asynchronous) distillation',
   continual: 'continual learning',
   attacks: 'attacks and robustness',
+  privacy: 'privacy: differential privacy and secure aggregation',
   limits: 'limits',
   runtime: 'runtime',
 };

@@ -48,6 +48,21 @@ export const RELATIONS: readonly Relation[] = [
     check: (v) => ((v['tls.cert'] === undefined) !== (v['tls.key'] === undefined) ? 'give --tls-cert FILE and --tls-key FILE together (https needs both)' : null),
   },
   {
+    commands: ['server', 'simulate'],
+    flags: ['dp-epsilon', 'dp-noise-multiplier'],
+    help: 'one of --dp-epsilon and --dp-noise-multiplier',
+    check: (v) => ((v['privacy.epsilon'] as number) > 0 && (v['privacy.noiseMultiplier'] as number) > 0 ? 'give --dp-epsilon E (the noise is calibrated to it) or --dp-noise-multiplier Z, not both' : null),
+  },
+  {
+    commands: ['server', 'simulate'],
+    flags: ['dp-epsilon', 'dp-rounds', 'rounds'],
+    help: '--dp-epsilon plans for a number of uploads: --dp-rounds, or --rounds when it is not 0',
+    check: (v) =>
+      (v['privacy.epsilon'] as number) > 0 && !(v['privacy.rounds'] as number) && !(v.rounds as number)
+        ? '--dp-epsilon calibrates the noise for a number of uploads per client: give --dp-rounds N (the federation has no --rounds limit)'
+        : null,
+  },
+  {
     commands: ['simulate'],
     flags: ['proxy-subset', 'proxy-size'],
     help: '--proxy-subset ≤ --proxy-size',
