@@ -8,7 +8,7 @@ import { AGGREGATORS, type AggregatorName } from '../shared/distill/aggregators.
 import { FEDAVG_AGGREGATORS, type FedAvgAggregatorName } from '../shared/distill/weight-averaging.ts';
 import { ATTACK_KINDS, type AttackKind } from './attacks.ts';
 import { pct, table } from './report.ts';
-import { runSimulation, type SimulationOptions, type SimulationResult } from './simulate.ts';
+import { runSimulation, type SimulationInput, type SimulationResult } from './simulate.ts';
 
 /** One row of the table: a strategy, and the aggregator its teacher uses (distillation) or its weights' (fedavg). */
 export interface AttackRow {
@@ -84,7 +84,7 @@ export interface AttackTableOptions {
 }
 
 /** Run every row clean and under every attack (rows × (1 + attacks) simulations, one after the other). */
-export async function runAttackTable(base: Partial<SimulationOptions>, o: AttackTableOptions): Promise<{ table: AttackTable; runs: SimulationResult[] }> {
+export async function runAttackTable(base: SimulationInput, o: AttackTableOptions): Promise<{ table: AttackTable; runs: SimulationResult[] }> {
   if (!o.attacks.length) throw new Error('runAttackTable: no attacks');
   if (!o.rows.length) throw new Error('runAttackTable: no rows');
   const progress = o.progress ?? (() => {});

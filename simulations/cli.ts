@@ -3,17 +3,18 @@ import { dirname } from 'node:path';
 import { readCommandLine } from '../server/command-line.ts';
 import { createLogger, type LogOptions } from '../server/logger.ts';
 import type { StrategyName } from '../server/config.ts';
-import { renderHelp, settingByKey, UsageError } from '../shared/settings/index.ts';
-import { runSimulation, type SimulationOptions, type SimulationResult } from './simulate.ts';
+import { renderHelp, setPath, settingByKey, UsageError } from '../shared/settings/index.ts';
+import { fmtEpsilon, runSimulation, type SimulationInput, type SimulationResult } from './simulate.ts';
 import { kb, pct, table } from './report.ts';
 import { attackRows, expandAttacks, renderAttackTable, runAttackTable } from './attack-table.ts';
+import { privacyRows, privacySettingsLine, renderPrivacyTable, runPrivacyTable } from './privacy-table.ts';
 import type { AggregatorName } from '../shared/distill/aggregators.ts';
 import type { FedAvgAggregatorName } from '../shared/distill/weight-averaging.ts';
 
 const TITLE = 'fedistill simulate — a real aggregator and N real clients on Fashion-MNIST, on this machine';
 
 /** Settings that shape the command rather than one simulation: what to compare, where the report goes, logging. */
-const CLI_ONLY = new Set(['strategies', 'prevLambdas', 'out', 'logLevel', 'logFormat', 'attacks', 'attackRows']);
+const CLI_ONLY = new Set(['strategies', 'prevLambdas', 'out', 'logLevel', 'logFormat', 'attacks', 'attackRows', 'dpEpsilons']);
 
 export async function main(argv: string[]): Promise<void> {
   // Every flag, env var, default, range and relation comes from the settings table (shared/settings/).
@@ -24,14 +25,19 @@ export async function main(argv: string[]): Promise<void> {
   }
   const v = cmd.values;
   // Only what was given: runSimulation fills in the rest, and scales a default that does not fit the data it finds.
-  const opts: Partial<SimulationOptions> = {};
-  for (const key of cmd.given) if (!CLI_ONLY.has(key)) (opts as Record<string, unknown>)[key] = v[key];
+  const opts: SimulationInput = {};
+  // Dotted keys (privacy.epsilon, secureAggregation.enabled) are nested settings: runSimulation fills in the rest.
+  for (const key of cmd.given) if (!CLI_ONLY.has(key)) setPath(opts as Record<string, unknown>, key, v[key]);
   // The embedded server's log lines (silent by default: the report is what this command prints).
   if (v.logLevel !== 'silent') opts.serverLog = createLogger({ level: v.logLevel as string, format: v.logFormat as LogOptions['format'] });
   const strategies = (v.strategies as string[]).flatMap((x) => (x === 'compare' ? ['ensemble', 'fedavg'] : [x])) as StrategyName[];
   const lambdas = v.prevLambdas as number[];
   const scenario = (opts.scenario ?? settingByKey('scenario').default) as string;
 
+  if (v.dpEpsilons) {
+    if (v.attacks) throw new UsageError('--dp-epsilons and --attack each run a table of their own: give one');
+    return privacyReport(opts, strategies, v);
+  }
   if (v.attacks) return attackReport(opts, strategies, v);
   if (v.attackRows) throw new UsageError('--aggregators names the rows of an attack table: give --attack too');
 
@@ -53,7 +59,7 @@ export async function main(argv: string[]): Promise<void> {
 }
 
 /** --attack: every row clean and under every attack, one table (attack-table.ts); results saved after every run. */
-async function attackReport(opts: Partial<SimulationOptions>, strategies: StrategyName[], v: Record<string, unknown>): Promise<void> {
+async function attackReport(opts: SimulationInput, strategies: StrategyName[], v: Record<string, unknown>): Promise<void> {
   const lambdas = v.prevLambdas as number[];
   if (lambdas.length > 1) throw new UsageError('--attack compares attacks, not --prev-lambda values: give one --prev-lambda');
   const attacks = expandAttacks(v.attacks as string[]);
@@ -83,6 +89,47 @@ async function attackReport(opts: Partial<SimulationOptions>, strategies: Strate
   console.log(`results written to ${out}`);
 }
 
+/** --dp-epsilons: every strategy at every target ε, one table (privacy-table.ts); results saved after every run. */
+async function privacyReport(opts: SimulationInput, strategies: StrategyName[], v: Record<string, unknown>): Promise<void> {
+  // The settings table's relations are per flag; this one is between a simulate-only list and the server's setting.
+  if (opts.privacy?.epsilon !== undefined || opts.privacy?.noiseMultiplier !== undefined) {
+    throw new UsageError('--dp-epsilons runs one simulation per ε and calibrates each: give it without --dp-epsilon and --dp-noise-multiplier');
+  }
+  const lambdas = v.prevLambdas as number[];
+  if (lambdas.length > 1) throw new UsageError('--dp-epsilons compares ε values, not --prev-lambda values: give one --prev-lambda');
+  const targets = v.dpEpsilons as number[];
+  const rows = privacyRows(strategies, {
+    aggregator: v.aggregator as AggregatorName,
+    fedavgAggregator: v.fedavgAggregator as FedAvgAggregatorName,
+    secureAggregation: v['secureAggregation.enabled'] === true,
+  });
+  const out = (v.out as string | undefined) ?? `results/simulate-privacy.json`;
+  mkdirSync(dirname(out), { recursive: true });
+  const runs: SimulationResult[] = [];
+  console.log(
+    `fedistill simulate --dp-epsilons: ${rows.length} row(s) (${rows.map((r) => r.label).join(', ')}) × ε ∈ {${targets.map(fmtEpsilon).join(', ')}} = ` +
+      `${rows.length * targets.length} runs, one after the other, on the same split and seed`,
+  );
+  const { table: t } = await runPrivacyTable(
+    { ...opts, prevStudentLambda: lambdas[0] },
+    {
+      rows,
+      targets,
+      progress: (line) => console.log(line),
+      onRun: (r) => {
+        runs.push(r);
+        writeFileSync(out, JSON.stringify({ runs }, null, 2)); // a long table stopped midway keeps what it measured
+      },
+    },
+  );
+  console.log(`
+${renderPrivacyTable(t)}`);
+  console.log(`
+${privacySettingsLine(t.settings)}; ${(t.seconds / 60).toFixed(1)} min in all`);
+  writeFileSync(out, JSON.stringify({ privacyTable: t, runs }, null, 2));
+  console.log(`results written to ${out}`);
+}
+
 /** The settings a table was measured with, as one line (README tables quote it). */
 function attackSettingsLine(s: Record<string, unknown>): string {
   const keys = ['clients', 'models', 'student', 'rounds', 'localEpochs', 'distillEpochs', 'proxySize', 'proxySubset', 'codec', 'partition', 'alpha', 'attackFraction', 'seed'];
@@ -95,6 +142,21 @@ function printSummary(r: SimulationResult): void {
     `\n${r.options.strategy}: final student accuracy ${pct(s.finalStudentAccuracy)} (best ${pct(s.bestStudentAccuracy)}) on ${r.data.test} test images` +
       `${r.data.isSubset ? ' (SUBSET)' : ''}; uplink ${kb(s.uplinkPerClientRound)} and downlink ${kb(s.downlinkPerClientRound)} per client-round; ${s.seconds.toFixed(0)} s`,
   );
+  if (r.privacy) {
+    const p = r.privacy.status;
+    const declined = r.privacy.clients.reduce((n, c) => n + c.declined, 0);
+    console.log(
+      `privacy: ε = ${fmtEpsilon(p.epsilon)} spent at δ = ${p.delta} (the most any client did; ${fmtEpsilon(p.epsilonPerRound)} per upload), ${p.mode} noise, ` +
+        `z = ${p.noiseMultiplier.toFixed(3)}, clip ${p.clip}; clients' own budget ε = ${fmtEpsilon(r.privacy.clientBudget ?? Infinity)}` +
+        `${declined ? `, ${declined} round(s) declined on it` : ''}${p.exhaustedClients ? `, ${p.exhaustedClients} client(s) exhausted` : ''}`,
+    );
+  }
+  if (r.secureAggregation) {
+    const sa = r.secureAggregation;
+    console.log(
+      `secure aggregation: ${sa.rounds} round(s), at least ${sa.contributorsMin} contributors each; ${kb(sa.keyBytesPerRound)} and ${sa.secondsPerRound.toFixed(2)} s per round for the protocol`,
+    );
+  }
   if (s.timeToAccuracy.length) {
     console.log(`time to accuracy (s from all clients connected): ${s.timeToAccuracy.map((t) => `${pct(t.target)}: ${t.seconds === null ? 'not reached' : t.seconds.toFixed(0)}`).join(', ')}`);
   }

@@ -36,12 +36,19 @@ export interface WorkerStart {
   proxyCacheDir?: string;
   backend?: string;
   roundsPerTask?: number;
+  /**
+   * With DP: every client's own budget (ClientOptions.privacy). `epsilon` null = no limit (only counting): IPC is
+   * JSON, which has no Infinity.
+   */
+  privacy?: { epsilon: number | null; delta: number };
 }
 
 export type WorkerReport =
   | { type: 'ready'; backend: string; clients: string[] }
   | { type: 'round-done'; clientId: string; round: number; uploadBytes: number; trainSeconds: number; evalAccuracy?: number; adopted: boolean; digested: boolean }
   | { type: 'server-error'; clientId: string; code: string; message: string }
+  | { type: 'privacy'; clientId: string; round: number; epsilon: number; epsilonRound: number }
+  | { type: 'declined'; clientId: string; round: number; reason: string }
   | { type: 'fatal'; message: string };
 
 const send = (m: WorkerReport) => process.send?.(m);
@@ -78,6 +85,7 @@ process.on('message', async (m: WorkerStart | { type: 'stop' }) => {
         proxyCache: cache,
         seed: m.seed,
         slowdown: spec.slowdown,
+        privacy: m.privacy && { epsilon: m.privacy.epsilon ?? Infinity, delta: m.privacy.delta },
         log: (msg) => process.env.FEDISTILL_VERBOSE && console.error(`[${spec.clientId}] ${msg}`),
       });
     });
@@ -87,6 +95,8 @@ process.on('message', async (m: WorkerStart | { type: 'stop' }) => {
         send({ type: 'round-done', clientId: id, round: r.round, uploadBytes: r.uploadBytes, trainSeconds: r.stats.trainSeconds, evalAccuracy: r.stats.evalAccuracy, adopted: r.adoptedStudent, digested: r.digestedConsensus }),
       );
       c.on('server-error', (e) => send({ type: 'server-error', clientId: id, code: e.code, message: e.message }));
+      c.on('privacy', (p) => send({ type: 'privacy', clientId: id, round: p.round, epsilon: p.epsilon, epsilonRound: p.epsilonRound }));
+      c.on('declined', (d) => send({ type: 'declined', clientId: id, round: d.round, reason: d.reason }));
     }
     await Promise.all(clients.map((c) => c.start()));
     send({ type: 'ready', backend: backend.name, clients: m.clients.map((c) => c.clientId) });

@@ -8,9 +8,10 @@ import { countParams } from '../shared/models/builders.ts';
 import type { LogitCodecName } from '../shared/tensor/logit-codec.ts';
 import { initBackend, type BackendInfo } from '../shared/compute/backend.ts';
 import { createAggregator } from '../server/app.ts';
-import type { ServerConfig } from '../server/config.ts';
+import type { PrivacyConfig, ServerConfig } from '../server/config.ts';
+import type { PrivacyStatus } from '../shared/dashboard-feed.ts';
 import type { LogSink } from '../server/logger.ts';
-import { checkConfig, defaultsFor } from '../shared/settings/index.ts';
+import { checkConfig, defaultsFor, settingsFor } from '../shared/settings/index.ts';
 import type { OnlineStats, RoundSummary } from '../server/coordinator.ts';
 import { FASHION_MNIST_CLASSES, loadFashionMnist } from '../datasets/fashion-mnist.ts';
 import { fitProxySize } from '../datasets/proxy-size.ts';
@@ -29,7 +30,10 @@ const SERVER_KNOBS = [
 ] as const satisfies readonly (keyof ServerConfig)[];
 type ServerKnobs = (typeof SERVER_KNOBS)[number];
 
-export interface SimulationOptions extends Pick<ServerConfig, ServerKnobs> {
+/** The privacy settings (nested ServerConfig objects) a simulation passes through: every row under them. */
+const PRIVACY_KEYS = settingsFor('simulate').map((s) => s.key).filter((k) => k.startsWith('privacy.') || k.startsWith('secureAggregation.'));
+
+export interface SimulationOptions extends Pick<ServerConfig, ServerKnobs | 'privacy' | 'secureAggregation'> {
   clients: number;
   partition: PartitionKind;
   alpha: number;
@@ -70,7 +74,10 @@ const SIMULATION_KNOBS = [
 
 /** The settings table's defaults (shared/settings/): the demo's, the same the server and client CLIs default to. */
 export const DEFAULT_SIMULATION: SimulationOptions = {
-  ...(defaultsFor('simulate', [...SERVER_KNOBS, ...SIMULATION_KNOBS]) as Pick<SimulationOptions, ServerKnobs | (typeof SIMULATION_KNOBS)[number]>),
+  ...(defaultsFor('simulate', [...SERVER_KNOBS, ...SIMULATION_KNOBS, ...PRIVACY_KEYS]) as Pick<
+    SimulationOptions,
+    ServerKnobs | (typeof SIMULATION_KNOBS)[number] | 'privacy' | 'secureAggregation'
+  >),
   workers: Math.max(1, availableParallelism()),
   log: (l) => console.log(l),
 };
@@ -109,7 +116,29 @@ export interface SimulationResult {
   continual?: ContinualReport;
   /** The attack this run was under (absent: attack-free): its kind and which clients were the attackers. */
   attack?: { kind: AttackKind; fraction: number; attackers: string[] };
+  /** With differential privacy: what the run cost (absent: no DP). */
+  privacy?: SimulationPrivacy;
+  /** With secure aggregation: what the protocol cost per completed round (means over those rounds). */
+  secureAggregation?: { rounds: number; contributorsMin: number; secondsPerRound: number; keyBytesPerRound: number };
 }
+
+export interface SimulationPrivacy {
+  /** /status's privacy at the end: the noise multiplier z the server calibrated, the mode, the federation's ε. */
+  status: PrivacyStatus;
+  /** The budget every simulated client enforced on its own (null: none, only a noise multiplier was given). */
+  clientBudget: number | null;
+  /** Per client: what it told the server (numSamples; 0/1 under DP), ε as the server counts it and as it counts it itself. */
+  clients: { id: string; numSamples: number; serverEpsilon?: number; clientEpsilon?: number; uploads: number; declined: number }[];
+}
+
+/** What runSimulation takes: any option, and any part of the nested privacy settings (the rest default). */
+export type SimulationInput = Partial<Omit<SimulationOptions, 'privacy' | 'secureAggregation'>> & {
+  privacy?: Partial<PrivacyConfig>;
+  secureAggregation?: Partial<ServerConfig['secureAggregation']>;
+};
+
+/** DP is on when either the target ε or the noise multiplier is set (shared/settings/server.ts). */
+export const dpEnabled = (p: PrivacyConfig): boolean => p.epsilon > 0 || p.noiseMultiplier > 0;
 
 // The worker is this module's sibling in the same form: client-worker.ts through tsx when this runs from the sources,
 // client-worker.js with plain node when it runs compiled (dist/lib/, an installed package has no tsx).
@@ -118,9 +147,19 @@ const WORKER = fileURLToPath(new URL(COMPILED ? './client-worker.js' : './client
 const WORKER_EXEC_ARGV = COMPILED ? [] : ['--import', 'tsx'];
 
 /** Start a real aggregator on loopback and real clients in worker processes, run the rounds, report. */
-export async function runSimulation(opts: Partial<SimulationOptions> = {}): Promise<SimulationResult> {
+export async function runSimulation(opts: SimulationInput = {}): Promise<SimulationResult> {
   checkConfig('simulate', opts as Record<string, unknown>); // the flags' ranges, for callers that build options in code
-  const o: SimulationOptions = { ...DEFAULT_SIMULATION, ...opts };
+  const o: SimulationOptions = {
+    ...DEFAULT_SIMULATION,
+    ...opts,
+    privacy: { ...DEFAULT_SIMULATION.privacy, ...opts.privacy },
+    secureAggregation: { ...DEFAULT_SIMULATION.secureAggregation, ...opts.secureAggregation },
+  };
+  const dp = dpEnabled(o.privacy);
+  const secagg = o.secureAggregation.enabled;
+  // Every client enforces a budget of its own, as a real one would: --dp-budget, else --dp-epsilon; with only a noise
+  // multiplier there is no target, so the clients only count (and refuse rounds without noise).
+  const clientBudget = dp ? o.privacy.budget || o.privacy.epsilon || Infinity : null;
   if (o.attack !== undefined && !ATTACK_KINDS.includes(o.attack)) throw new RangeError(`unknown attack '${o.attack}' (one of ${ATTACK_KINDS.join(', ')})`);
   const scenario = o.scenario === 'none' ? null : makeScenario(o.scenario, 10, o.classesPerTask, o.roundsPerTask);
   if (scenario && o.strategy === 'online') {
@@ -159,6 +198,8 @@ export async function runSimulation(opts: Partial<SimulationOptions> = {}): Prom
     log: o.serverLog ?? ((m: string) => void (process.env.FEDISTILL_VERBOSE && log(`[server] ${m}`))),
     config: {
       ...(Object.fromEntries(SERVER_KNOBS.map((k) => [k, o[k]])) as Pick<ServerConfig, ServerKnobs>),
+      privacy: o.privacy,
+      secureAggregation: o.secureAggregation,
       host: '127.0.0.1',
       port: 0,
       token,
@@ -174,6 +215,14 @@ export async function runSimulation(opts: Partial<SimulationOptions> = {}): Prom
       `${o.partition}${o.partition === 'dirichlet' ? ` α=${o.alpha}` : ''}, proxy ${proxy.count} (subset ${o.proxySubset}/round, ${o.codec}), ` +
       `${o.localEpochs} local epochs, backend ${backend.name}, data ${data.source}${data.isSubset ? ' (SUBSET)' : ''}`,
   );
+  const ps = agg.coordinator.status().privacy;
+  if (ps) {
+    log(
+      `privacy: DP with ${ps.mode} noise, z = ${ps.noiseMultiplier.toFixed(3)} (effective ${ps.effectiveNoiseMultiplier.toFixed(3)}), clip ${ps.clip}, ` +
+        `ε per upload ${ps.epsilonPerRound.toFixed(3)}, budget ε = ${fmtEpsilon(ps.budget)} at δ = ${ps.delta}; each client's own budget ε = ${fmtEpsilon(clientBudget ?? Infinity)}`,
+    );
+  }
+  if (secagg) log(`secure aggregation: the server learns only sums of teachers (threshold ${o.secureAggregation.threshold} of the selected)`);
   if (o.attack === 'absent') log(`absent: ${[...attackers].map(clientId).join(', ')} do not take part (${joining.length} of ${o.clients} clients join)`);
   else if (o.attack) log(`attack: ${o.attack} by ${attackers.size} of ${o.clients} clients (${[...attackers].map(clientId).join(', ')})`);
   const url = await agg.start();
@@ -192,6 +241,8 @@ export async function runSimulation(opts: Partial<SimulationOptions> = {}): Prom
     'student acc (test)',
     ...(scenario ? scenario.tasks.map((c) => `T{${c.join(',')}}`) : []),
     'client acc',
+    ...(dp ? ['ε round', 'ε total'] : []),
+    ...(secagg ? ['secagg K', 'secagg s', 'secagg bytes'] : []),
     online ? 'train s' : 'aggregate s',
     's',
     'elapsed s',
@@ -220,6 +271,8 @@ export async function runSimulation(opts: Partial<SimulationOptions> = {}): Prom
       pct(s.studentAccuracy),
       ...(row.taskAccuracy ?? []).map(pct),
       pct(s.meanClientEvalAccuracy),
+      ...(dp ? [s.privacy ? s.privacy.epsilonRound.toFixed(3) : '-', s.privacy ? s.privacy.epsilon.toFixed(3) : '-'] : []),
+      ...(secagg ? (s.secureAggregation ? [s.secureAggregation.contributors, s.secureAggregation.seconds.toFixed(2), kb(s.secureAggregation.keyBytes)] : ['-', '-', '-']) : []),
       s.aggregateSeconds.toFixed(1),
       s.seconds.toFixed(1),
       row.elapsedSeconds.toFixed(1),
@@ -238,6 +291,9 @@ export async function runSimulation(opts: Partial<SimulationOptions> = {}): Prom
     stopAt = resolve;
   });
   let budgetTimer: ReturnType<typeof setTimeout> | null = null;
+  // What each client saw of its own privacy: its ε (its accountant), uploads made and rounds it declined.
+  const ownPrivacy = new Map<string, { epsilon?: number; uploads: number; declined: number }>();
+  const own = (id: string) => ownPrivacy.get(id) ?? (ownPrivacy.set(id, { uploads: 0, declined: 0 }), ownPrivacy.get(id)!);
 
   // Clients: round-robin over worker processes, each client its own connection and partition.
   const nWorkers = Math.max(1, Math.min(o.workers, joining.length));
@@ -268,16 +324,27 @@ export async function runSimulation(opts: Partial<SimulationOptions> = {}): Prom
         }
         if (m.type === 'fatal') reject(new Error(`client worker failed: ${m.message}`));
         if (m.type === 'server-error') log(`[${m.clientId}] server refused: ${m.code}: ${m.message}`);
+        if (m.type === 'round-done') own(m.clientId).uploads++;
+        if (m.type === 'privacy') own(m.clientId).epsilon = m.epsilon;
+        if (m.type === 'declined') {
+          own(m.clientId).declined++;
+          log(`[${m.clientId}] declined round ${m.round}: ${m.reason}`);
+        }
       });
       child.on('exit', (code) => code && reject(new Error(`client worker exited with code ${code}`)));
-      const start: WorkerStart = { type: 'start', url, token, dataDir: data.dir, clients: specs, evalSize: o.clientEvalSize, seed: o.seed, backend: o.backend, roundsPerTask: scenario?.roundsPerTask };
+      const start: WorkerStart = {
+        type: 'start', url, token, dataDir: data.dir, clients: specs, evalSize: o.clientEvalSize, seed: o.seed, backend: o.backend, roundsPerTask: scenario?.roundsPerTask,
+        privacy: clientBudget === null ? undefined : { epsilon: Number.isFinite(clientBudget) ? clientBudget : null, delta: o.privacy.delta },
+      };
       child.send(start);
       workers.push(child);
     }
   });
 
+  let endStatus: ReturnType<typeof agg.coordinator.status> | null = null;
   try {
     await Promise.race([finished, workerFailed]);
+    endStatus = agg.coordinator.status(); // before close: the clients' last numSamples and ε, the final privacy status
   } finally {
     if (budgetTimer) clearTimeout(budgetTimer);
     for (const w of workers) {
@@ -318,5 +385,28 @@ export async function runSimulation(opts: Partial<SimulationOptions> = {}): Prom
       ? continualReport(scenario, Array.from({ length: o.rounds }, (_, i) => done.find((r) => r.round === i + 1)?.studentPerClassAccuracy ?? []), testRowsPerClass)
       : undefined,
     attack: o.attack ? { kind: o.attack, fraction: o.attackFraction, attackers: [...attackers].map(clientId) } : undefined,
+    privacy:
+      endStatus?.privacy && clientBudget !== null
+        ? {
+            status: endStatus.privacy,
+            clientBudget: Number.isFinite(clientBudget) ? clientBudget : null,
+            clients: endStatus.clients
+              .map((c) => ({ id: c.id, numSamples: c.numSamples, serverEpsilon: c.epsilon, clientEpsilon: ownPrivacy.get(c.id)?.epsilon, uploads: ownPrivacy.get(c.id)?.uploads ?? 0, declined: ownPrivacy.get(c.id)?.declined ?? 0 }))
+              .sort((a, b) => a.id.localeCompare(b.id)),
+          }
+        : undefined,
+    secureAggregation: secagg ? secureAggregationCost(done) : undefined,
   };
+}
+
+/** Means over the rounds that ran the protocol: its extra seconds and key-exchange/unmasking bytes, and the fewest contributors. */
+function secureAggregationCost(done: RoundRow[]): SimulationResult['secureAggregation'] {
+  const sa = done.map((r) => r.secureAggregation).filter((x): x is NonNullable<RoundRow['secureAggregation']> => x !== undefined);
+  const mean = (f: (x: (typeof sa)[number]) => number) => (sa.length ? sa.reduce((n, x) => n + f(x), 0) / sa.length : 0);
+  return { rounds: sa.length, contributorsMin: sa.length ? Math.min(...sa.map((x) => x.contributors)) : 0, secondsPerRound: mean((x) => x.seconds), keyBytesPerRound: mean((x) => x.keyBytes) };
+}
+
+/** ε as a table shows it: 3 decimals, ∞ for no limit. */
+export function fmtEpsilon(e: number): string {
+  return Number.isFinite(e) ? (e >= 100 ? e.toFixed(0) : e.toFixed(3)) : '∞';
 }

@@ -118,7 +118,18 @@ test('thousands of malformed frames of every class: no crash, no internal error,
     type: 'logits', round, proxyHash: hash, logits: encodeMatrix(new Float32Array(rows * cols).map((_, i) => Math.sin(i)), rows, cols, codec), stats,
   });
   const weights = { type: 'weights', round: 1, numSamples: 5, weights: [{ name: 'k', shape: [2, 3], data: new Float32Array(6) }], stats };
-  const templates = (): [string, object][] => [['hello', hello], ['logits', logitsOf(100, 10, codecs[rng.int(4)], 1 + rng.int(ROUNDS))], ['weights', weights]];
+  // Secure aggregation's messages (this federation does not use it: each must still be refused with a protocol code).
+  const secagg = (): [string, object][] => {
+    const head = { round: 1 + rng.int(ROUNDS), session: `s:${rng.int(3)}` };
+    return [
+      ['sa-keys', { type: 'sa-keys', ...head, cPk: bytes(32), sPk: bytes(32) }],
+      ['sa-shares', { type: 'sa-shares', ...head, shares: [{ to: 'c1', ciphertext: bytes(140) }] }],
+      ['sa-masked', { type: 'sa-masked', ...head, proxyHash: 'x', masked: Uint32Array.from({ length: 1000 }, () => rng.int(2 ** 31)), stats: { trainLoss: 1, trainAccuracy: 0.5, trainSeconds: 1 } }],
+      ['sa-reveal', { type: 'sa-reveal', ...head, reveals: [{ of: 'c1', kind: 'b', share: bytes(33) }] }],
+    ];
+  };
+  const templates = (): [string, object][] => [['hello', hello], ['logits', logitsOf(100, 10, codecs[rng.int(4)], 1 + rng.int(ROUNDS))], ['weights', weights], pick(secagg())];
+  const EVENTS = ['hello', 'logits', 'weights', 'sa-keys', 'sa-shares', 'sa-masked', 'sa-reveal'];
   const pick = <T>(xs: readonly T[]): T => xs[rng.int(xs.length)];
   const pack = (m: unknown): Uint8Array => {
     try {
@@ -145,7 +156,7 @@ test('thousands of malformed frames of every class: no crash, no internal error,
     hugeDeclared: () => {
       const header = pick([[0xdd, 0xff, 0xff, 0xff, 0xff], [0xdf, 0x7f, 0xff, 0xff, 0xff], [0xdc, 0xff, 0xff], [0xde, 0xff, 0xff], [0xc6, 0x7f, 0xff, 0xff, 0xff], [0xdb, 0, 0x10, 0, 0], [0xc9, 0, 0, 0x10, 0, 0x74]]);
       const at = pick([[], [0x81, 0xa4, 0x74, 0x79, 0x70, 0x65], [0x82, 0xa4, 0x74, 0x79, 0x70, 0x65, 0xa6, 0x6c, 0x6f, 0x67, 0x69, 0x74, 0x73, 0xa5, 0x72, 0x6f, 0x75, 0x6e, 0x64]]);
-      return [pick(['hello', 'logits', 'weights']), Uint8Array.from([...at, ...header, ...bytes(rng.int(64))])];
+      return [pick(EVENTS), Uint8Array.from([...at, ...header, ...bytes(rng.int(64))])];
     },
     // Real containers past the schema's needs, within the frame size limits: a weights frame of 300k nils took zod
     // 3.4 s to refuse before the structural pre-check, a hello of 60k class counts 0.3 s.
@@ -153,11 +164,11 @@ test('thousands of malformed frames of every class: no crash, no internal error,
       () => ['weights', encodeFrame({ ...weights, weights: Array(50_000 + rng.int(250_000)).fill(null) })],
       () => ['hello', encodeFrame({ ...hello, classCounts: Array(10_001 + rng.int(50_000)).fill(1) })],
       () => ['logits', encodeFrame(Object.fromEntries(Array.from({ length: 100 + rng.int(8000) }, (_, i) => [`k${i}`, 0])))],
-      () => [pick(['hello', 'logits', 'weights']), encodeFrame(Array(1000 + rng.int(50_000)).fill(0))],
+      () => [pick(EVENTS), encodeFrame(Array(1000 + rng.int(50_000)).fill(0))],
     ])(),
     deepNesting: () => {
       const depth = 5 + rng.int(3000);
-      return [pick(['hello', 'logits', 'weights']), Uint8Array.from([...Array(depth).fill(pick([0x91, 0x81])), 0xc0])];
+      return [pick(EVENTS), Uint8Array.from([...Array(depth).fill(pick([0x91, 0x81])), 0xc0])];
     },
     nonFinite: () => {
       const [event, m] = pick(templates());
@@ -180,9 +191,9 @@ test('thousands of malformed frames of every class: no crash, no internal error,
       const [event, m] = pick(templates());
       return [event, encodeFrame(m), () => {}];
     },
-    garbage: () => [pick(['hello', 'logits', 'weights']), bytes(1 + rng.int(2000))],
-    nonBinary: () => [pick(['hello', 'logits', 'weights']), pick(['text', 42, { type: 'hello' }, [1, 2], null, true, 1.5])],
-    extensions: () => [pick(['hello', 'logits', 'weights']), pick([
+    garbage: () => [pick(EVENTS), bytes(1 + rng.int(2000))],
+    nonBinary: () => [pick(EVENTS), pick(['text', 42, { type: 'hello' }, [1, 2], null, true, 1.5])],
+    extensions: () => [pick(EVENTS), pick([
       Uint8Array.from([0xd4, 0x65, 0x00]), Uint8Array.from([0xd6, 0xff, 0, 0, 0, 1]), Uint8Array.from([0xc7, 2, 0x74, 0x63, 0x00]),
       Uint8Array.from([0xd5, 0x74, 0x07, 0x01]), pack({ type: 'logits', round: new Set([1]) }), pack({ type: 'hello', x: new Error('e') }),
     ])],

@@ -4,6 +4,7 @@ import { softmaxRows } from '../shared/distill/aggregators.ts';
 import type { RoundSummary } from '../shared/dashboard-feed.ts';
 import type { AggregateReport } from '../server/strategies/strategy.ts';
 import type { FedistillClient, UploadDraft } from '../client/client.ts';
+import { checkSecureSum } from '../server/strategies/ensemble.ts';
 import { makeClient, roundsDone, startBench } from './helpers.ts';
 
 interface Captured {
@@ -92,4 +93,42 @@ test('secure aggregation survives a client that drops after sending its shares a
   const expected = meanOf(['c1', 'c2', 'c3', 'c4'].map((id) => mine.get(id)!));
   const diff = maxDiff(cap.teachers.get(1)!, expected);
   assert.ok(diff < 1e-4, `teacher differs from the survivors' mean by ${diff}`);
+});
+
+test('secure aggregation with the confidence aggregator: the teacher is the confidence-weighted mean', async (t) => {
+  const b = await startBench(3, { ...SECURE, aggregator: 'confidence', rounds: 1 });
+  t.after(() => b.agg.close());
+  const cap = capture([], b);
+  const clients = [0, 1, 2].map((i) => makeClient(b, i, { outbound: { upload: recorder(cap, `c${i}`) } }));
+  t.after(() => clients.forEach((c) => c.stop()));
+  await Promise.all(clients.map((c) => c.start()));
+  await roundsDone(b, 1);
+  assert.equal(cap.summaries[0].status, 'completed');
+  const ps = [...cap.values.get(1)!.values()];
+  const c = 10;
+  const n = ps[0].length / c;
+  const expected = new Float64Array(n * c);
+  for (let i = 0; i < n; i++) {
+    let wsum = 0;
+    for (const p of ps) {
+      let h = 0;
+      for (let j = 0; j < c; j++) if (p[i * c + j] > 0) h -= p[i * c + j] * Math.log(p[i * c + j]);
+      const w = Math.exp(-h);
+      wsum += w;
+      for (let j = 0; j < c; j++) expected[i * c + j] += w * p[i * c + j];
+    }
+    for (let j = 0; j < c; j++) expected[i * c + j] /= wsum;
+  }
+  const diff = maxDiff(cap.teachers.get(1)!, expected);
+  assert.ok(diff < 1e-4, `teacher differs from the confidence-weighted mean by ${diff}`);
+});
+
+test('a secure sum that cannot be a sum of probability rows is not learned from', () => {
+  const ok = { sum: Float64Array.from([0.5, 1.5, 1, 1]), count: 2, params: { length: 4 } };
+  assert.doesNotThrow(() => checkSecureSum(ok, 2, 2, 'probs'));
+  assert.throws(() => checkSecureSum({ ...ok, sum: Float64Array.from([0.5, 1.5, 3, -1]) }, 2, 2, 'probs'), /outside \[0, 2\]/);
+  assert.throws(() => checkSecureSum({ ...ok, sum: Float64Array.from([0.5, 1, 1, 1]) }, 2, 2, 'probs'), /sums to 1.5, not 2/);
+  // confidence rows: w·p then w; Σ_j w·p_j must equal Σ w.
+  assert.doesNotThrow(() => checkSecureSum({ sum: Float64Array.from([0.3, 0.6, 0.9]), count: 2, params: { length: 3 } }, 1, 2, 'confidence'));
+  assert.throws(() => checkSecureSum({ sum: Float64Array.from([0.3, 0.9, 0.9]), count: 2, params: { length: 3 } }, 1, 2, 'confidence'), /not 0.9/);
 });

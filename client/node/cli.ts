@@ -38,6 +38,8 @@ interface ClientCliSettings {
   ca?: string;
   resumeDir?: string;
   giveUpAfterS: number;
+  'clientPrivacy.epsilon': number;
+  'clientPrivacy.delta': number;
   backend: BackendPreference;
   logLevel: string;
   logFormat: LogOptions['format'];
@@ -88,7 +90,10 @@ export async function main(argv: string[]): Promise<void> {
 
   // The id's resume token survives a restart of this process: the server refuses a known id without it.
   const resume = new ResumeTokenFile(v.url, id, v.resumeDir);
+  const budget = v['clientPrivacy.epsilon'];
+  const privacy = budget > 0 ? { epsilon: budget, delta: v['clientPrivacy.delta'], state: resume.readPrivacy() } : undefined;
   const client = new FedistillClient({
+    privacy,
     ...tls,
     resumeToken: resume.read(),
     url: v.url,
@@ -115,6 +120,14 @@ export async function main(argv: string[]): Promise<void> {
       `${r.stats.evalAccuracy !== undefined ? `, eval acc ${(r.stats.evalAccuracy * 100).toFixed(1)}%` : ''}), uploaded ${r.uploadBytes} B` +
       `${r.adoptedStudent ? ', started from the student' : ''}${r.digestedConsensus ? ', digested consensus' : ''}`),
   );
+  client.on('privacy', (p) => {
+    try {
+      resume.writePrivacy(p.state);
+    } catch (e) {
+      logger.warn(`could not keep the privacy state in ${resume.privacyFile}: ${(e as Error).message}`);
+    }
+  });
+  client.on('declined', (d) => logger.warn(`round ${d.round} declined: ${d.reason}`));
   client.on('round-result', (r) => log(`server finished round ${r.round}${r.studentAccuracy !== undefined ? `: student acc ${(r.studentAccuracy * 100).toFixed(2)}%` : ''}`));
   client.on('disconnected', (reason) => log(`disconnected (${reason}); reconnecting`));
   const stop = () => {

@@ -31,9 +31,39 @@ export class ResumeTokenFile {
   }
 
   write(resumeToken: string): void {
-    mkdirSync(path.dirname(this.file), { recursive: true, mode: 0o700 });
-    const tmp = `${this.file}.tmp-${process.pid}-${randomUUID()}`;
-    writeFileSync(tmp, JSON.stringify({ url: new URL(this.url).origin, clientId: this.clientId, resumeToken }) + '\n', { mode: 0o600 });
-    renameSync(tmp, this.file);
+    this.writeJson(this.file, { url: new URL(this.url).origin, clientId: this.clientId, resumeToken });
+  }
+
+  /**
+   * The privacy accountant's state for this server and id (--dp-budget): what the client's data has already cost
+   * outlives the process, so a restart does not start from a fresh budget. Unreadable state is an error, not zero.
+   */
+  readPrivacy(): unknown {
+    let text: string;
+    try {
+      text = readFileSync(this.privacyFile, 'utf8');
+    } catch {
+      return undefined; // nothing spent yet
+    }
+    try {
+      return (JSON.parse(text) as { accountant?: unknown }).accountant;
+    } catch (e) {
+      throw new Error(`${this.privacyFile}: unreadable privacy state (${(e as Error).message}); refusing to start with a fresh budget`);
+    }
+  }
+
+  writePrivacy(accountant: unknown): void {
+    this.writeJson(this.privacyFile, { url: new URL(this.url).origin, clientId: this.clientId, accountant });
+  }
+
+  get privacyFile(): string {
+    return this.file.replace(/\.json$/, '.privacy.json');
+  }
+
+  private writeJson(file: string, body: unknown): void {
+    mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
+    const tmp = `${file}.tmp-${process.pid}-${randomUUID()}`;
+    writeFileSync(tmp, JSON.stringify(body) + '\n', { mode: 0o600 });
+    renameSync(tmp, file);
   }
 }

@@ -148,6 +148,7 @@ export class EnsembleStrategy extends HasStudent implements Strategy {
     const n = indices.length;
     const c = this.proxy.numClasses;
     const T = this.temperatureAt(ctx.round);
+    if (!task.privacy) checkSecureSum(s, n, c, sa.values);
     let probs: Float32Array;
     if (sa.values === 'confidence') {
       probs = new Float32Array(n * c);
@@ -215,3 +216,22 @@ export class EnsembleStrategy extends HasStudent implements Strategy {
   }
 }
 
+/**
+ * A noise-free secure sum must look like one: every row of Σ p_k sums to the contributor count, every entry lies in
+ * [0, count] (and for `confidence`, Σ_j Σ_k w_k·p_k(j) = Σ_k w_k per row). A client that masked garbage or revealed a
+ * wrong share cannot be named (the server never sees single vectors), but the sum it spoiled is not learned from.
+ */
+export function checkSecureSum(s: SecureSum, n: number, c: number, values: 'probs' | 'confidence'): void {
+  const width = values === 'confidence' ? c + 1 : c;
+  const tol = 1e-3 * s.count + 1e-6;
+  for (let i = 0; i < n; i++) {
+    let total = 0;
+    for (let j = 0; j < c; j++) {
+      const v = s.sum[i * width + j];
+      if (!(v >= -tol && v <= s.count + tol)) throw new Error(`secure sum: row ${i} holds ${v} outside [0, ${s.count}]: a contributor masked values out of range or revealed a wrong share`);
+      total += v;
+    }
+    const expected = values === 'confidence' ? s.sum[i * width + c] : s.count;
+    if (Math.abs(total - expected) > tol) throw new Error(`secure sum: row ${i} sums to ${total}, not ${expected}: a contributor masked values out of range or revealed a wrong share`);
+  }
+}

@@ -22,6 +22,20 @@ export type AttackKind = (typeof ATTACK_KINDS)[number];
  */
 export const ATTACK_TABLE_ROWS = [...AGGREGATORS, 'fedavg', ...FEDAVG_AGGREGATORS.map((a) => `fedavg:${a}`), 'all'] as const;
 
+/** `1,4,8,inf` → [1, 4, 8, Infinity]: target ε values, each > 0; `inf` (or ∞) is the run without DP. Duplicates are refused. */
+export function parseEpsilonList(raw: string): number[] {
+  const parts = raw.split(',').map((p) => p.trim()).filter((p) => p !== '');
+  if (!parts.length) throw new Error(`'${raw}' needs at least one ε (e.g. 1,4,8,inf)`);
+  const out = parts.map((p) => {
+    if (/^(inf|infinity|∞)$/i.test(p)) return Infinity;
+    const x = Number(p);
+    if (!Number.isFinite(x) || !(x > 0)) throw new Error(`'${p}' is not an ε > 0 or inf`);
+    return x;
+  });
+  if (new Set(out).size !== out.length) throw new Error(`'${raw}' names an ε twice`);
+  return out;
+}
+
 /**
  * What only `fedistill simulate` takes: the federation it builds on this machine (clients, split, devices), the
  * comparisons it runs, and where the report goes. The server settings it passes through are in server.ts.
@@ -115,6 +129,19 @@ export const SIMULATE_SETTINGS: readonly Setting[] = [
     commands: ['simulate'],
     help: 'with --attack: the rows of the table, each run clean and under every attack (fedavg: with --fedavg-aggregator; all = every teacher aggregator, then fedavg with each of its own)',
     group: 'attacks',
+  },
+  {
+    key: 'dpEpsilons',
+    flag: 'dp-epsilons',
+    type: 'custom',
+    parse: parseEpsilonList,
+    format: (v) => (v as number[]).map((e) => (Number.isFinite(e) ? String(e) : 'inf')).join(','),
+    default: undefined,
+    defaultText: 'none',
+    arg: 'LIST',
+    commands: ['simulate'],
+    help: 'accuracy versus ε: each --strategy once per ε (> 0, or inf = no DP, e.g. 1,4,8,inf) on the same split and seed, then one table (not with --dp-epsilon)',
+    group: 'privacy',
   },
   { key: 'out', flag: 'out', type: 'string', default: undefined, defaultText: 'results/simulate-<strategies>[-<scenario>].json; --attack: results/simulate-attacks.json', arg: 'FILE', commands: ['simulate'], help: 'results JSON', group: 'runtime' },
 ];
