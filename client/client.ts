@@ -684,12 +684,14 @@ export class FedistillClient extends Emitter<ClientEvents> {
       session.maskedGone();
       return bytes;
     }
-    if (noisy) return this.upload(msg.round, { type: 'logits', round: msg.round, proxyHash: this.proxyHash, logits: encodeMatrix(noisy, n, c, this.codec), values: 'probs', stats });
+    // Top-k would keep only each row's largest noisy values (a biased teacher): noisy rows go dense, fp16 at least.
+    const codec = this.codec === 'topk' ? 'fp16' : this.codec;
+    if (noisy) return this.upload(msg.round, { type: 'logits', round: msg.round, proxyHash: this.proxyHash, logits: encodeMatrix(noisy, n, c, codec), values: 'probs', stats });
     return this.upload(msg.round, { type: 'logits', round: msg.round, proxyHash: this.proxyHash, logits: encodeMatrix(draft.logits, n, c, this.codec), stats });
   }
 
   private chargePrivacy(msg: RoundMsg): void {
-    const ledger = this.privacy ?? (this.reportOnlyPrivacy ??= new ClientPrivacy({ epsilon: Infinity, delta: msg.privacy!.delta }));
+    const ledger = this.privacy ?? (this.reportOnlyPrivacy ??= new ClientPrivacy({ epsilon: Infinity, delta: msg.privacy!.delta, trustAggregator: msg.privacy!.mode === 'central' }));
     const spend = ledger.charge(msg);
     this.log(`round ${msg.round}: DP upload; ε spent ${spend.epsilon.toFixed(3)}${Number.isFinite(spend.budget) ? ` of ${spend.budget}` : ''} (δ = ${ledger.delta})`);
     this.emit('privacy', spend);

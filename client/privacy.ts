@@ -9,6 +9,12 @@ export interface PrivacyBudget {
   delta?: number;
   /** What an earlier session of this client spent (the `privacy` event's `state`): the budget is for the data, not a session. */
   state?: unknown;
+  /**
+   * Count a round with `privacy.mode: central` as the aggregate's guarantee (the server is trusted to keep single
+   * uploads, which carry 1/noiseShares of the noise, to itself). Default false: such a round is counted by the noise
+   * this client adds alone, which usually spends the budget in one upload.
+   */
+  trustAggregator?: boolean;
 }
 
 /** After each upload under DP: ε spent so far, and the accountant's state to keep for the next session. */
@@ -29,10 +35,11 @@ export interface PrivacySpend {
  * sensitivity of C·√rows (S): z. That last figure trusts the other t − 1 contributors to noise honestly; the
  * client's own share alone would be z/√t.
  */
-export function effectiveNoiseMultiplier(msg: RoundMsg): number {
+export function effectiveNoiseMultiplier(msg: RoundMsg, trustAggregator = false): number {
   const p = msg.privacy;
   if (!p) return 0;
   if (msg.secagg && p.noiseShares > 1) return p.noiseMultiplier;
+  if (trustAggregator && p.mode === 'central') return p.noiseMultiplier;
   const own = p.noiseMultiplier / Math.sqrt(p.noiseShares);
   return msg.task === 'weights' ? own / 2 : own / Math.SQRT2;
 }
@@ -66,7 +73,7 @@ export class ClientPrivacy {
   /** Why this round must not be answered, or null when it may. */
   refusal(msg: RoundMsg): string | null {
     if (!msg.privacy) return 'the round asks for an upload without DP noise (its ε would be infinite)';
-    const z = effectiveNoiseMultiplier(msg);
+    const z = effectiveNoiseMultiplier(msg, this.budget.trustAggregator);
     const after = this.accountant.epsilonIfComposed(z, this.delta);
     if (after > this.budget.epsilon * (1 + 1e-9)) {
       return `one more upload would spend ε = ${after.toFixed(3)} in all, past this client's budget of ${this.budget.epsilon} (δ = ${this.delta}; spent so far ${this.epsilon.toFixed(3)})`;
@@ -76,7 +83,7 @@ export class ClientPrivacy {
 
   /** Count one upload of this round. */
   charge(msg: RoundMsg): PrivacySpend {
-    const z = effectiveNoiseMultiplier(msg);
+    const z = effectiveNoiseMultiplier(msg, this.budget.trustAggregator);
     const before = this.epsilon;
     this.accountant.compose(z);
     const epsilon = this.epsilon;

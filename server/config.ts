@@ -129,6 +129,8 @@ export interface PrivacyConfig {
   /** ε past which a client is not selected (0: epsilon). */
   budget: number;
   temperature: number;
+  /** Who adds the noise without secure aggregation: every client all of it, or a share each (trusted server). */
+  noise: 'local' | 'central';
 }
 
 /** Every ServerConfig field, so the check below fails the build when a field has no row in the settings table. */

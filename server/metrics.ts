@@ -90,6 +90,23 @@ export class AggregatorMetrics {
     gauge('fedistill_open_round_selected', 'Clients selected for the round now open (0 between rounds)', () => c.status().openRound?.selected ?? 0);
     gauge('fedistill_open_round_received', 'Uploads the open round has received so far (0 between rounds)', () => c.status().openRound?.received ?? 0);
 
+    // Privacy series only where the federation runs with DP or secure aggregation.
+    const privacy = () => c.status().privacy!;
+    if (c.status().privacy) {
+      gauge('fedistill_privacy_epsilon', "The federation's ε so far: the most any client has spent, at fedistill_privacy_delta", () => privacy().epsilon);
+      gauge('fedistill_privacy_delta', 'δ the ε series are reported at', () => privacy().delta);
+      gauge('fedistill_privacy_epsilon_per_round', "ε of one client's upload (one release of the Gaussian mechanism)", () => privacy().epsilonPerRound);
+      gauge('fedistill_privacy_noise_multiplier', 'Noise multiplier z sent to clients (noise std over the clip-based norm)', () => privacy().noiseMultiplier);
+      gauge('fedistill_privacy_exhausted_clients', 'Clients one more upload would take past the budget (no longer selected)', () => privacy().exhaustedClients);
+    }
+    let secureSeconds: Histogram | null = null;
+    let secureBytes: Counter | null = null;
+    if (c.status().secureAggregation) {
+      secureSeconds = histogram('fedistill_secagg_round_seconds', 'Secure aggregation: from the round opening to the unmasked sum', [1, 2, 5, 10, 20, 30, 60, 120, 300]);
+      secureBytes = new Counter({ name: 'fedistill_secagg_protocol_bytes_total', help: 'Secure aggregation: bytes of key exchange and reveal frames, both ways (masked uploads count as uplink)', registers });
+      gauge('fedistill_secagg_contributors', 'Secure aggregation: contributors to the last unmasked sum', () => last()?.secureAggregation?.contributors);
+    }
+
     let staleness: Histogram | null = null;
     let trainSteps: Counter | null = null;
     // Online series only where the coordinator's status has an online section (the online coordinator).
@@ -128,6 +145,10 @@ export class AggregatorMetrics {
         participants.observe(s.participants);
         if (s.status === 'completed') aggregateSeconds.observe(s.aggregateSeconds);
         if (trainSteps && s.trainSteps) trainSteps.inc(s.trainSteps);
+        if (s.secureAggregation) {
+          secureSeconds?.observe(s.secureAggregation.seconds);
+          secureBytes?.inc(s.secureAggregation.keyBytes);
+        }
       },
     };
     for (const [event, h] of Object.entries(handlers)) c.on(event, h);

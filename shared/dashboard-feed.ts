@@ -35,7 +35,7 @@ export interface RoundSummary {
 
 /** /status's `privacy`: the differential-privacy setting and what it has cost so far (docs/privacy.md). */
 export interface PrivacyStatus {
-  mode: 'local' | 'distributed';
+  mode: 'local' | 'central' | 'distributed';
   delta: number;
   noiseMultiplier: number;
   effectiveNoiseMultiplier: number;

@@ -102,6 +102,7 @@ async function privacyReport(opts: SimulationInput, strategies: StrategyName[], 
     aggregator: v.aggregator as AggregatorName,
     fedavgAggregator: v.fedavgAggregator as FedAvgAggregatorName,
     secureAggregation: v['secureAggregation.enabled'] === true,
+    noise: v['privacy.noise'] as 'local' | 'central',
   });
   const out = (v.out as string | undefined) ?? `results/simulate-privacy.json`;
   mkdirSync(dirname(out), { recursive: true });

@@ -40,7 +40,7 @@ export interface WorkerStart {
    * With DP: every client's own budget (ClientOptions.privacy). `epsilon` null = no limit (only counting): IPC is
    * JSON, which has no Infinity.
    */
-  privacy?: { epsilon: number | null; delta: number };
+  privacy?: { epsilon: number | null; delta: number; trustAggregator?: boolean };
 }
 
 export type WorkerReport =
@@ -85,7 +85,7 @@ process.on('message', async (m: WorkerStart | { type: 'stop' }) => {
         proxyCache: cache,
         seed: m.seed,
         slowdown: spec.slowdown,
-        privacy: m.privacy && { epsilon: m.privacy.epsilon ?? Infinity, delta: m.privacy.delta },
+        privacy: m.privacy && { epsilon: m.privacy.epsilon ?? Infinity, delta: m.privacy.delta, trustAggregator: m.privacy.trustAggregator },
         log: (msg) => process.env.FEDISTILL_VERBOSE && console.error(`[${spec.clientId}] ${msg}`),
       });
     });

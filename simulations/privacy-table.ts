@@ -30,7 +30,7 @@ export interface PrivacyCell {
   /** z as sent to the clients (noise std over the clip-based norm), and over the sensitivity the accountant uses. */
   noiseMultiplier?: number;
   effectiveNoiseMultiplier?: number;
-  mode?: 'local' | 'distributed';
+  mode?: 'local' | 'central' | 'distributed';
   /** Rounds some client declined (its own budget), summed over clients. */
   declined: number;
   uplinkBytes: number;
@@ -59,11 +59,12 @@ export interface PrivacyTable {
  * The rows for `strategies` (compare already expanded): fedavg is DP-FedAvg (clipped, noised weight updates) and never
  * runs under secure aggregation, which sums teachers' probabilities only; online has no rounds to account per upload.
  */
-export function privacyRows(strategies: StrategyName[], o: { aggregator: AggregatorName; fedavgAggregator: FedAvgAggregatorName; secureAggregation: boolean }): PrivacyRow[] {
+export function privacyRows(strategies: StrategyName[], o: { aggregator: AggregatorName; fedavgAggregator: FedAvgAggregatorName; secureAggregation: boolean; noise?: 'local' | 'central' }): PrivacyRow[] {
+  const noise = `${o.noise ?? 'local'} noise`;
   return [...new Set(strategies)].map((strategy) => {
     if (strategy === 'online') throw new RangeError('--dp-epsilons: the online strategy takes uploads one at a time, without rounds to account; use ensemble, mutual or fedavg');
-    if (strategy === 'fedavg') return { label: `DP-FedAvg (${o.fedavgAggregator}, local noise)`, strategy, secureAggregation: false };
-    return { label: `${strategy} (${o.aggregator}${o.secureAggregation ? ', secure aggregation' : ', local noise'})`, strategy, secureAggregation: o.secureAggregation };
+    if (strategy === 'fedavg') return { label: `DP-FedAvg (${o.fedavgAggregator}, ${noise})`, strategy, secureAggregation: false };
+    return { label: `${strategy} (${o.aggregator}, ${o.secureAggregation ? 'secure aggregation' : noise})`, strategy, secureAggregation: o.secureAggregation };
   });
 }
 

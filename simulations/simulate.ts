@@ -334,7 +334,8 @@ export async function runSimulation(opts: SimulationInput = {}): Promise<Simulat
       child.on('exit', (code) => code && reject(new Error(`client worker exited with code ${code}`)));
       const start: WorkerStart = {
         type: 'start', url, token, dataDir: data.dir, clients: specs, evalSize: o.clientEvalSize, seed: o.seed, backend: o.backend, roundsPerTask: scenario?.roundsPerTask,
-        privacy: clientBudget === null ? undefined : { epsilon: Number.isFinite(clientBudget) ? clientBudget : null, delta: o.privacy.delta },
+        // Simulated clients trust this server when it is told to hold the noise centrally (--dp-noise central).
+        privacy: clientBudget === null ? undefined : { epsilon: Number.isFinite(clientBudget) ? clientBudget : null, delta: o.privacy.delta, trustAggregator: o.privacy.noise === 'central' },
       };
       child.send(start);
       workers.push(child);

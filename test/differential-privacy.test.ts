@@ -8,7 +8,7 @@ import { DEFAULT_CONFIG, type ServerConfig } from '../server/config.ts';
 import { epsilonFromRdp, rdpSampledGaussian } from '../shared/privacy/rdp.ts';
 import type { PrivacySpend } from '../client/privacy.ts';
 import type { FedistillClient } from '../client/client.ts';
-import { makeClient, roundsDone, startBench } from './helpers.ts';
+import { makeClient, roundsDone, startBench, viewerAuth } from './helpers.ts';
 
 const dp = (p: Partial<ServerConfig['privacy']>): Pick<ServerConfig, 'privacy'> => ({ privacy: { ...DEFAULT_CONFIG.privacy, ...p } });
 
@@ -50,6 +50,13 @@ test('local DP: clients noise their probabilities, both sides count the same ε,
   const z = status.privacy!.noiseMultiplier;
   const one = epsilonFromRdp(rdpSampledGaussian(1, z / Math.SQRT2, 1), 1e-5).epsilon;
   assert.ok(Math.abs(status.privacy!.epsilonPerRound - one) < 1e-9);
+  // The operator's view: /status carries it, and /metrics has it as gauges.
+  const metrics = await (await fetch(`${b.url}/metrics`, { headers: viewerAuth() })).text();
+  const eps = Number(/^fedistill_privacy_epsilon (\S+)$/m.exec(metrics)?.[1]);
+  assert.ok(Math.abs(eps - status.privacy!.epsilon) < 1e-9, `metrics ε ${eps}`);
+  const st = (await (await fetch(`${b.url}/status`, { headers: viewerAuth() })).json()) as { privacy: { epsilon: number }; clients: { epsilon?: number }[] };
+  assert.ok(Math.abs(st.privacy.epsilon - status.privacy!.epsilon) < 1e-9);
+  assert.ok(st.clients.every((c) => typeof c.epsilon === 'number' && c.epsilon > 0));
 });
 
 test("a client declines a round that would pass its own budget, and one without noise", async (t) => {

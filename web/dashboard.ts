@@ -563,6 +563,14 @@ function renderSummary(): void {
   setField('accuracy', last ? `${pct(last.studentAccuracy)}` : '—', last ? `${online() ? 'version' : 'round'} ${last.round}` : '');
   const cl = st?.clients ?? [];
   setField('clients', st ? `${cl.filter((c) => c.connected).length} / ${cl.length} connected` : '—');
+  // Differential privacy (ε spent so far, the most any client has) and secure aggregation, from the latest round.
+  const dp = [...S.history].reverse().find((r) => r.privacy)?.privacy;
+  const secure = S.history.some((r) => r.secureAggregation);
+  setField(
+    'privacy',
+    dp ? `ε ${dp.epsilon.toFixed(2)}${secure ? ' · secure agg.' : ''}` : secure ? 'secure aggregation' : S.history.length ? 'off' : '—',
+    dp ? `differential privacy: ε ${dp.epsilon.toFixed(3)} spent so far (the most any client has), ${dp.epsilonRound.toFixed(3)} per upload` : '',
+  );
   // From the event stream (the client list it also comes with is throttled, so it may be a beat behind).
   let now = '—';
   const t = S.timeline;
@@ -662,6 +670,7 @@ function renderRounds(): void {
         el('td', fmtBytes(r.downlinkBytes)),
         el('td', pct(r.studentAccuracy)),
         el('td', pct(r.meanClientEvalAccuracy)),
+        el('td', r.privacy ? r.privacy.epsilon.toFixed(2) : '—'),
         el('td', r.distillLoss == null ? '—' : r.distillLoss.toFixed(4)),
         el('td', r.aggregateSeconds.toFixed(2)),
         el('td', r.seconds.toFixed(1)),
@@ -673,7 +682,7 @@ function renderRounds(): void {
   if (!rows.length) {
     const tr = el('tr');
     const td = el('td', 'no completed round yet', 'l empty');
-    td.colSpan = 11;
+    td.colSpan = 12;
     tr.append(td);
     body.append(tr);
   }

@@ -64,7 +64,7 @@ export class RoundScheduler implements Scheduler {
 
   constructor(private readonly f: Federation) {
     const cfg = f.config;
-    const plan: DpPlan | null = planPrivacy(cfg, f.strategy.name === 'fedavg' ? 'update' : 'probs', cfg.secureAggregation.enabled ? 'distributed' : 'local');
+    const plan: DpPlan | null = planPrivacy(cfg, f.strategy.name === 'fedavg' ? 'update' : 'probs', cfg.secureAggregation.enabled ? 'distributed' : cfg.privacy.noise);
     this.ledger = plan && new PrivacyLedger(plan);
     if (plan) {
       f.log.info(
@@ -283,7 +283,8 @@ export class RoundScheduler implements Scheduler {
     }
     const secure = cfg.secureAggregation.enabled ? this.secureRound(round, tasks) : null;
     if (this.ledger) {
-      const shares = secure ? secure.params.threshold : 1;
+      // The noise is split over the fewest contributions a round can be learned from: t, or the quorum.
+      const shares = secure ? secure.params.threshold : this.ledger.plan.mode === 'central' ? Math.max(1, Math.ceil(cfg.quorum * tasks.size)) : 1;
       for (const t of tasks.values()) t.privacy = privacyTask(this.ledger.plan, shares);
     }
     let done!: () => void;

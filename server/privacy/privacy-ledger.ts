@@ -13,8 +13,12 @@ export type UploadKind = 'probs' | 'update';
  * - `distributed` (with secure aggregation): each of the ≥ t contributors adds 1/t of the variance; the server only
  *   ever sees the masked sum, whose noise is at least the full amount. The guarantee is user-level (add/remove one
  *   client) for the sum, against the server and everyone after it, assuming the t contributors noised honestly.
+ * - `central` (--dp-noise central, no secure aggregation): the same split of the noise over the m uploads a round
+ *   needs (its quorum), but the server sees each upload with only 1/m of the noise: the guarantee holds for the
+ *   aggregate and the student (other clients, whoever gets the model), not against the server — the trusted
+ *   aggregator of DP-FedAvg (McMahan et al. 2018).
  */
-export type NoiseMode = 'local' | 'distributed';
+export type NoiseMode = 'local' | 'distributed' | 'central';
 
 /**
  * Replace-adjacency sensitivity over the std the client adds, per unit of z: for probabilities the noise is
@@ -23,7 +27,7 @@ export type NoiseMode = 'local' | 'distributed';
  * sum by at most C·√R (S), the sum's noise is z·C·√R (z·S): z_eff = z.
  */
 function effectiveRatio(kind: UploadKind, mode: NoiseMode): number {
-  if (mode === 'distributed') return 1;
+  if (mode !== 'local') return 1;
   return kind === 'probs' ? 1 / Math.SQRT2 : 1 / 2;
 }
 
@@ -75,9 +79,9 @@ export function planPrivacy(cfg: ServerConfig, kind: UploadKind, mode: NoiseMode
   };
 }
 
-/** The `privacy` field of a round task; `noiseShares` is t under distributed noise, else 1. */
+/** The `privacy` field of a round task; `noiseShares` is t (distributed) or the quorum (central), 1 for local noise. */
 export function privacyTask(plan: DpPlan, noiseShares: number): NonNullable<RoundMsg['privacy']> {
-  return { noiseMultiplier: plan.noiseMultiplier, clip: plan.clip, temperature: plan.temperature, noiseShares, delta: plan.delta };
+  return { noiseMultiplier: plan.noiseMultiplier, clip: plan.clip, temperature: plan.temperature, noiseShares, delta: plan.delta, mode: plan.mode };
 }
 
 /**

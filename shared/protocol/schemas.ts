@@ -298,6 +298,7 @@ export const RoundSchema = z.object({
     temperature: finite(0).describe('Task `logits`: the softmax temperature of the probabilities uploaded'),
     noiseShares: int(1).describe('1: the client adds all the noise (local DP); t > 1: it adds 1/t of the variance and secure aggregation sums ≥ t shares'),
     delta: finite(0).describe('δ the server reports ε at'),
+    mode: opt(z.enum(['local', 'central', 'distributed'], { error: 'must be local, central or distributed' })).describe('Who the guarantee holds against: `local` (each upload alone, the server included), `central` (the aggregate: the server is trusted), `distributed` (the aggregate, under secure aggregation)'),
   })).describe('Differential privacy: clip and noise the upload (task `logits`: upload `values: probs`)'),
   secagg: opt(z.object({
     session: str(128).describe('Session id, new for every round'),
