@@ -29,7 +29,10 @@ export interface RoundSummary {
   staleness?: { count: number; mean: number; p50: number; p90: number; max: number };
   /** With differential privacy: ε of this round's release per participant, and the federation's ε after it (max over clients). */
   privacy?: { epsilonRound: number; epsilon: number };
-  /** With secure aggregation: contributors to the unmasked sum, and the extra seconds and bytes the protocol took. */
+  /**
+   * With secure aggregation: contributors to the unmasked sum; seconds from the round's close to the sum (reveals and
+   * unmasking; the key exchange overlaps local training); bytes of the key exchange and reveal frames, both ways.
+   */
   secureAggregation?: { contributors: number; seconds: number; keyBytes: number };
 }
 

@@ -29,7 +29,9 @@ export class SecureRound {
   private readonly core: SecAggServer;
   private phase: Phase = 'keys';
   private timer: ReturnType<typeof setTimeout> | null = null;
-  private readonly startedAt = performance.now();
+  /** When the round closed to uploads and unmasking began, and when the sum was out (or the attempt ended). */
+  private unmaskFrom = 0;
+  private unmaskTo = 0;
   /** Bytes of the key exchange and the reveal, both directions (the masked uploads count as uplink, as logits do). */
   keyBytes = 0;
   /** Why the round failed, if it did. */
@@ -88,6 +90,15 @@ export class SecureRound {
    */
   async finish(): Promise<{ sum: Float64Array; count: number } | null> {
     this.disarm();
+    this.unmaskFrom = performance.now();
+    try {
+      return await this.unmaskNow();
+    } finally {
+      this.unmaskTo = performance.now();
+    }
+  }
+
+  private async unmaskNow(): Promise<{ sum: Float64Array; count: number } | null> {
     if (this.phase !== 'input') return this.fail(this.failure ?? `the key exchange did not finish (stopped in '${this.phase}')`);
     let request: { survivors: string[]; dropped: string[] };
     try {
@@ -123,9 +134,12 @@ export class SecureRound {
     return this.survivors;
   }
 
-  /** Seconds since the round opened (the protocol's share of the round's time is reported by the scheduler). */
+  /**
+   * What the protocol added to the round's wall time: from the round's close to the unmasked sum (the reveals and the
+   * unmasking). The key exchange runs while the clients train, so it only shows when it is slower than training.
+   */
   seconds(): number {
-    return (performance.now() - this.startedAt) / 1000;
+    return this.unmaskTo > this.unmaskFrom ? (this.unmaskTo - this.unmaskFrom) / 1000 : 0;
   }
 
   dispose(): void {

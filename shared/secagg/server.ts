@@ -171,7 +171,9 @@ export class SecAggServer {
       }
       if (shares.has(r.of)) throw new Error(`secagg: two reveals for ${JSON.stringify(r.of)}`);
       checkBytes(r.share, SHARE_BYTES, `reveal ${i}.share`);
-      shares.set(r.of, r.share.slice());
+      // A plain Uint8Array copy: a Node Buffer (what msgpack bins may decode to) is a view into a pooled frame, and
+      // the Shamir library accepts only objects whose constructor is Uint8Array itself.
+      shares.set(r.of, new Uint8Array(r.share));
     }
     if (shares.size !== expected.size) {
       const missing = [...expected.keys()].filter((u) => !shares.has(u));
