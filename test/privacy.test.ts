@@ -5,6 +5,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { softmaxRows } from '../shared/distill/aggregators.ts';
 import { encodeFixedPoint } from '../shared/secagg/params.ts';
+import { decodeMatrix } from '../shared/tensor/logit-codec.ts';
+import { DEFAULT_CONFIG } from '../server/config.ts';
 import { makeClient, roundsDone, startBench } from './helpers.ts';
 import { assertOnlyLogitsOnWire, contains } from './wire.ts';
 
@@ -105,4 +107,31 @@ test('secure aggregation: no single client\'s teacher is on the wire, in the jou
   t.after(() => rmSync(plainDir, { recursive: true, force: true }));
   const plain = await run(false, plainDir);
   assert.ok(plain.forms.some((form) => plain.snapshots.some((bytes) => contains(bytes, form))), 'a plain round journals uploads the check finds');
+});
+
+test('with a DP budget a client sends no counts and no clean teacher: only noisy probabilities', async (t) => {
+  const b = await startBench(2, { rounds: 1, proxySubset: 150, privacy: { ...DEFAULT_CONFIG.privacy, epsilon: 4 } });
+  t.after(() => b.agg.close());
+  const clean: Float32Array[] = [];
+  const clients = [0, 1].map((i) => makeClient(b, i, {
+    privacy: { epsilon: 4 },
+    outbound: { upload: (draft) => (draft.task === 'logits' && i === 0 && clean.push(softmaxRows(draft.logits, 150, draft.numClasses, 1)), draft) },
+  }));
+  const started = clients.map((c) => c.start());
+  const wire = recordWire(clients[0]);
+  await Promise.all(started);
+  t.after(() => clients.forEach((c) => c.stop()));
+  await roundsDone(b, 1);
+  const frames = assertOnlyLogitsOnWire(wire, b.parts[0], { proxyRows: 150 });
+  const hello = frames.find((f) => f.type === 'hello')!;
+  assert.equal(hello.numSamples, 1, 'only whether it holds data');
+  assert.equal(hello.classCounts, undefined, 'no label histogram');
+  const up = frames.find((f) => f.type === 'logits')!;
+  assert.equal(up.values, 'probs');
+  const sent = decodeMatrix(up.logits);
+  // σ = z·C·√150 per entry: the sent rows are nowhere near the clean ones (and the clean ones are nowhere on the wire).
+  let far = 0;
+  for (let i = 0; i < sent.length; i++) if (Math.abs(sent[i] - clean[0][i]) > 0.5) far++;
+  assert.ok(far > 0.9 * sent.length, `${far} of ${sent.length} entries moved by more than 0.5`);
+  for (const w of wire) if (typeof w !== 'string') assert.ok(!contains(w, new Uint8Array(clean[0].buffer, 0, 64)), 'clean probabilities on the wire');
 });
