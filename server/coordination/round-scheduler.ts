@@ -32,6 +32,8 @@ interface OpenRound {
   timer: ReturnType<typeof setTimeout> | null;
   /** With --secure-aggregation: the round's key exchange and unmasking. */
   secure: SecureRound | null;
+  /** Selected clients the key exchange went on without (no keys or shares in time): they count as dropped. */
+  leftOut: Set<string>;
 }
 
 /** A round that was open when the server stopped, rebuilt from the journal: who was selected, what was accepted. */
@@ -300,12 +302,13 @@ export class RoundScheduler implements Scheduler {
       done,
       timer: null,
       secure,
+      leftOut: new Set(),
     };
     this.open = open;
     if (secure) {
       // Clients left out of the key exchange can no longer upload: stop waiting for them.
       secure.onLeftOut = (ids) => {
-        for (const id of ids) open.pending.delete(id);
+        for (const id of ids) if (open.pending.delete(id)) open.leftOut.add(id);
         if (open.pending.size === 0) open.done();
       };
       secure.onFailed = () => open.done();
@@ -336,7 +339,7 @@ export class RoundScheduler implements Scheduler {
 
     const updates = [...open.updates.values()].sort((a, b) => (a.clientId < b.clientId ? -1 : 1));
     const needed = Math.max(1, Math.ceil(cfg.quorum * tasks.size));
-    const dropped = [...open.pending];
+    const dropped = [...open.pending, ...open.leftOut];
     // Selected and silent until the round's end: a miss (enough in a row and the client is idle, not selected again).
     for (const id of dropped) f.registry.missed(id, 'rounds');
     let report: AggregateReport = { seconds: 0 };
