@@ -35,6 +35,8 @@ interface Session {
   source: 'files' | 'demo';
   demo: { shard: number; of: number; alpha: number; seed: number };
   allowCpu?: boolean;
+  /** Differential-privacy budget of this client (ε at δ = 1e-5); absent = none. */
+  epsilon?: number;
 }
 
 const $ = <T extends HTMLElement = HTMLElement>(id: string) => document.getElementById(id) as T;
@@ -112,6 +114,7 @@ async function loadFederation(server: string): Promise<Federation> {
   return f;
 }
 if (params.has('model')) $<HTMLSelectElement>('model').value = params.get('model')!;
+if (params.has('epsilon')) input('epsilon').value = params.get('epsilon')!;
 
 // ---- the user's own images ----
 
@@ -219,6 +222,7 @@ function readSession(): Session {
     model: $<HTMLSelectElement>('model').value as 'mlp' | 'cnn',
     source: source(),
     demo: { shard: Number(input('shard').value), of: Number(input('of').value), alpha: Number(input('alpha').value), seed: Number(input('seed').value) },
+    epsilon: Number(input('epsilon').value) > 0 ? Number(input('epsilon').value) : undefined,
   };
 }
 
@@ -262,7 +266,13 @@ async function join(s: Session, resuming: boolean): Promise<void> {
   sessionStorage.setItem(SESSION_KEY, JSON.stringify(s));
 
   const resumeKey = `fedistill.resume.${s.server}.${s.clientId}`;
+  // What this id's data has already cost, kept like the resume token: a reload must not hand out a fresh budget.
+  const privacyKey = `fedistill.privacy.${s.server}.${s.clientId}`;
+  const spent = localStorage.getItem(privacyKey);
+  const privacy = s.epsilon ? { epsilon: s.epsilon, state: spent ? JSON.parse(spent) : undefined } : undefined;
+  if (privacy) $('privacy-wrap').hidden = false;
   const client = new FedistillClient({
+    privacy,
     url: s.server,
     token,
     clientId: s.clientId,
@@ -309,6 +319,14 @@ async function join(s: Session, resuming: boolean): Promise<void> {
     if (state.state === 'waiting') setState('connected', `round ${r.round} complete`);
   });
   client.on('server-error', (e) => log(`server: ${e.code}: ${e.message}`));
+  client.on('privacy', (p) => {
+    localStorage.setItem(privacyKey, JSON.stringify(p.state));
+    $('privacy').textContent = `${p.epsilon.toFixed(2)} of ${p.budget}`;
+  });
+  client.on('declined', (d) => {
+    log(`round ${d.round} declined: ${d.reason}`);
+    setState('waiting', `declined round ${d.round} (privacy)`);
+  });
   await client.start();
   client.finished().then(
     (end) => {
