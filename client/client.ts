@@ -115,10 +115,18 @@ export interface RoundProgress {
   total: number;
 }
 
+/** The local step's figures as the client itself sees them (the wire's `stats`, which may leave them out, are a subset). */
+export interface LocalRoundStats {
+  trainLoss: number;
+  trainAccuracy: number;
+  trainSeconds: number;
+  evalAccuracy?: number;
+}
+
 export interface RoundDone {
   round: number;
   task: RoundMsg['task'];
-  stats: ClientRoundStats;
+  stats: LocalRoundStats;
   uploadBytes: number;
   adoptedStudent: boolean;
   digestedConsensus: boolean;
@@ -138,7 +146,7 @@ export type ClientEvents = {
   disconnected: (reason: string) => void;
   /** The federation is over ('completed': all rounds done; 'shutdown': the server is stopping), with the final student. */
   end: (e: EndMsg) => void;
-  /** After an upload with DP noise: ε spent so far by this client's own count, and the state to keep for a restart. */
+  /** A round with DP noise was taken on (counted before training): ε spent so far by this client's own count, and the state to keep for a restart. */
   privacy: (s: PrivacySpend) => void;
   /** A round this client did not answer, and why (its privacy budget, a round without noise it requires). */
   declined: (d: { round: number; reason: string }) => void;
@@ -257,13 +265,18 @@ export class FedistillClient extends Emitter<ClientEvents> {
       if (refusal) {
         this.log(`round ${msg.round} declined: ${refusal}`);
         this.emit('declined', { round: msg.round, reason: refusal });
+        // Said at once, so the round need not wait for this client until its deadline.
+        this.sendRegistered({ type: 'decline', round: msg.round, reason: msg.privacy ? 'privacy-budget' : 'no-privacy' });
         return;
       }
       this.rounds.set(msg.round, 'working');
       this.latestRound = Math.max(this.latestRound, msg.round);
+      // A DP round is counted when it is taken on, before any training: a round still in progress can never let the
+      // next one pass the budget check without it, and whoever keeps the count (the CLI's state file) has it first.
+      if (msg.privacy) this.chargePrivacy(msg);
       if (msg.secagg) {
         // The key exchange runs alongside the local step: keys go out now.
-        this.secure = new SecureSession(this.o.clientId, msg, (m) => this.send(m), this.log);
+        this.secure = new SecureSession(this.o.clientId, msg, (m) => this.sendRegistered(m), this.log);
         this.secure.start();
       }
       // One round at a time, in order.
@@ -514,6 +527,16 @@ export class FedistillClient extends Emitter<ClientEvents> {
     return frame.byteLength;
   }
 
+  /**
+   * Secure aggregation's steps, like uploads, go only over a registered connection (socket.io would flush them ahead
+   * of the next hello, to be refused): held while there is none, sent after the next welcome.
+   */
+  private heldSteps: ClientMsg[] = [];
+  private sendRegistered(msg: ClientMsg): void {
+    if (this.registered && this.socket?.connected) this.send(msg);
+    else this.heldSteps.push(msg);
+  }
+
   /** Uploads go only over a registered connection; socket.io would otherwise flush them ahead of the next hello. */
   private transmit(up: Upload): void {
     if (this.registered && this.socket?.connected) {
@@ -549,6 +572,8 @@ export class FedistillClient extends Emitter<ClientEvents> {
         }
       });
     }
+    const steps = this.heldSteps.splice(0);
+    for (const m of steps) this.send(m);
     const held = this.heldUpload;
     this.heldUpload = null;
     if (held) this.transmit(held);
@@ -631,7 +656,7 @@ export class FedistillClient extends Emitter<ClientEvents> {
         : undefined,
       onProgress: (p) => (this.abandonIfStopped(), this.emit('progress', { round: msg.round, phase: 'train', ...p })),
     });
-    const stats: ClientRoundStats = { trainLoss: train.loss, trainAccuracy: train.accuracy, trainSeconds: (performance.now() - t0) / 1000 };
+    const stats: LocalRoundStats = { trainLoss: train.loss, trainAccuracy: train.accuracy, trainSeconds: (performance.now() - t0) / 1000 };
     if (this.o.evalSet) stats.evalAccuracy = await evaluateAccuracy(this.model, this.o.evalSet);
     const slowdown = this.o.slowdown ?? 1;
     if (slowdown > 1) {
@@ -651,7 +676,6 @@ export class FedistillClient extends Emitter<ClientEvents> {
     this.abandonIfStopped();
     const uploadBytes = await this.send$(msg, draft, stats);
     if (uploadBytes === null) return;
-    if (msg.privacy) this.chargePrivacy(msg);
     this.emit('round-done', { round: msg.round, task: msg.task, stats, uploadBytes, adoptedStudent: adopted, digestedConsensus: digested });
   }
 
@@ -659,8 +683,10 @@ export class FedistillClient extends Emitter<ClientEvents> {
    * The upload as the round asks for it: with `privacy`, clipped and noised here (probabilities, or the weight update
    * against the model the round sent); with `secagg`, masked. Returns its frame size, or null when nothing was sent.
    */
-  private async send$(msg: RoundMsg, draft: UploadDraft, stats: ClientRoundStats): Promise<number | null> {
+  private async send$(msg: RoundMsg, draft: UploadDraft, local: LocalRoundStats): Promise<number | null> {
     const p = msg.privacy;
+    // Loss, accuracy and training time are computed on private data too: under DP or secure aggregation none is sent.
+    const stats: ClientRoundStats = p || msg.secagg ? {} : local;
     if (draft.task === 'weights') {
       let weights = draft.weights;
       if (p) {
@@ -693,7 +719,7 @@ export class FedistillClient extends Emitter<ClientEvents> {
   private chargePrivacy(msg: RoundMsg): void {
     const ledger = this.privacy ?? (this.reportOnlyPrivacy ??= new ClientPrivacy({ epsilon: Infinity, delta: msg.privacy!.delta, trustAggregator: msg.privacy!.mode === 'central' }));
     const spend = ledger.charge(msg);
-    this.log(`round ${msg.round}: DP upload; ε spent ${spend.epsilon.toFixed(3)}${Number.isFinite(spend.budget) ? ` of ${spend.budget}` : ''} (δ = ${ledger.delta})`);
+    this.log(`round ${msg.round}: taking part with DP noise; ε spent ${spend.epsilon.toFixed(3)}${Number.isFinite(spend.budget) ? ` of ${spend.budget}` : ''} (δ = ${ledger.delta})`);
     this.emit('privacy', spend);
   }
 }

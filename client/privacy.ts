@@ -17,7 +17,7 @@ export interface PrivacyBudget {
   trustAggregator?: boolean;
 }
 
-/** After each upload under DP: ε spent so far, and the accountant's state to keep for the next session. */
+/** When a round with DP noise is taken on: ε spent so far (that round included), and the state to keep for the next session. */
 export interface PrivacySpend {
   round: number;
   epsilon: number;
@@ -38,7 +38,8 @@ export interface PrivacySpend {
 export function effectiveNoiseMultiplier(msg: RoundMsg, trustAggregator = false): number {
   const p = msg.privacy;
   if (!p) return 0;
-  if (msg.secagg && p.noiseShares > 1) return p.noiseMultiplier;
+  // The sum holds at least t contributions: noise split over more shares than t is not all there when only t arrive.
+  if (msg.secagg && p.noiseShares > 1) return p.noiseMultiplier * Math.sqrt(Math.min(p.noiseShares, msg.secagg.threshold) / p.noiseShares);
   if (trustAggregator && p.mode === 'central') return p.noiseMultiplier;
   const own = p.noiseMultiplier / Math.sqrt(p.noiseShares);
   return msg.task === 'weights' ? own / 2 : own / Math.SQRT2;

@@ -14,6 +14,10 @@ export class SecureSession {
   private failPeers!: (e: Error) => void;
   private maskedSent = false;
   private pendingUnmask: SecAggUnmaskMsg | null = null;
+  /** Answers already given, sent again if the server repeats a step (after a reconnect it may not have had them). */
+  private sharesMsg: ClientMsg | null = null;
+  private sharing = false;
+  private peersTaken = false;
 
   constructor(
     private readonly clientId: string,
@@ -37,15 +41,21 @@ export class SecureSession {
   }
 
   async onRoster(msg: SecAggRosterMsg): Promise<void> {
+    if (this.sharesMsg) return this.send(this.sharesMsg);
+    if (this.sharing) return;
+    this.sharing = true;
     try {
       const sealed = await this.core.shareKeys(msg.roster);
-      this.send({ type: 'sa-shares', round: this.round.round, session: this.session, shares: sealed.map((s) => ({ to: s.to, ciphertext: s.ciphertext })) });
+      this.sharesMsg = { type: 'sa-shares', round: this.round.round, session: this.session, shares: sealed.map((s) => ({ to: s.to, ciphertext: s.ciphertext })) };
+      this.send(this.sharesMsg);
     } catch (e) {
       this.abort(`refused the roster: ${(e as Error).message}`);
     }
   }
 
   onPeers(msg: SecAggPeersMsg): void {
+    if (this.peersTaken) return;
+    this.peersTaken = true;
     try {
       this.core.receiveShares(msg.peers, msg.shares);
       this.setPeersReady();

@@ -187,7 +187,7 @@ export function attachGateway(io: Server<ClientToServerEvents, ServerToClientEve
 
     // Uploads are acked; the key exchange and reveal of secure aggregation are answered by the protocol's next step.
     const uploads = new Set(['logits', 'weights', 'sa-masked']);
-    for (const event of ['logits', 'weights', 'sa-keys', 'sa-shares', 'sa-masked', 'sa-reveal'] as const) {
+    for (const event of ['logits', 'weights', 'decline', 'sa-keys', 'sa-shares', 'sa-masked', 'sa-reveal'] as const) {
       socket.on(event, (...args: unknown[]) => {
         let round: number | undefined;
         try {

@@ -122,6 +122,7 @@ test('thousands of malformed frames of every class: no crash, no internal error,
   const secagg = (): [string, object][] => {
     const head = { round: 1 + rng.int(ROUNDS), session: `s:${rng.int(3)}` };
     return [
+      ['decline', { type: 'decline', round: head.round, reason: 'no-privacy' }],
       ['sa-keys', { type: 'sa-keys', ...head, cPk: bytes(32), sPk: bytes(32) }],
       ['sa-shares', { type: 'sa-shares', ...head, shares: [{ to: 'c1', ciphertext: bytes(140) }] }],
       ['sa-masked', { type: 'sa-masked', ...head, proxyHash: 'x', masked: Uint32Array.from({ length: 1000 }, () => rng.int(2 ** 31)), stats: { trainLoss: 1, trainAccuracy: 0.5, trainSeconds: 1 } }],
@@ -129,7 +130,7 @@ test('thousands of malformed frames of every class: no crash, no internal error,
     ];
   };
   const templates = (): [string, object][] => [['hello', hello], ['logits', logitsOf(100, 10, codecs[rng.int(4)], 1 + rng.int(ROUNDS))], ['weights', weights], pick(secagg())];
-  const EVENTS = ['hello', 'logits', 'weights', 'sa-keys', 'sa-shares', 'sa-masked', 'sa-reveal'];
+  const EVENTS = ['hello', 'logits', 'weights', 'decline', 'sa-keys', 'sa-shares', 'sa-masked', 'sa-reveal'];
   const pick = <T>(xs: readonly T[]): T => xs[rng.int(xs.length)];
   const pack = (m: unknown): Uint8Array => {
     try {

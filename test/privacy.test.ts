@@ -95,6 +95,7 @@ test('secure aggregation: no single client\'s teacher is on the wire, in the jou
   assert.ok(secure.snapshots.length >= 6, 'the state dir was read at every upload');
   const frames = assertOnlyLogitsOnWire(secure.wire, secure.b.parts[0]);
   assert.ok(frames.some((f) => f.type === 'sa-masked') && !frames.some((f) => f.type === 'logits'), 'the upload went masked');
+  for (const f of frames.filter((x) => x.type === 'sa-masked')) assert.deepEqual(f.stats, {}, 'no figures about the private data beside the masked vector');
   const text = new TextEncoder().encode(logs.join('\n'));
   for (const [k, form] of secure.forms.entries()) {
     for (const bytes of stored) assert.ok(!contains(bytes, form), `form ${k} of a client's upload is in the server's state`);
@@ -128,6 +129,7 @@ test('with a DP budget a client sends no counts and no clean teacher: only noisy
   assert.equal(hello.classCounts, undefined, 'no label histogram');
   const up = frames.find((f) => f.type === 'logits')!;
   assert.equal(up.values, 'probs');
+  assert.deepEqual(up.stats, {}, 'no loss, accuracy or training time: all computed on private data');
   const sent = decodeMatrix(up.logits);
   // σ = z·C·√150 per entry: the sent rows are nowhere near the clean ones (and the clean ones are nowhere on the wire).
   let far = 0;

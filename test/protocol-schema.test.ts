@@ -33,6 +33,7 @@ const clientSamples: ClientMsg[] = [
   { type: 'logits', round: 1, proxyHash: 'x', logits: encodeMatrix(logits(2, 300), 2, 300, 'topk', { k: 20 }), stats: { ...stats, evalAccuracy: 0.75 } },
   { type: 'weights', round: 4, numSamples: 12, weights: model.weights, stats },
   { type: 'logits', round: 2, proxyHash: 'x', logits: encodeMatrix(logits(2, 10), 2, 10, 'fp16'), stats, values: 'probs' },
+  { type: 'decline', round: 5, reason: 'privacy-budget' },
   { type: 'sa-keys', round: 5, session: 's:5', cPk: new Uint8Array(32).fill(1), sPk: new Uint8Array(32).fill(2) },
   { type: 'sa-shares', round: 5, session: 's:5', shares: [{ to: 'c-2', ciphertext: new Uint8Array(140).fill(3) }] },
   { type: 'sa-masked', round: 5, session: 's:5', proxyHash: 'x', masked: Uint32Array.from([1, 2 ** 32 - 1, 7]), stats },

@@ -131,4 +131,31 @@ test('a secure sum that cannot be a sum of probability rows is not learned from'
   // confidence rows: w·p then w; Σ_j w·p_j must equal Σ w.
   assert.doesNotThrow(() => checkSecureSum({ sum: Float64Array.from([0.3, 0.6, 0.9]), count: 2, params: { length: 3 } }, 1, 2, 'confidence'));
   assert.throws(() => checkSecureSum({ sum: Float64Array.from([0.3, 0.9, 0.9]), count: 2, params: { length: 3 } }, 1, 2, 'confidence'), /not 0.9/);
+  // With DP noise (σ = 0.5 per entry of the sum): a noisy sum passes, one client's 1e4 does not.
+  const dp = { noiseStd: 0.5, clip: 1 };
+  assert.doesNotThrow(() => checkSecureSum({ ...ok, sum: Float64Array.from([2.1, -0.9, 1.4, 0.3]) }, 2, 2, 'probs', dp));
+  assert.throws(() => checkSecureSum({ ...ok, sum: Float64Array.from([1e4, 0, 1, 1]) }, 2, 2, 'probs', dp), /beyond the noise/);
+});
+
+test('a client whose connection drops mid key exchange reconnects and is still in the sum', async (t) => {
+  const b = await startBench(3, { ...SECURE, rounds: 1 });
+  t.after(() => b.agg.close());
+  const cap = capture([], b);
+  const clients = [0, 1, 2].map((i) => makeClient(b, i, { outbound: { upload: recorder(cap, `c${i}`) } }));
+  t.after(() => clients.forEach((c) => c.stop()));
+  await Promise.all(clients.map((c) => c.start()));
+  // c1's transport dies as the roster arrives: its sealed shares are computed while it is offline and must wait for
+  // its next welcome; the server sends the step it missed again when it is back.
+  let dropped = 0;
+  const io = clients[1].connection!.io as unknown as { engine: { close(): void } };
+  clients[1].connection!.on('sa-roster', () => {
+    if (dropped++ === 0) io.engine.close();
+  });
+  await roundsDone(b, 1, 60_000);
+  const s = cap.summaries[0];
+  assert.equal(dropped >= 1, true, 'the drop happened');
+  assert.equal(s.status, 'completed', `round 1: ${s.status}`);
+  assert.equal(s.secureAggregation?.contributors, 3);
+  const diff = maxDiff(cap.teachers.get(1)!, meanOf([...cap.values.get(1)!.values()]));
+  assert.ok(diff < 1e-4, `teacher differs from the plain mean by ${diff}`);
 });

@@ -124,7 +124,10 @@ export async function main(argv: string[]): Promise<void> {
     try {
       resume.writePrivacy(p.state);
     } catch (e) {
-      logger.warn(`could not keep the privacy state in ${resume.privacyFile}: ${(e as Error).message}`);
+      // The round is counted before it trains: without the count on disk, a restart would spend the budget again.
+      console.error(`fedistill client ${id}: could not keep the privacy state in ${resume.privacyFile} (${(e as Error).message}); stopping before the upload`);
+      client.stop();
+      process.exit(1);
     }
   });
   client.on('declined', (d) => logger.warn(`round ${d.round} declined: ${d.reason}`));

@@ -147,6 +147,7 @@ export class OnlineTaskLoop implements Scheduler {
   submit(rec: ClientRecord, msg: ClientMsg, bytes: number): number {
     if (msg.type === 'hello') throw new ProtocolError('bad-message', 'hello is not an upload');
     if (isSecAggMsg(msg)) throw new ProtocolError('bad-message', `'${msg.type}': secure aggregation runs with round strategies only, not online`);
+    if (msg.type === 'decline') throw new ProtocolError('bad-message', "'decline' answers a round; the online strategy has no DP to decline (disconnect to stop taking tasks)");
     const { f } = this;
     const clientId = rec.participant.id;
     const cfg = f.config;
@@ -178,7 +179,7 @@ export class OnlineTaskLoop implements Scheduler {
     const w = this.win;
     w.uploads++;
     w.uplinkBytes += bytes;
-    w.clientTrainSeconds += msg.stats.trainSeconds;
+    w.clientTrainSeconds += msg.stats.trainSeconds ?? 0;
     if (msg.stats.evalAccuracy !== undefined) w.evals.push(msg.stats.evalAccuracy);
     while (w.staleness.length <= staleness) w.staleness.push(0);
     w.staleness[staleness]++;

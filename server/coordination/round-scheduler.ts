@@ -129,8 +129,11 @@ export class RoundScheduler implements Scheduler {
     if (open && open.pending.has(clientId)) {
       const msg = open.sent.get(clientId)!;
       open.downlinkBytes += this.f.send(clientId, msg);
+      open.secure?.resend(clientId);
       this.closeAt(open, open.deadline); // back from a grace period to the round's own deadline
     }
+    // A survivor of a secure round that is unmasking: it may have missed the request for its reveal.
+    this.unmasking?.resend(clientId);
   }
 
   disconnected(clientId: string): void {
@@ -156,6 +159,10 @@ export class RoundScheduler implements Scheduler {
     if (!open || msg.round !== open.round) throw this.notOpen(msg.round);
     const task = open.tasks.get(clientId);
     if (!task) throw new ProtocolError('not-selected', `client ${clientId} was not selected for round ${open.round}`);
+    if (msg.type === 'decline') {
+      this.declined(open, clientId, msg.reason);
+      return bytes;
+    }
     if (isSecAggMsg(msg) && msg.type !== 'sa-masked') {
       if (!open.secure) throw new ProtocolError('bad-message', `round ${open.round} does not use secure aggregation`);
       open.secure.handle(clientId, msg, bytes);
@@ -187,6 +194,21 @@ export class RoundScheduler implements Scheduler {
       if (this.connectedPending(open) === 0) this.closeSoon(open);
     }
     return bytes;
+  }
+
+  /**
+   * A selected client will not answer (its DP budget, or a round without the noise it requires): the round stops
+   * waiting for it. Out of budget, it is not selected again (the ledger keeps that); a client that requires DP from a
+   * server without it counts a miss, so it turns idle and is left alone.
+   */
+  private declined(open: OpenRound, clientId: string, reason: 'privacy-budget' | 'no-privacy'): void {
+    if (open.updates.has(clientId)) throw new ProtocolError('duplicate', `round ${open.round} already has an upload from ${clientId}`);
+    if (!open.pending.delete(clientId)) return; // said twice: nothing more to do
+    open.leftOut.add(clientId);
+    if (reason === 'privacy-budget') this.ledger?.markExhausted(clientId);
+    this.f.log.info({ round: open.round, clientId, reason }, `round ${open.round}: ${clientId} declined (${reason === 'privacy-budget' ? 'its privacy budget is spent' : 'it requires DP noise'})`);
+    if (open.pending.size === 0) open.done();
+    else if (this.connectedPending(open) === 0) this.closeSoon(open);
   }
 
   /** A masked vector: the proxy set it was computed on, then the secure round's own checks. */
@@ -284,6 +306,8 @@ export class RoundScheduler implements Scheduler {
       return;
     }
     const secure = cfg.secureAggregation.enabled ? this.secureRound(round, tasks) : null;
+    // The uploads a crash interrupted were charged in memory only: the checkpoint the ledger came back from is older.
+    if (resumed && this.ledger) this.ledger.charge(resumed.updates.keys());
     if (this.ledger) {
       // The noise is split over the fewest contributions a round can be learned from: t, or the quorum.
       const shares = secure ? secure.params.threshold : this.ledger.plan.mode === 'central' ? Math.max(1, Math.ceil(cfg.quorum * tasks.size)) : 1;
@@ -397,7 +421,7 @@ export class RoundScheduler implements Scheduler {
       studentPerClassAccuracy: perClass,
       distillLoss: report.distillLoss,
       aggregateSeconds: report.seconds,
-      meanClientTrainSeconds: updates.reduce((n, u) => n + u.stats.trainSeconds, 0) / Math.max(1, updates.length),
+      meanClientTrainSeconds: mean(updates.map((u) => u.stats.trainSeconds).filter((s): s is number => s !== undefined)),
       meanClientEvalAccuracy: evals.length ? evals.reduce((a, b) => a + b, 0) / evals.length : undefined,
       seconds: (Date.now() - startedAt) / 1000,
       startedAt,
@@ -485,4 +509,9 @@ export class RoundScheduler implements Scheduler {
     for (const id of open.pending) if (this.f.registry.isConnected(id)) n++;
     return n;
   }
+}
+
+/** The mean of some numbers; 0 for none (e.g. every client kept its training time to itself). */
+function mean(xs: number[]): number {
+  return xs.length ? xs.reduce((a, b) => a + b, 0) / xs.length : 0;
 }

@@ -42,6 +42,10 @@ export class SecureRound {
   onFailed: () => void = () => {};
   private revealDone: (() => void) | null = null;
   private survivors: string[] = [];
+  /** The last step message each client was sent: sent again when it reconnects (its old socket may have lost it). */
+  private readonly lastSent = new Map<string, ServerMsg>();
+  /** Who has answered each step (keys, shares, reveal). */
+  private readonly answered = new Map<string, Set<string>>();
 
   constructor(
     private readonly host: SecureRoundHost,
@@ -57,6 +61,9 @@ export class SecureRound {
   /** The key exchange's and the reveal's messages. Throws ProtocolError to refuse. */
   handle(clientId: string, msg: Exclude<SecAggClientMsg, SecAggMaskedMsg>, bytes: number): void {
     this.check(msg);
+    // A step sent again after a reconnect (the client could not know the first one arrived) changes nothing.
+    const seen = this.answered.get(msg.type) ?? new Set<string>();
+    if (seen.has(clientId)) return;
     const expect = msg.type === 'sa-keys' ? 'keys' : msg.type === 'sa-shares' ? 'shares' : 'reveal';
     if (this.phase !== expect) throw new ProtocolError('late', `round ${this.round}: secure aggregation is past '${msg.type}' (now: ${this.phase})`);
     this.core$(() => {
@@ -65,6 +72,8 @@ export class SecureRound {
       else this.core.addReveal(clientId, msg.reveals);
     });
     this.keyBytes += bytes;
+    seen.add(clientId);
+    this.answered.set(msg.type, seen);
     // u2() and roster() freeze their sets: called only when everyone expected answered, or at the phase timeout.
     if (msg.type === 'sa-keys' && ++this.keysIn === this.selected.length) this.toShares();
     else if (msg.type === 'sa-shares' && ++this.sharesIn === this.rosterSize) this.toInput();
@@ -113,9 +122,8 @@ export class SecureRound {
       this.revealDone = resolve;
       this.timer = setTimeout(resolve, this.phaseTimeoutMs);
     });
-    for (const id of request.survivors) {
-      this.keyBytes += this.host.send(id, { type: 'sa-unmask', round: this.round, session: this.params.session, survivors: request.survivors, dropped: request.dropped });
-    }
+    const unmask: ServerMsg = { type: 'sa-unmask', round: this.round, session: this.params.session, survivors: request.survivors, dropped: request.dropped };
+    for (const id of request.survivors) this.sendStep(id, unmask);
     await waited;
     this.disarm();
     try {
@@ -127,6 +135,17 @@ export class SecureRound {
     } finally {
       this.core.dispose();
     }
+  }
+
+  /** A client reconnected: it gets the step it may have missed again (the SDK takes a repeat as a no-op). */
+  resend(clientId: string): void {
+    const msg = this.lastSent.get(clientId);
+    if (msg && this.phase !== 'done' && this.phase !== 'failed') this.keyBytes += this.host.send(clientId, msg);
+  }
+
+  private sendStep(clientId: string, msg: ServerMsg): void {
+    this.lastSent.set(clientId, msg);
+    this.keyBytes += this.host.send(clientId, msg);
   }
 
   /** Whose vectors the unmasked sum holds (U3). */
@@ -168,7 +187,8 @@ export class SecureRound {
     this.rosterSize = roster.length;
     const ids = new Set(roster.map((k) => k.clientId));
     this.leftOut(this.selected.filter((id) => !ids.has(id)), 'sent no keys in time');
-    for (const k of roster) this.keyBytes += this.host.send(k.clientId, { type: 'sa-roster', round: this.round, session: this.params.session, roster });
+    const msg: ServerMsg = { type: 'sa-roster', round: this.round, session: this.params.session, roster };
+    for (const k of roster) this.sendStep(k.clientId, msg);
     this.arm(() => this.toInput());
   }
 
@@ -187,7 +207,7 @@ export class SecureRound {
     this.leftOut(this.core.roster().map((k) => k.clientId).filter((id) => !inU2.has(id)), 'sent no shares in time');
     for (const id of u2) {
       const shares = this.core.sharesFor(id);
-      this.keyBytes += this.host.send(id, { type: 'sa-peers', round: this.round, session: this.params.session, peers: u2, shares });
+      this.sendStep(id, { type: 'sa-peers', round: this.round, session: this.params.session, peers: u2, shares });
     }
   }
 

@@ -91,6 +91,8 @@ export function privacyTask(plan: DpPlan, noiseShares: number): NonNullable<Roun
  */
 export class PrivacyLedger {
   private readonly accounts = new Map<string, RdpAccountant>();
+  /** Clients that said their own budget is spent (their count may differ from ours: δ, earlier sessions). */
+  private readonly spent = new Set<string>();
   /** ε after the latest round, and that round's per-release ε (for summaries). */
   constructor(readonly plan: DpPlan) {}
 
@@ -113,8 +115,13 @@ export class PrivacyLedger {
     return this.accounts.get(clientId)?.releases ?? 0;
   }
 
-  /** Would one more upload take this client past the budget? */
+  markExhausted(clientId: string): void {
+    this.spent.add(clientId);
+  }
+
+  /** Would one more upload take this client past the budget (or has it said its own budget is spent)? */
   exhausted(clientId: string): boolean {
+    if (this.spent.has(clientId)) return true;
     const a = this.accounts.get(clientId) ?? new RdpAccountant();
     return a.epsilonIfComposed(this.plan.effectiveNoiseMultiplier, this.plan.delta) > this.plan.budget * (1 + 1e-9);
   }
@@ -129,7 +136,7 @@ export class PrivacyLedger {
   status(): PrivacyStatus {
     const p = this.plan;
     let exhausted = 0;
-    for (const id of this.accounts.keys()) if (this.exhausted(id)) exhausted++;
+    for (const id of new Set([...this.accounts.keys(), ...this.spent])) if (this.exhausted(id)) exhausted++;
     return {
       mode: p.mode,
       delta: p.delta,
@@ -143,8 +150,8 @@ export class PrivacyLedger {
     };
   }
 
-  toJSON(): { accounts: [string, ReturnType<RdpAccountant['toJSON']>][] } {
-    return { accounts: [...this.accounts].map(([id, a]) => [id, a.toJSON()]) };
+  toJSON(): { accounts: [string, ReturnType<RdpAccountant['toJSON']>][]; spent: string[] } {
+    return { accounts: [...this.accounts].map(([id, a]) => [id, a.toJSON()]), spent: [...this.spent] };
   }
 
   /** A checkpoint's ledger; anything unreadable is dropped (and said so by the caller), never half-loaded. */
@@ -158,5 +165,8 @@ export class PrivacyLedger {
     }
     this.accounts.clear();
     for (const [id, a] of loaded) this.accounts.set(id, a);
+    const spent = (raw as { spent?: unknown }).spent;
+    this.spent.clear();
+    if (Array.isArray(spent)) for (const id of spent) if (typeof id === 'string') this.spent.add(id);
   }
 }

@@ -110,7 +110,10 @@ export class EnsembleStrategy extends HasStudent implements Strategy {
       // any agreement score, so reputation is not consulted; the teacher is their coordinate-wise mean (or the robust
       // median / trimmed mean when configured), projected back onto the simplex.
       const noisy = updates.map((u) => u.payload as Float32Array);
-      const probs = retemper(combineNoisyProbs(this.cfg.aggregator, noisy, n, c, this.cfg.trimFraction), n, c, task.privacy.temperature, T);
+      // Central noise is split over the uploads: only their plain sum carries all of it, so the mean it is. Local
+      // noise makes every upload private on its own, and any robust rule over them is post-processing.
+      const rule = task.privacy.mode === 'local' || task.privacy.mode === undefined ? this.cfg.aggregator : 'mean-probs';
+      const probs = retemper(combineNoisyProbs(rule, noisy, n, c, this.cfg.trimFraction), n, c, task.privacy.temperature, T);
       return { ...(await this.learn(ctx, indices, probs, T)), seconds: (performance.now() - t0) / 1000 };
     }
     const logits = updates.map((u) => u.payload as Float32Array);
@@ -148,7 +151,9 @@ export class EnsembleStrategy extends HasStudent implements Strategy {
     const n = indices.length;
     const c = this.proxy.numClasses;
     const T = this.temperatureAt(ctx.round);
-    if (!task.privacy) checkSecureSum(s, n, c, sa.values);
+    // With DP each contributor's share of the noise is z·C·√rows/√shares per entry: the sum's is that times √count.
+    const p = task.privacy;
+    checkSecureSum(s, n, c, sa.values, p ? { noiseStd: ((p.noiseMultiplier * p.clip * Math.sqrt(n)) / Math.sqrt(p.noiseShares)) * Math.sqrt(s.count), clip: p.clip } : undefined);
     let probs: Float32Array;
     if (sa.values === 'confidence') {
       probs = new Float32Array(n * c);
@@ -217,21 +222,31 @@ export class EnsembleStrategy extends HasStudent implements Strategy {
 }
 
 /**
- * A noise-free secure sum must look like one: every row of Σ p_k sums to the contributor count, every entry lies in
- * [0, count] (and for `confidence`, Σ_j Σ_k w_k·p_k(j) = Σ_k w_k per row). A client that masked garbage or revealed a
- * wrong share cannot be named (the server never sees single vectors), but the sum it spoiled is not learned from.
+ * A secure sum must look like one: without noise every row of Σ p_k sums to the contributor count and every entry
+ * lies in [0, count] (for `confidence`, Σ_j Σ_k w_k·p_k(j) = Σ_k w_k per row); with DP noise of standard deviation σ
+ * per entry of the sum, the same within 8σ (8√c·σ for a row's total; clipped rows sum to at most 1). A client that
+ * masked garbage or revealed a wrong share cannot be named (the server never sees single vectors), but the sum it
+ * spoiled is not learned from.
  */
-export function checkSecureSum(s: SecureSum, n: number, c: number, values: 'probs' | 'confidence'): void {
+export function checkSecureSum(s: SecureSum, n: number, c: number, values: 'probs' | 'confidence', dp?: { noiseStd: number; clip: number }): void {
   const width = values === 'confidence' ? c + 1 : c;
   const tol = 1e-3 * s.count + 1e-6;
+  const entrySlack = tol + (dp ? 8 * dp.noiseStd : 0);
+  const rowSlack = tol + (dp ? 8 * Math.sqrt(c) * dp.noiseStd : 0);
+  const top = s.count * (dp ? Math.min(1, dp.clip) : 1);
+  const why = 'a contributor masked values out of range or revealed a wrong share';
   for (let i = 0; i < n; i++) {
     let total = 0;
     for (let j = 0; j < c; j++) {
       const v = s.sum[i * width + j];
-      if (!(v >= -tol && v <= s.count + tol)) throw new Error(`secure sum: row ${i} holds ${v} outside [0, ${s.count}]: a contributor masked values out of range or revealed a wrong share`);
+      if (!(v >= -entrySlack && v <= top + entrySlack)) throw new Error(`secure sum: row ${i} holds ${v} outside [0, ${top}]${dp ? ' beyond the noise' : ''}: ${why}`);
       total += v;
     }
+    if (dp) {
+      if (!(total >= -rowSlack && total <= s.count + rowSlack)) throw new Error(`secure sum: row ${i} sums to ${total}, beyond [0, ${s.count}] and the noise: ${why}`);
+      continue;
+    }
     const expected = values === 'confidence' ? s.sum[i * width + c] : s.count;
-    if (Math.abs(total - expected) > tol) throw new Error(`secure sum: row ${i} sums to ${total}, not ${expected}: a contributor masked values out of range or revealed a wrong share`);
+    if (Math.abs(total - expected) > rowSlack) throw new Error(`secure sum: row ${i} sums to ${total}, not ${expected}: ${why}`);
   }
 }

@@ -51,14 +51,18 @@ export class FedAvgStrategy implements Strategy {
     return msg.weights;
   }
 
-  async aggregate(_ctx: RoundContext, updates: Update[]): Promise<AggregateReport> {
+  async aggregate(_ctx: RoundContext, updates: Update[], tasks: Map<string, RoundTask>): Promise<AggregateReport> {
     const t0 = performance.now();
     const current = weightsToWire(this.model);
+    // DP-FedAvg with central noise (each update holds 1/m of it): only the plain, equally weighted mean has all of it
+    // (McMahan et al. 2018). With local noise every update is private alone: the configured rule is post-processing.
+    const privacy = tasks.values().next().value?.privacy;
+    const central = privacy !== undefined && privacy.mode !== undefined && privacy.mode !== 'local';
     const averaged = averageWeights(
-      this.cfg.fedavgAggregator,
+      central ? 'mean' : this.cfg.fedavgAggregator,
       current.map((w) => w.data),
       updates.map((u) => (u.payload as WireTensor[]).map((w) => w.data)),
-      updates.map((u) => u.numSamples),
+      central ? updates.map(() => 1) : updates.map((u) => u.numSamples),
       { trimFraction: this.cfg.trimFraction, maxShare: this.cfg.maxShare, claimFactor: this.cfg.claimFactor },
     );
     applyWireWeights(this.model, current.map((w, i) => ({ ...w, data: averaged[i] })));

@@ -9,6 +9,7 @@ export interface ClientToServerEvents {
   hello: (frame: Frame) => void;
   logits: (frame: Frame) => void;
   weights: (frame: Frame) => void;
+  decline: (frame: Frame) => void;
   'sa-keys': (frame: Frame) => void;
   'sa-shares': (frame: Frame) => void;
   'sa-masked': (frame: Frame) => void;
@@ -27,4 +28,4 @@ export interface ServerToClientEvents {
   'sa-unmask': (frame: Frame) => void;
 }
 
-export const CLIENT_EVENTS = ['hello', 'logits', 'weights', 'sa-keys', 'sa-shares', 'sa-masked', 'sa-reveal'] as const;
+export const CLIENT_EVENTS = ['hello', 'logits', 'weights', 'decline', 'sa-keys', 'sa-shares', 'sa-masked', 'sa-reveal'] as const;

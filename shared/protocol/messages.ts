@@ -22,6 +22,7 @@ export type ErrorCode = z.output<typeof S.ErrorCodeSchema>;
 export type HelloMsg = z.output<typeof S.HelloSchema>;
 export type LogitsMsg = z.output<typeof S.LogitsSchema>;
 export type WeightsMsg = z.output<typeof S.WeightsSchema>;
+export type DeclineMsg = z.output<typeof S.DeclineSchema>;
 export type SecAggKeysMsg = z.output<typeof S.SecAggKeysSchema>;
 export type SecAggSharesMsg = z.output<typeof S.SecAggSharesSchema>;
 export type SecAggMaskedMsg = z.output<typeof S.SecAggMaskedSchema>;
@@ -41,5 +42,5 @@ export type SecAggRosterMsg = z.output<typeof S.SecAggRosterSchema>;
 export type SecAggPeersMsg = z.output<typeof S.SecAggPeersSchema>;
 export type SecAggUnmaskMsg = z.output<typeof S.SecAggUnmaskSchema>;
 
-export type ClientMsg = HelloMsg | LogitsMsg | WeightsMsg | SecAggClientMsg;
+export type ClientMsg = HelloMsg | LogitsMsg | WeightsMsg | DeclineMsg | SecAggClientMsg;
 export type ServerMsg = WelcomeMsg | RoundMsg | AckMsg | ErrorMsg | RoundResultMsg | EndMsg | SecAggRosterMsg | SecAggPeersMsg | SecAggUnmaskMsg;

@@ -131,10 +131,11 @@ export const WireModelSchema = z.object({
   weights: z.array(WireTensorSchema, { error: 'must be a list of tensors' }).min(1, { error: 'must hold at least one tensor' }).max(1000, { error: 'must hold at most 1000 tensors' }).describe('Tensors in the architecture\'s weight order'),
 });
 
+/** Every field is optional: under `privacy` or `secagg` the SDK sends none, since each is computed on private data. */
 export const ClientRoundStatsSchema = z.object({
-  trainLoss: finite().describe('Mean training loss of the local step'),
-  trainAccuracy: finite().describe('Training accuracy of the local step, in [0, 1]'),
-  trainSeconds: finite(0).describe('Wall time of the local step, seconds'),
+  trainLoss: opt(finite()).describe('Mean training loss of the local step'),
+  trainAccuracy: opt(finite()).describe('Training accuracy of the local step, in [0, 1]'),
+  trainSeconds: opt(finite(0)).describe('Wall time of the local step, seconds'),
   evalAccuracy: opt(finite()).describe('Accuracy on a labelled evaluation set the client holds, if any'),
 });
 
@@ -202,6 +203,12 @@ export const WeightsSchema = z.object({
   numSamples: int(0, MAX_SAMPLE_COUNT).describe('Samples the weights were trained on (FedAvg weighting)'),
   weights: WireModelSchema.shape.weights.describe('Tensors in the architecture\'s weight order'),
   stats: ClientRoundStatsSchema.describe('Scalars about the local step'),
+});
+
+export const DeclineSchema = z.object({
+  type: z.literal('decline'),
+  round: int(0).describe('Round the client will not answer'),
+  reason: z.enum(['privacy-budget', 'no-privacy'], { error: 'must be privacy-budget or no-privacy' }).describe('`privacy-budget`: one more upload would pass its DP budget (it will not take part again); `no-privacy`: the round has no DP noise and the client requires it'),
 });
 
 // ---- secure aggregation (docs/privacy.md): client → server ---------------------------------------------------------
@@ -378,6 +385,7 @@ export const EndSchema = z.object({
  */
 export const CLIENT_FRAME_SHAPES: Record<keyof typeof CLIENT_SCHEMAS, FrameShape> = {
   hello: { maxDepth: 4, maxMapEntries: 64, maxArrayLength: 10_000, maxItems: 20_000 },
+  decline: { maxDepth: 3, maxMapEntries: 64, maxArrayLength: 64, maxItems: 200 },
   // Share lists: ≤ MAX_SECAGG_PARTIES maps of 2–3 fields each, depth 3.
   'sa-keys': { maxDepth: 3, maxMapEntries: 64, maxArrayLength: 64, maxItems: 200 },
   'sa-shares': { maxDepth: 4, maxMapEntries: 64, maxArrayLength: MAX_SECAGG_PARTIES, maxItems: 8 * MAX_SECAGG_PARTIES + 200 },
@@ -392,6 +400,7 @@ export const CLIENT_SCHEMAS = {
   hello: HelloSchema,
   logits: LogitsSchema,
   weights: WeightsSchema,
+  decline: DeclineSchema,
   'sa-keys': SecAggKeysSchema,
   'sa-shares': SecAggSharesSchema,
   'sa-masked': SecAggMaskedSchema,

@@ -118,6 +118,7 @@ export function isSecAggMsg(msg: ClientMsg): msg is SecAggClientMsg {
 export function frameLimitFor(event: keyof typeof CLIENT_SCHEMAS, limits: FrameLimits): number {
   switch (event) {
     case 'sa-keys':
+    case 'decline':
       return limits.hello;
     case 'sa-masked':
       return limits.logits;
