@@ -17,7 +17,7 @@ import { MemoryProxyCache, type ProxyCache } from './proxy-cache.ts';
 import { backendInfo } from '../shared/compute/backend.ts';
 import type { EndMsg } from '../shared/protocol/messages.ts';
 import { FedistillError, connectErrorCause, helloRefusal } from './fedistill-error.ts';
-import { softmaxRows } from '../shared/distill/aggregators.ts';
+import { rowConfidence, softmaxRows } from '../shared/distill/aggregators.ts';
 import { privatizeProbabilities, privatizeUpdate } from '../shared/privacy/mechanisms.ts';
 import { ClientPrivacy, noiseStd, type PrivacyBudget, type PrivacySpend } from './privacy.ts';
 import { SecureSession } from './secure-session.ts';
@@ -733,12 +733,7 @@ function secureValues(logits: Float32Array, n: number, c: number, sa: NonNullabl
   if (sa.values === 'probs') return p;
   const out = new Float32Array(n * (c + 1));
   for (let i = 0; i < n; i++) {
-    let h = 0;
-    for (let j = 0; j < c; j++) {
-      const v = p[i * c + j];
-      if (v > 0) h -= v * Math.log(v);
-    }
-    const w = Math.exp(-h);
+    const w = rowConfidence(p, i * c, c);
     for (let j = 0; j < c; j++) out[i * (c + 1) + j] = w * p[i * c + j];
     out[i * (c + 1) + c] = w;
   }

@@ -1,4 +1,5 @@
 import { RdpAccountant } from '../shared/privacy/rdp.ts';
+import { accountedNoiseMultiplier } from '../shared/privacy/mechanisms.ts';
 import type { RoundMsg } from '../shared/protocol/messages.ts';
 
 /** A client's own privacy budget: it never uploads past it, whatever the server asks (docs/privacy.md). */
@@ -40,9 +41,10 @@ export function effectiveNoiseMultiplier(msg: RoundMsg, trustAggregator = false)
   if (!p) return 0;
   // The sum holds at least t contributions: noise split over more shares than t is not all there when only t arrive.
   if (msg.secagg && p.noiseShares > 1) return p.noiseMultiplier * Math.sqrt(Math.min(p.noiseShares, msg.secagg.threshold) / p.noiseShares);
-  if (trustAggregator && p.mode === 'central') return p.noiseMultiplier;
-  const own = p.noiseMultiplier / Math.sqrt(p.noiseShares);
-  return msg.task === 'weights' ? own / 2 : own / Math.SQRT2;
+  const upload = msg.task === 'weights' ? 'update' : 'probs';
+  if (trustAggregator && p.mode === 'central') return accountedNoiseMultiplier(p.noiseMultiplier, upload, 'central');
+  // Alone: only the share of the noise this client adds itself protects its upload.
+  return accountedNoiseMultiplier(p.noiseMultiplier / Math.sqrt(p.noiseShares), upload, 'local');
 }
 
 /** The per-entry noise standard deviation this client adds to a round's upload (`rows` proxy rows; 0 for weights). */

@@ -1,6 +1,7 @@
 import type { PrivacyStatus } from '../../shared/dashboard-feed.ts';
 import type { RoundMsg } from '../../shared/protocol/messages.ts';
 import { calibrateNoiseMultiplier, epsilonFromRdp, rdpSampledGaussian, RdpAccountant } from '../../shared/privacy/rdp.ts';
+import { accountedNoiseMultiplier } from '../../shared/privacy/mechanisms.ts';
 import type { ServerConfig } from '../config.ts';
 
 /** What the uploads of a strategy are: probability rows (distillation) or a weight update (fedavg). */
@@ -20,23 +21,13 @@ export type UploadKind = 'probs' | 'update';
  */
 export type NoiseMode = 'local' | 'distributed' | 'central';
 
-/**
- * Replace-adjacency sensitivity over the std the client adds, per unit of z: for probabilities the noise is
- * z·C·√R and two clipped non-negative rows differ by at most √2·C (so z_eff = z/√2); for updates the noise is
- * z·S and two clipped updates differ by at most 2S (z_eff = z/2). Distributed: add/remove of one client moves the
- * sum by at most C·√R (S), the sum's noise is z·C·√R (z·S): z_eff = z.
- */
-function effectiveRatio(kind: UploadKind, mode: NoiseMode): number {
-  if (mode !== 'local') return 1;
-  return kind === 'probs' ? 1 / Math.SQRT2 : 1 / 2;
-}
 
 export interface DpPlan {
   kind: UploadKind;
   mode: NoiseMode;
   /** z as sent to clients: noise std over the clip-based norm (C·√R for probabilities, S for an update). */
   noiseMultiplier: number;
-  /** z over the sensitivity the accountant uses (see effectiveRatio). */
+  /** z over the sensitivity the accountant uses (accountedNoiseMultiplier in shared/privacy/mechanisms.ts). */
   effectiveNoiseMultiplier: number;
   delta: number;
   clip: number;
@@ -55,7 +46,8 @@ export function planPrivacy(cfg: ServerConfig, kind: UploadKind, mode: NoiseMode
   const p = cfg.privacy;
   if (!(p.epsilon > 0) && !(p.noiseMultiplier > 0)) return null;
   const plannedRounds = p.rounds || cfg.rounds;
-  const ratio = effectiveRatio(kind, mode);
+  // What the accountant charges per unit of the z clients are sent (shared/privacy/mechanisms.ts).
+  const ratio = accountedNoiseMultiplier(1, kind, mode);
   let effective: number;
   if (p.noiseMultiplier > 0) effective = p.noiseMultiplier * ratio;
   else {

@@ -173,6 +173,24 @@ function normalisedRows(q: Float64Array, n: number, c: number): Float32Array {
 }
 
 /** Per-row shares of `confidence`: trust_k·conf_k(i), capped (water-filling only when some share is over the cap). */
+/**
+ * A probability row's confidence, `confidence`'s per-sample weight: exp(−H(p)) (entropy in nats, so in [1/c, 1]), or
+ * max_j p(j) with measure 'max'. Clients under secure aggregation weigh their own rows with it (client/client.ts).
+ */
+export function rowConfidence(p: ArrayLike<number>, base: number, c: number, measure: 'entropy' | 'max' = 'entropy'): number {
+  if (measure === 'max') {
+    let v = 0;
+    for (let j = 0; j < c; j++) if (p[base + j] > v) v = p[base + j];
+    return v;
+  }
+  let h = 0;
+  for (let j = 0; j < c; j++) {
+    const pj = p[base + j];
+    if (pj > 0) h -= pj * Math.log(pj);
+  }
+  return Math.exp(-h);
+}
+
 function confidenceTeacher(probs: Float64Array[], trust: number[], n: number, c: number, cap: number, measure: 'entropy' | 'max'): Float64Array {
   const K = probs.length;
   const q = new Float64Array(n * c);
@@ -181,20 +199,7 @@ function confidenceTeacher(probs: Float64Array[], trust: number[], n: number, c:
     const base = i * c;
     let ws = 0;
     for (let k = 0; k < K; k++) {
-      const p = probs[k];
-      let v: number;
-      if (measure === 'max') {
-        v = 0;
-        for (let j = 0; j < c; j++) if (p[base + j] > v) v = p[base + j];
-      } else {
-        let h = 0;
-        for (let j = 0; j < c; j++) {
-          const pj = p[base + j];
-          if (pj > 0) h -= pj * Math.log(pj);
-        }
-        v = Math.exp(-h);
-      }
-      wk[k] = v * trust[k];
+      wk[k] = rowConfidence(probs[k], base, c, measure) * trust[k];
       ws += wk[k];
     }
     let shares: ArrayLike<number>;

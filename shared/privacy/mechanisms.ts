@@ -234,3 +234,15 @@ export function uploadSensitivity(
   if (o.kind === 'update') return (adjacency === 'replace' ? 2 : 1) * o.clip;
   throw new Error(`uploadSensitivity: unknown kind ${String((o as { kind: unknown }).kind)}`);
 }
+
+/**
+ * The noise multiplier the accountant charges for one upload whose noise is z times its clip-based norm (C·√rows for
+ * probabilities, S for an update): z · norm / Δ. Alone (`local`: the upload must hide any change of the client's
+ * data) Δ is the replace sensitivity, so z/√2 for probabilities and z/2 for updates; for a sum the noise is split
+ * over (`central`, `distributed`), Δ is the add/remove sensitivity, so z. The server's ledger and the clients' own
+ * accountants both charge this, so their ε agree.
+ */
+export function accountedNoiseMultiplier(z: number, upload: 'probs' | 'update', mode: 'local' | 'central' | 'distributed'): number {
+  const unit = upload === 'probs' ? ({ kind: 'probs', rows: 1, clip: 1 } as const) : ({ kind: 'update', clip: 1 } as const);
+  return z / uploadSensitivity(unit, mode === 'local' ? 'replace' : 'add-remove');
+}
