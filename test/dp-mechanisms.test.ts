@@ -8,6 +8,7 @@ import {
   uploadSensitivity,
 } from '../shared/privacy/index.ts';
 import { softmaxRows } from '../shared/distill/aggregators.ts';
+import { combineNoisyProbs } from '../shared/privacy/noisy-teacher.ts';
 
 function norm(v: ArrayLike<number>, from = 0, to = v.length): number {
   let s = 0;
@@ -310,4 +311,18 @@ test('uploadSensitivity: the formulas, and the √2·C bound is tight for clippe
   assert.throws(() => uploadSensitivity({ kind: 'update', clip: 1 }, 'swap' as 'replace'), /unknown adjacency/);
   const weird = { kind: 'weights', clip: 1 } as unknown as { kind: 'update'; clip: number };
   assert.throws(() => uploadSensitivity(weird, 'replace'), /unknown kind/);
+});
+
+test('the teacher from noisy rows: the mean (or median / trimmed mean) projected onto the simplex', () => {
+  const rows = [Float32Array.from([0.9, 0.3, -0.2]), Float32Array.from([0.5, 0.5, 0.0]), Float32Array.from([0.7, 0.1, 0.2])];
+  const mean = combineNoisyProbs('confidence', rows, 1, 3, 0.2); // not computable from noisy rows: the mean
+  assert.deepEqual(Array.from(mean, (v) => Math.round(v * 1e6) / 1e6), Array.from(projectRowsToSimplex([0.7, 0.3, 0], 1, 3), (v) => Math.round(v * 1e6) / 1e6));
+  // One wild upload moves the mean far, the median not at all.
+  const wild = [...rows, Float32Array.from([100, -100, 0]), Float32Array.from([0.6, 0.4, 0])];
+  assert.ok(combineNoisyProbs('mean-probs', wild, 1, 3, 0.2)[0] > 0.999);
+  const med = combineNoisyProbs('median', wild, 1, 3, 0.2);
+  assert.ok(Math.abs(med[0] - 0.7) < 1e-6 && Math.abs(med[1] - 0.3) < 1e-6, `median ${Array.from(med)}`);
+  const trimmed = combineNoisyProbs('trimmed-mean', wild, 1, 3, 0.2);
+  // K = 5, trim 0.2: the lowest and highest of each coordinate go; (0.6+0.7+0.9)/3 and (0.1+0.3+0.4)/3 remain.
+  assert.ok(Math.abs(trimmed[0] - 2.2 / 3) < 1e-6 && Math.abs(trimmed[1] - 0.8 / 3) < 1e-6, `trimmed ${Array.from(trimmed)}`);
 });

@@ -1,4 +1,5 @@
 import type { AggregatorName } from '../distill/aggregators.ts';
+import { coordinateCentre, trimCount } from '../distill/robust.ts';
 import { projectRowsToSimplex } from './mechanisms.ts';
 
 /**
@@ -12,24 +13,8 @@ export function combineNoisyProbs(aggregator: AggregatorName, noisy: Float32Arra
   const K = noisy.length;
   if (K === 0) throw new Error('combineNoisyProbs: no uploads');
   for (const [k, x] of noisy.entries()) if (x.length !== n * c) throw new Error(`combineNoisyProbs: upload ${k} has ${x.length} values, expected ${n * c}`);
-  const out = new Float64Array(n * c);
-  if (aggregator === 'median' || aggregator === 'trimmed-mean') {
-    const drop = aggregator === 'median' ? 0 : Math.min(Math.ceil(trimFraction * K), Math.floor((K - 1) / 2));
-    const col = new Float64Array(K);
-    for (let e = 0; e < n * c; e++) {
-      for (let k = 0; k < K; k++) col[k] = noisy[k][e];
-      col.sort();
-      if (aggregator === 'median') out[e] = K % 2 ? col[(K - 1) / 2] : (col[K / 2 - 1] + col[K / 2]) / 2;
-      else {
-        let s = 0;
-        for (let k = drop; k < K - drop; k++) s += col[k];
-        out[e] = s / (K - 2 * drop);
-      }
-    }
-  } else {
-    for (const x of noisy) for (let e = 0; e < n * c; e++) out[e] += x[e];
-    for (let e = 0; e < n * c; e++) out[e] /= K;
-  }
+  // The same coordinate-wise centre the robust aggregators use (g = 0: the plain mean).
+  const out = coordinateCentre(noisy, aggregator === 'trimmed-mean' ? trimCount(K, trimFraction) : 0, aggregator === 'median');
   return projectRowsToSimplex(out, n, c);
 }
 
