@@ -8,12 +8,17 @@
  * Columns: 'cpu' (pure JS; the CNN gets only a couple of steps, it is slow), 'wasm-stock+fgrad' (stock
  * tfjs-backend-wasm plus only the missing Conv2DBackpropFilter, without which conv training cannot run at all),
  * 'wasm-patched' (all training kernels of shared/compute/wasm-grad-kernels.ts).
+ * PyTorch anchor: when a python3 with torch is found (FEDISTILL_PYTHON, python3, then Debian's /usr/bin/python3),
+ * simulations/bench-torch.py runs the same models, batch, loss and optimizer on one thread in the same invocation,
+ * and a second table gives wasm / PyTorch ratios and the BLAS torch used. Without torch the bench says how to
+ * install it and goes on.
  * Writes results/bench-compute.json. Runtime ~1-2 minutes on 2 cores (the cpu CNN dominates; --no-cpu skips it).
  */
 import * as tf from '@tensorflow/tfjs';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
-import { dirname, join } from 'node:path';
+import { delimiter, dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { buildModel, type ModelKind } from '../shared/models/builders.ts';
 import { initBackend } from '../shared/compute/backend.ts';
@@ -149,6 +154,28 @@ async function main(): Promise<void> {
   }
   console.log('\n' + lines.join('\n'));
 
+  console.log('\nPyTorch, same models, batch, loss, optimizer, 1 thread:');
+  const torch = runTorchBench(quick);
+  const torchLines: string[] = [];
+  if (torch.result) {
+    const t = torch.result;
+    torchLines.push(
+      `| 1 thread (torch ${t.torch}, ${t.blas}, ${t.matmul1024GflopsPerSec.toFixed(0)} GFLOP/s on a 1024² matmul) | ` +
+        `wasm-patched | PyTorch | wasm / PyTorch |`,
+      '|---|---:|---:|---:|',
+    );
+    for (const [model, task] of [['mlp', 'train'], ['cnn', 'train'], ['mlp', 'infer'], ['cnn', 'infer']] as const) {
+      const w = rows.find((x) => x.model === model && x.task === task && x.column === 'wasm-patched');
+      const p = t.rows.find((x) => x.model === model && x.task === task);
+      const label = `${model.toUpperCase()} ${task === 'train' ? `train B${TRAIN_BATCH}` : `inference B${INFER_BATCH}`}`;
+      torchLines.push(`| ${label} | ${w ? w.samplesPerSec.toFixed(0) : '—'} | ${p ? p.samplesPerSec.toFixed(0) : '—'} | ` +
+        `${p && w ? `${(w.samplesPerSec / p.samplesPerSec).toFixed(2)}×` : '—'} |`);
+    }
+    console.log('\n' + torchLines.join('\n'));
+  } else {
+    console.log(`  skipped: ${torch.reason}`);
+  }
+
   const out = {
     date: new Date().toISOString(),
     node: process.versions.node,
@@ -164,12 +191,50 @@ async function main(): Promise<void> {
     skippedCpu: skipCpu,
     rows,
     table: lines.join('\n'),
+    torch: torch.result ?? { skipped: torch.reason },
+    torchTable: torchLines.join('\n'),
     seconds: (performance.now() - t0) / 1000,
   };
   const file = join(dirname(fileURLToPath(import.meta.url)), '..', 'results', 'bench-compute.json');
   mkdirSync(dirname(file), { recursive: true });
   writeFileSync(file, JSON.stringify(out, null, 2) + '\n');
   console.log(`\nwrote ${file} (${out.seconds.toFixed(0)} s)`);
+}
+
+interface TorchResult {
+  torch: string;
+  python?: string;
+  threads: number;
+  blas: string;
+  matmul1024GflopsPerSec: number;
+  rows: { model: ModelKind; task: 'train' | 'infer'; batch: number; steps: number; medianMs: number; samplesPerSec: number }[];
+}
+
+/** Run simulations/bench-torch.py with the first python3 that imports torch; never throws. */
+function runTorchBench(quickRun: boolean): { result?: TorchResult; reason?: string } {
+  const script = join(dirname(fileURLToPath(import.meta.url)), 'bench-torch.py');
+  // A pyenv or venv python3 first on PATH often lacks the system's python3-torch: try every python3 on PATH.
+  const onPath = (process.env.PATH ?? '').split(delimiter).filter(Boolean).map((d) => join(d, 'python3'))
+    .filter((f) => existsSync(f));
+  const candidates = [...new Set([process.env.FEDISTILL_PYTHON, 'python3', ...onPath].filter((c): c is string => !!c))];
+  const python = candidates.find((py) => spawnSync(py, ['-c', 'import torch'], { stdio: 'ignore', timeout: 60_000 }).status === 0);
+  if (python == null) {
+    return {
+      reason: `no python3 with torch found (tried ${candidates.join(', ')}). For PyTorch's figures side by side: ` +
+        '`apt-get install python3-torch libopenblas0` on Debian/Ubuntu (or pip install torch), or set FEDISTILL_PYTHON',
+    };
+  }
+  const r = spawnSync(python, [script, ...(quickRun ? ['--quick'] : [])], {
+    encoding: 'utf8', timeout: 300_000, stdio: ['ignore', 'pipe', 'inherit'],
+    env: { ...process.env, OMP_NUM_THREADS: '1' },
+  });
+  const last = (r.stdout ?? '').trim().split('\n').at(-1) ?? '';
+  try {
+    if (r.status !== 0) throw new Error(`exit status ${r.status}${r.error ? ` (${r.error.message})` : ''}`);
+    return { result: { ...(JSON.parse(last) as TorchResult), python } };
+  } catch (e) {
+    return { reason: `${python} ${script} failed: ${(e as Error).message}` };
+  }
 }
 
 main().catch((e) => {

@@ -148,6 +148,9 @@ test('patched kernels free every intermediate', async () => {
   const px = t([2, 6, 6, 3]);
   calls.push(['MaxPoolGrad', { dy: t([2, 3, 3, 3]), input: px, output: tf.maxPool(px as tf.Tensor4D, 2, 2, 'valid') }, { filterSize: 2, strides: 2, pad: 'valid' }]);
   calls.push(['BatchMatMul', { a: t([2, 5, 4]), b: t([2, 3, 5]) }, { transposeA: true, transposeB: true }]);
+  calls.push(['Sum', { x: t([3, 5, 5, 4]) }, { axis: [0, 1, 2], keepDims: false }]);
+  calls.push(['Sum', { x: t([3, 5, 4]) }, { axis: [1, 2], keepDims: true }]); // delegated to the stock kernel
+  calls.push(['Identity', { x: t([3, 5, 4]) }, {}]);
   const before = backend.numDataIds();
   // IS_TEST makes engine.runKernel throw when a kernel leaves buffers behind (engine.checkKernelForMemLeak).
   // Only around these plain kernels: the stock wasm fused ops trip that check under tf.layers.
@@ -247,4 +250,58 @@ test('a CNN training step runs on wasm and reduces the loss', async () => {
   tf.dispose([x, teacher]);
   opt.dispose();
   model.dispose();
+});
+
+test('Sum over leading axes and Identity match cpu on random shapes (odd sizes, keepDims, negative axes)', async () => {
+  await initBackend({ prefer: 'wasm', ...quiet });
+  assert.ok(patchedWasmKernels().includes('Sum') && patchedWasmKernels().includes('Identity'));
+  const rand = rng(99);
+  const cases: { shape: number[]; axis: number | number[] | null; keepDims?: boolean }[] = [
+    { shape: [128, 26, 26, 16], axis: [0, 1, 2] }, // the CNN's first bias gradient
+    { shape: [128, 11, 11, 32], axis: [0, 1, 2] },
+    { shape: [7, 13, 5, 3], axis: [2, 1, 0], keepDims: true },
+    { shape: [33, 17], axis: 0 },
+    { shape: [33, 17], axis: -2, keepDims: true },
+    { shape: [5, 9, 11], axis: [0, 1] },
+    { shape: [5, 9, 11], axis: [1, 2] }, // not leading: stock kernel
+    { shape: [5, 9, 11], axis: null }, // everything: stock kernel
+    { shape: [1, 1, 3], axis: [0, 1] },
+  ];
+  for (const c of cases) {
+    const data = uniform(rand, c.shape.reduce((a, b) => a * b, 1), -3, 3);
+    const on = async (b: string) => {
+      await tf.setBackend(b);
+      const x = tf.tensor(data, c.shape);
+      const s = tf.sum(x, c.axis ?? undefined, c.keepDims);
+      const id = tf.clone(x);
+      const out = { shape: s.shape, values: s.dataSync() as Float32Array, id: id.dataSync() as Float32Array };
+      tf.dispose([x, s, id]);
+      return out;
+    };
+    const want = await on('cpu');
+    const got = await on('wasm');
+    assert.deepEqual(got.shape, want.shape, JSON.stringify(c));
+    const e = relErr(got.values, want.values);
+    assert.ok(e < 1e-6, `${JSON.stringify(c)}: rel err ${e}`);
+    assert.deepEqual(got.id, data);
+  }
+  await tf.setBackend('wasm');
+});
+
+test('Identity on wasm shares the buffer; the copy outlives the original and a variable assigned from it', async () => {
+  await initBackend({ prefer: 'wasm', ...quiet });
+  const backend = tf.engine().backend;
+  const x = tf.tensor1d([1, 2, 3]);
+  const before = backend.numDataIds();
+  const y = tf.clone(x);
+  assert.equal(backend.numDataIds(), before, 'no new buffer');
+  x.dispose();
+  assert.deepEqual(Array.from(y.dataSync()), [1, 2, 3]);
+  const v = tf.variable(y);
+  const next = tf.tensor1d([4, 5, 6]);
+  v.assign(next);
+  assert.deepEqual(Array.from(v.dataSync()), [4, 5, 6]);
+  assert.deepEqual(Array.from(y.dataSync()), [1, 2, 3], 'assigning the variable leaves the shared source alone');
+  tf.dispose([y, v, next]);
+  assert.equal(backend.numDataIds(), before - 1);
 });
