@@ -8,13 +8,15 @@ import { fmtEpsilon, runSimulation, type SimulationInput, type SimulationResult 
 import { kb, pct, table } from './report.ts';
 import { attackRows, expandAttacks, renderAttackTable, runAttackTable } from './attack-table.ts';
 import { privacyRows, privacySettingsLine, renderPrivacyTable, runPrivacyTable } from './privacy-table.ts';
+import { runCentralized, type CentralizedResult } from './centralized.ts';
+import { buildComparison, renderComparison, runLabel } from './compare-table.ts';
 import type { AggregatorName } from '../shared/distill/aggregators.ts';
 import type { FedAvgAggregatorName } from '../shared/distill/weight-averaging.ts';
 
 const TITLE = 'fedistill simulate — a real aggregator and N real clients on Fashion-MNIST, on this machine';
 
 /** Settings that shape the command rather than one simulation: what to compare, where the report goes, logging. */
-const CLI_ONLY = new Set(['strategies', 'prevLambdas', 'out', 'logLevel', 'logFormat', 'attacks', 'attackRows', 'dpEpsilons']);
+const CLI_ONLY = new Set(['strategies', 'prevLambdas', 'out', 'logLevel', 'logFormat', 'attacks', 'attackRows', 'dpEpsilons', 'ceilingEpochs']);
 
 export async function main(argv: string[]): Promise<void> {
   // Every flag, env var, default, range and relation comes from the settings table (shared/settings/).
@@ -30,10 +32,15 @@ export async function main(argv: string[]): Promise<void> {
   for (const key of cmd.given) if (!CLI_ONLY.has(key)) setPath(opts as Record<string, unknown>, key, v[key]);
   // The embedded server's log lines (silent by default: the report is what this command prints).
   if (v.logLevel !== 'silent') opts.serverLog = createLogger({ level: v.logLevel as string, format: v.logFormat as LogOptions['format'] });
-  const strategies = (v.strategies as string[]).flatMap((x) => (x === 'compare' ? ['ensemble', 'fedavg'] : [x])) as StrategyName[];
+  // compare = ensemble, then FedAvg, then the centralized ceiling; a strategy named twice runs once.
+  const compare = (v.strategies as string[]).includes('compare');
+  const strategies = [...new Set((v.strategies as string[]).flatMap((x) => (x === 'compare' ? ['ensemble', 'fedavg'] : [x])))] as StrategyName[];
   const lambdas = v.prevLambdas as number[];
   const scenario = (opts.scenario ?? settingByKey('scenario').default) as string;
 
+  if ((v.dpEpsilons || v.attacks) && cmd.given.has('ceilingEpochs')) {
+    throw new UsageError('--ceiling-epochs adds the centralized ceiling to a side-by-side comparison, not to the --dp-epsilons or --attack tables');
+  }
   if (v.dpEpsilons) {
     if (v.attacks) throw new UsageError('--dp-epsilons and --attack each run a table of their own: give one');
     return privacyReport(opts, strategies, v);
@@ -41,20 +48,38 @@ export async function main(argv: string[]): Promise<void> {
   if (v.attacks) return attackReport(opts, strategies, v);
   if (v.attackRows) throw new UsageError('--aggregators names the rows of an attack table: give --attack too');
 
-  const out = (v.out as string | undefined) ?? `results/simulate-${strategies.join('-')}${scenario !== 'none' ? `-${scenario}` : ''}.json`;
+  // The ceiling: with compare (unless --ceiling-epochs 0), or with any strategy when --ceiling-epochs is given.
+  const ceilingEpochs = compare || cmd.given.has('ceilingEpochs') ? (v.ceilingEpochs as number) : 0;
+  // compare's FedAvg is the textbook one (plain weighted mean, as `npm run demo:fedavg`) unless the aggregator is given.
+  const fedavgAggregator: FedAvgAggregatorName | undefined = compare && !cmd.given.has('fedavgAggregator') ? 'mean' : undefined;
+
+  const out = (v.out as string | undefined) ?? `results/simulate-${compare ? 'compare' : strategies.join('-')}${scenario !== 'none' ? `-${scenario}` : ''}.json`;
   mkdirSync(dirname(out), { recursive: true });
   const results: SimulationResult[] = [];
-  const total = strategies.length * lambdas.length;
+  let ceiling: CentralizedResult | undefined;
+  const sideBySide = () => strategies.length * lambdas.length > 1 || ceilingEpochs > 0;
+  // After every run, so a long comparison that is stopped midway keeps what it measured.
+  const save = (extra: Record<string, unknown> = {}) =>
+    writeFileSync(out, JSON.stringify(sideBySide() ? { runs: results, ...(ceiling ? { ceiling } : {}), ...extra } : results[0], null, 2));
   for (const s of strategies) {
     for (const prevStudentLambda of lambdas) {
-      const r = await runSimulation({ ...opts, strategy: s, prevStudentLambda });
-      printSummary(r);
+      const r = await runSimulation({ ...opts, strategy: s, prevStudentLambda, ...(s === 'fedavg' && fedavgAggregator ? { fedavgAggregator } : {}) });
+      printSummary(r, strategies.includes('fedavg'));
       results.push(r);
-      // After every run, so a long comparison that is stopped midway keeps what it measured.
-      writeFileSync(out, JSON.stringify(total > 1 ? { runs: results } : results[0], null, 2));
+      save();
     }
   }
-  if (results.length > 1) printComparison(results);
+  if (ceilingEpochs > 0) {
+    const { serverLog: _serverLog, ...centralOpts } = opts;
+    ceiling = await runCentralized({ ...centralOpts, epochs: ceilingEpochs, log: (l) => console.log(l) });
+    save();
+  }
+  if (sideBySide()) {
+    const comparison = buildComparison(results, ceiling);
+    console.log(`\n${renderComparison(comparison)}`);
+    if (results.length > 1 && results.every((r) => r.continual)) printForgetting(results);
+    save({ comparison });
+  }
   console.log(`\nresults written to ${out}`);
 }
 
@@ -137,7 +162,7 @@ function attackSettingsLine(s: Record<string, unknown>): string {
   return `settings: ${keys.filter((k) => s[k] !== undefined).map((k) => `${k} ${Array.isArray(s[k]) ? (s[k] as unknown[]).join(',') : s[k]}`).join(', ')}`;
 }
 
-function printSummary(r: SimulationResult): void {
+function printSummary(r: SimulationResult, fedavgRuns = false): void {
   const s = r.summary;
   console.log(
     `\n${r.options.strategy}: final student accuracy ${pct(s.finalStudentAccuracy)} (best ${pct(s.bestStudentAccuracy)}) on ${r.data.test} test images` +
@@ -179,7 +204,7 @@ function printSummary(r: SimulationResult): void {
     );
     console.log(`average final accuracy over tasks ${pct(c.averageAccuracy)}, average forgetting (tasks 1..${c.tasks.length - 1}) ${pct(c.averageForgetting)}`);
   }
-  if (r.options.strategy !== 'fedavg') {
+  if (r.options.strategy !== 'fedavg' && !fedavgRuns) {
     const weights = r.studentParams * 4;
     console.log(
       `the student's weights are ${kb(weights)} (${r.studentParams} × 4 B): distillation uplink is ${((100 * s.uplinkPerClientRound) / weights).toFixed(1)}% of one FedAvg upload` +
@@ -189,35 +214,13 @@ function printSummary(r: SimulationResult): void {
   console.log();
 }
 
-function printComparison(runs: SimulationResult[]): void {
-  const label = (r: SimulationResult) => r.options.strategy + (runs.some((x) => x.options.prevStudentLambda !== runs[0].options.prevStudentLambda) ? ` λ=${r.options.prevStudentLambda}` : '');
-  console.log('Runs compared (same split, same seed, same student architecture):');
+/** Continual scenarios: how much of each task every run forgot (best minus final accuracy on the task's classes). */
+function printForgetting(runs: SimulationResult[]): void {
+  console.log('\nForgetting (best minus final accuracy per task):');
   console.log(
     table(
-      ['run', 'final student', 'best student', 'final client (mean)', 'uplink/client-round', 'downlink/client-round', ...runs[0].summary.timeToAccuracy.map((t) => `to ${pct(t.target)} s`), 'seconds'],
-      runs.map((r) => [
-        label(r),
-        pct(r.summary.finalStudentAccuracy),
-        pct(r.summary.bestStudentAccuracy),
-        pct(r.summary.finalClientAccuracy),
-        kb(r.summary.uplinkPerClientRound),
-        kb(r.summary.downlinkPerClientRound),
-        ...r.summary.timeToAccuracy.map((t) => (t.seconds === null ? '-' : t.seconds.toFixed(0))),
-        r.summary.seconds.toFixed(0),
-      ]),
+      ['run', ...runs[0].continual!.tasks.map((t) => `T${t.task} {${t.classes.join(',')}}`), 'avg forgetting', 'avg final acc'],
+      runs.map((r) => [runLabel(r, runs), ...r.continual!.tasks.map((t) => pct(t.forgetting)), pct(r.continual!.averageForgetting), pct(r.continual!.averageAccuracy)]),
     ),
   );
-  if (runs.every((r) => r.continual)) {
-    console.log('\nForgetting (best minus final accuracy per task):');
-    console.log(
-      table(
-        ['run', ...runs[0].continual!.tasks.map((t) => `T${t.task} {${t.classes.join(',')}}`), 'avg forgetting', 'avg final acc'],
-        runs.map((r) => [label(r), ...r.continual!.tasks.map((t) => pct(t.forgetting)), pct(r.continual!.averageForgetting), pct(r.continual!.averageAccuracy)]),
-      ),
-    );
-  }
-  const avg = runs.find((r) => r.options.strategy === 'fedavg');
-  for (const r of runs) {
-    if (avg && r !== avg) console.log(`uplink per client-round: ${r.options.strategy} sends ${((100 * r.summary.uplinkPerClientRound) / avg.summary.uplinkPerClientRound).toFixed(1)}% of FedAvg's bytes`);
-  }
 }
