@@ -5,9 +5,10 @@ import { Rng } from '../shared/data/rng.ts';
 import { buildModel, type ModelKind } from '../shared/models/builders.ts';
 import { evaluateAccuracy, logLabelPrior, predictLogits, trainOnSoftLabels, trainSupervised } from '../shared/models/training.ts';
 import { applyWireWeights, weightsToWire } from '../shared/models/wire.ts';
+import { decodeWeights } from '../shared/models/weight-codec.ts';
 import type { ClientToServerEvents, ServerToClientEvents } from '../shared/protocol/events.ts';
 import { decodeFrame, encodeFrame } from '../shared/protocol/frame-codec.ts';
-import type { AckMsg, ClientMsg, ClientRoundStats, ErrorMsg, HelloMsg, RoundMsg, RoundResultMsg, ServerMsg, WelcomeMsg, WireTensor } from '../shared/protocol/messages.ts';
+import type { AckMsg, ClientMsg, ClientRoundStats, ErrorMsg, HelloMsg, RoundMsg, RoundResultMsg, ServerMsg, WelcomeMsg, WireTensor, EncodedTensor } from '../shared/protocol/messages.ts';
 import { ProtocolError, parseServerFrame } from '../shared/protocol/validate.ts';
 import { PROTOCOL_VERSION } from '../shared/protocol/messages.ts';
 import { classHistogram } from '../shared/data/partition.ts';
@@ -503,6 +504,7 @@ export class FedistillClient extends Emitter<ClientEvents> {
       numSamples,
       classCounts,
       codec: this.codec,
+      weightEncodings: ['fp16', 'int8'],
       resumeToken: this.resumeTokenValue,
       backend: tf.getBackend(),
     };
@@ -515,7 +517,7 @@ export class FedistillClient extends Emitter<ClientEvents> {
 
   /** A frozen copy of the received global model (same architecture as ours), reused across rounds. */
   private anchorModel: tf.LayersModel | null = null;
-  private anchorFrom(weights: WireTensor[]): tf.LayersModel {
+  private anchorFrom(weights: EncodedTensor[]): tf.LayersModel {
     this.anchorModel ??= buildModel({ kind: this.o.model, inputShape: this.data.shape, numClasses: this.data.numClasses });
     applyWireWeights(this.anchorModel, weights);
     return this.anchorModel;
@@ -691,7 +693,7 @@ export class FedistillClient extends Emitter<ClientEvents> {
       let weights = draft.weights;
       if (p) {
         if (!msg.model) throw new Error(`round ${msg.round} asks for a DP update but sent no model to update`);
-        const noisy = privatizeUpdate(weights.map((w) => w.data), msg.model.weights.map((w) => w.data), { clip: p.clip, noiseStd: noiseStd(msg) });
+        const noisy = privatizeUpdate(weights.map((w) => w.data), decodeWeights(msg.model.weights).map((w) => w.data), { clip: p.clip, noiseStd: noiseStd(msg) });
         weights = weights.map((w, i) => ({ ...w, data: noisy.weights[i] }));
       }
       return this.upload(msg.round, { type: 'weights', round: msg.round, numSamples: draft.numSamples, weights, stats });

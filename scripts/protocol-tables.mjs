@@ -17,7 +17,7 @@ export const TABLES = {
   ...S.SERVER_SCHEMAS,
   EncodedMatrix: S.EncodedMatrixSchema,
   WireModel: S.WireModelSchema,
-  WireTensor: S.WireTensorSchema,
+  WireTensor: S.EncodedTensorSchema,
   ClientRoundStats: S.ClientRoundStatsSchema,
   ProxyInfo: S.ProxyInfoSchema,
 };
@@ -26,6 +26,8 @@ const NAMED = new Map([
   [S.EncodedMatrixSchema, 'EncodedMatrix'],
   [S.WireModelSchema, 'WireModel'],
   [S.WireTensorSchema, 'WireTensor'],
+  // Uploads carry the fp32 form of the same map (no `encoding` but 'fp32'): one table documents both.
+  [S.EncodedTensorSchema, 'WireTensor'],
   [S.ClientRoundStatsSchema, 'ClientRoundStats'],
   [S.ProxyInfoSchema, 'ProxyInfo'],
 ]);

@@ -37,6 +37,7 @@ import { buildModel, type ModelKind } from '../shared/models/builders.ts';
 import { predictLogits } from '../shared/models/training.ts';
 import { applyWireWeights } from '../shared/models/wire.ts';
 import type { RoundMsg, WireTensor } from '../shared/protocol/messages.ts';
+import { decodeWeights } from '../shared/models/weight-codec.ts';
 import { ATTACK_KINDS, type AttackKind } from '../shared/settings/simulate.ts';
 import { decodeMatrix } from '../shared/tensor/logit-codec.ts';
 import { MAX_SAMPLE_COUNT } from '../shared/protocol/schemas.ts';
@@ -202,7 +203,7 @@ function oneHot(ref: number[], c: number, to: (j: number) => number): Float32Arr
 /** The global weights a FedAvg round handed out (a copy, so a transform never aliases the round message). */
 function received(round: RoundMsg): WireTensor[] {
   if (!round.model) throw new Error(`round ${round.round} handed out no model to attack with`);
-  return round.model.weights.map((w) => ({ ...w, data: Float32Array.from(w.data) }));
+  return decodeWeights(round.model.weights).map((w) => ({ ...w, data: Float32Array.from(w.data) }));
 }
 
 /** from + k·(to − from), tensor by tensor. */

@@ -25,7 +25,7 @@ import { continualReport, makeScenario, rowsPerTask, taskAccuracy, taskOfRound, 
 const SERVER_KNOBS = [
   'rounds', 'strategy', 'proxySubset', 'localEpochs', 'student', 'aggregator', 'logitAdjust', 'ntdBeta', 'temperature',
   'temperatureDecay', 'prevStudentLambda', 'mutualBeta', 'publishEverySteps', 'publishEverySeconds', 'stepsPerUpload',
-  'stalenessExponent', 'maxStaleness', 'distillEpochs', 'bankDecay', 'batchSize', 'learningRate', 'seed', 'roundTimeoutS',
+  'stalenessExponent', 'maxStaleness', 'distillEpochs', 'distillAugment', 'studentCodec', 'bankDecay', 'batchSize', 'learningRate', 'seed', 'roundTimeoutS',
   'trimFraction', 'maxShare', 'claimFactor', 'reputationDecay', 'fedavgAggregator',
 ] as const satisfies readonly (keyof ServerConfig)[];
 type ServerKnobs = (typeof SERVER_KNOBS)[number];
@@ -295,14 +295,17 @@ export async function runSimulation(opts: SimulationInput = {}): Promise<Simulat
   const ownPrivacy = new Map<string, { epsilon?: number; uploads: number; declined: number }>();
   const own = (id: string) => ownPrivacy.get(id) ?? (ownPrivacy.set(id, { uploads: 0, declined: 0 }), ownPrivacy.get(id)!);
 
-  // Clients: round-robin over worker processes, each client its own connection and partition.
+  // Clients: over worker processes, each client its own connection and partition. A round lasts as long as the
+  // busiest worker's clients take to train one after the other, so the clients are dealt largest first to the least
+  // loaded worker (LPT): on a Dirichlet split round-robin can leave one worker with 20% more samples than the other.
   const nWorkers = Math.max(1, Math.min(o.workers, joining.length));
+  const assignment = balanceWorkers(joining.map((i) => split.clients[i].length), nWorkers);
   const workers: ChildProcess[] = [];
   let readyWorkers = 0;
   const workerFailed = new Promise<never>((_, reject) => {
     for (let w = 0; w < nWorkers; w++) {
       const specs = [];
-      for (let j = w; j < joining.length; j += nWorkers) {
+      for (const j of assignment[w]) {
         const i = joining[j];
         const id = clientId(i);
         specs.push({
@@ -410,4 +413,21 @@ function secureAggregationCost(done: RoundRow[]): SimulationResult['secureAggreg
 /** ε as a table shows it: 3 decimals, ∞ for no limit. */
 export function fmtEpsilon(e: number): string {
   return Number.isFinite(e) ? (e >= 100 ? e.toFixed(0) : e.toFixed(3)) : '∞';
+}
+
+/**
+ * Longest-processing-time-first: positions of `loads` dealt to `bins` lists, largest first, each to the currently
+ * lightest bin (ties to the lower bin, so the deal is deterministic); within a bin, positions stay in order.
+ */
+export function balanceWorkers(loads: readonly number[], bins: number): number[][] {
+  const order = loads.map((_, i) => i).sort((a, b) => loads[b] - loads[a] || a - b);
+  const total = new Array<number>(bins).fill(0);
+  const out: number[][] = Array.from({ length: bins }, () => []);
+  for (const i of order) {
+    let best = 0;
+    for (let b = 1; b < bins; b++) if (total[b] < total[best]) best = b;
+    out[best].push(i);
+    total[best] += loads[i];
+  }
+  return out.map((b) => b.sort((x, y) => x - y));
 }

@@ -14,6 +14,7 @@ import { predictLogits } from '../shared/models/training.ts';
 import { applyWireWeights } from '../shared/models/wire.ts';
 import { decodeFrame } from '../shared/protocol/frame-codec.ts';
 import type { ClientMsg, HelloMsg, RoundMsg, WireTensor } from '../shared/protocol/messages.ts';
+import { decodeWeights } from '../shared/models/weight-codec.ts';
 import { classHistogram } from '../shared/data/partition.ts';
 import { decodeMatrix } from '../shared/tensor/logit-codec.ts';
 import { chooseAttackers, CONFIDENT_LOGIT, INFLATED_SAMPLES, makeAttacker, type AttackKind } from '../simulations/attacks.ts';
@@ -173,7 +174,7 @@ test('each weights attack (FedAvg) changes what the aggregator receives, as desc
   const kinds: (AttackKind | null)[] = [null, null, null, 'confident-wrong', 'random', 'inflated-counts', 'collude', 'collude', 'free-ride'];
   const { peers } = await federation(t, kinds, { strategy: 'fedavg' });
   const of = (k: AttackKind) => peers.filter((p) => p.kind === k);
-  const global = peers[0].round!.model!.weights;
+  const global = decodeWeights(peers[0].round!.model!.weights);
   const weights = (p: Peer) => upload(p, 'weights').weights;
   const honestSteps = peers.filter((p) => !p.kind).map((p) => distance(weights(p), global));
   const step = Math.max(...honestSteps);

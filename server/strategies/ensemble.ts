@@ -1,4 +1,5 @@
 import { subset, type Dataset } from '../../shared/data/dataset.ts';
+import { DISTILL_AUGMENT } from '../../shared/data/augment.ts';
 import { aggregate, softmaxRows } from '../../shared/distill/aggregators.ts';
 import { trainOnSoftLabels, predictLogits } from '../../shared/models/training.ts';
 import { TemperatureSchedule } from '../../shared/distill/temperature.ts';
@@ -73,7 +74,7 @@ export class EnsembleStrategy extends HasStudent implements Strategy {
 
   async configureRound(ctx: RoundContext, participants: Participant[]): Promise<Map<string, RoundTask>> {
     const indices = this.proxyIndicesFor(ctx.round);
-    const student = this.student.toWire();
+    const student = this.student.downlink();
     const c = this.proxy.numClasses;
     const consensus = this.consensus && {
       indices: this.consensus.indices,
@@ -87,7 +88,7 @@ export class EnsembleStrategy extends HasStudent implements Strategy {
       tasks.set(p.id, {
         ...logitsTask(this.cfg, indices),
         ntdBeta: same ? this.cfg.ntdBeta : undefined,
-        model: same ? student : undefined,
+        model: same ? student(p) : undefined,
         consensus: !same && consensus ? consensus : undefined,
       });
     }
@@ -202,6 +203,7 @@ export class EnsembleStrategy extends HasStudent implements Strategy {
       numClasses: c,
       rowWeights,
       previous,
+      augment: this.cfg.distillAugment ? DISTILL_AUGMENT : undefined,
     });
     this.student.version++;
     this.consensus = { indices, probs };

@@ -100,7 +100,7 @@ export class OnlineStrategy extends HasStudent implements OnlineStrategyApi {
     const T = this.currentTemperature;
     // Same architecture: the latest student, unless the client already has it. Other architectures: the student's
     // soft labels on the task's rows, learned mutual-style (they can't load its weights).
-    const model = same && heldVersion !== this.version ? this.student.toWire() : undefined;
+    const model = same && heldVersion !== this.version ? this.student.downlink()(p) : undefined;
     const mutual =
       !same && this.version > 0 && this.cfg.mutualBeta > 0
         ? { probs: await this.student.softLabels(indices, T, this.cfg.consensusCodec), temperature: T, beta: this.cfg.mutualBeta }

@@ -1,4 +1,5 @@
 import type * as tf from '@tensorflow/tfjs';
+import type { WeightCodecName } from '../../shared/models/weight-codec.ts';
 import { evaluatePerClass } from '../../shared/models/training.ts';
 import type { Dataset } from '../../shared/data/dataset.ts';
 import type { Rng } from '../../shared/data/rng.ts';
@@ -15,6 +16,8 @@ export interface Participant {
   numSamples: number;
   classCounts?: number[];
   codec: LogitCodecName;
+  /** Weight encodings its hello said it decodes besides fp32 (absent: fp32 only). */
+  weightEncodings?: WeightCodecName[];
 }
 
 export interface RoundContext {

@@ -4,12 +4,12 @@ import { Rng } from '../../shared/data/rng.ts';
 import { softmaxRows } from '../../shared/distill/aggregators.ts';
 import { buildModel, type ModelKind } from '../../shared/models/builders.ts';
 import { predictLogits } from '../../shared/models/training.ts';
-import { applyWireWeights, modelToWire } from '../../shared/models/wire.ts';
+import { applyWireWeights, encodeModel, modelToWire } from '../../shared/models/wire.ts';
 import type { WireModel, WireTensor } from '../../shared/protocol/messages.ts';
 import { encodeMatrix, type EncodedMatrix, type LogitCodecName } from '../../shared/tensor/logit-codec.ts';
 import type { ServerConfig } from '../config.ts';
 import { exportOptimizer, importOptimizer } from './optimizer-state.ts';
-import { evaluateStudent, type EvalReport, type RoundContext } from './strategy.ts';
+import { evaluateStudent, type EvalReport, type Participant, type RoundContext } from './strategy.ts';
 
 /** What a checkpoint keeps of a distilled student. */
 export interface StudentCheckpoint {
@@ -52,8 +52,21 @@ export class Student {
     return out.sort();
   }
 
+  /** The student in fp32 (lossless): checkpoints, exports. */
   toWire(): WireModel {
     return modelToWire(this.model, this.kind, this.version);
+  }
+
+  /**
+   * The student as this round's tasks carry it: encoded with --student-codec for a client whose hello lists that
+   * encoding, fp32 for any other (a client written before weight encodings keeps working). One snapshot, each
+   * encoding computed once. The final student in `end`, checkpoints and exports stay fp32 (toWire).
+   */
+  downlink(): (p: Pick<Participant, 'weightEncodings'>) => WireModel {
+    const fp32 = modelToWire(this.model, this.kind, this.version);
+    const codec = this.cfg.studentCodec;
+    let encoded: WireModel | undefined;
+    return (p) => (codec !== 'fp32' && p.weightEncodings?.includes(codec) ? (encoded ??= encodeModel(fp32, codec)) : fp32);
   }
 
   /** The student's probabilities at T on proxy rows, encoded for the downlink (mutual learning's teacher signal). */

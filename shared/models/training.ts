@@ -4,6 +4,7 @@ import { continualDistillLoss } from '../distill/continual-loss.ts';
 import { notTrueDistillation } from '../distill/ntd-loss.ts';
 import { mutualLoss } from '../distill/mutual-loss.ts';
 import { accuracy } from '../metrics.ts';
+import { augmentBatch, type AugmentOptions } from '../data/augment.ts';
 
 /** Images (0..255 bytes) → float tensor in [0,1], NHWC. */
 export function imagesToTensor(images: Uint8Array, count: number, shape: [number, number, number]): tf.Tensor4D {
@@ -44,7 +45,12 @@ interface BatchSource {
  * Shuffled mini-batches gathered on the JS side: each batch becomes its own tensor, because wasm Slice copies the
  * whole source tensor on every call (measured: the gather is cheaper than a slice of the full set).
  */
-function* batches(src: BatchSource, batchSize: number, order: Uint32Array): Generator<{ x: tf.Tensor4D; rows: Uint32Array }> {
+function* batches(
+  src: BatchSource,
+  batchSize: number,
+  order: Uint32Array,
+  augment?: { options: AugmentOptions; random: () => number },
+): Generator<{ x: tf.Tensor4D; rows: Uint32Array }> {
   const size = src.shape[0] * src.shape[1] * src.shape[2];
   for (let start = 0; start < order.length; start += batchSize) {
     const rows = order.subarray(start, Math.min(order.length, start + batchSize));
@@ -53,6 +59,7 @@ function* batches(src: BatchSource, batchSize: number, order: Uint32Array): Gene
       const base = rows[i] * size;
       for (let j = 0; j < size; j++) f[i * size + j] = src.images[base + j] / 255;
     }
+    if (augment) augmentBatch(f, rows.length, src.shape, augment.random, augment.options);
     yield { x: tf.tensor4d(f, [rows.length, ...src.shape]), rows };
   }
 }
@@ -177,10 +184,13 @@ export async function trainOnSoftLabels(
     rowWeights?: Float32Array;
     /** Continual rounds: the previous student's probabilities at T (row-aligned with `src`) and the weight λ. */
     previous?: { probs: Float32Array; lambda: number };
+    /** Random shifts/flips of the images (the targets stay the original rows'): shared/data/augment.ts. */
+    augment?: AugmentOptions;
     onProgress?: ProgressFn;
   },
 ): Promise<TrainResult> {
   const c = opts.numClasses;
+  const augment = opts.augment ? { options: opts.augment, random: opts.random } : undefined;
   const perEpoch = Math.ceil(src.count / opts.batchSize);
   let done = 0;
   const t0 = performance.now();
@@ -188,7 +198,7 @@ export async function trainOnSoftLabels(
   let agree = 0;
   let seen = 0;
   for (let e = 0; e < opts.epochs; e++) {
-    for (const { x, rows } of batches(src, opts.batchSize, shuffledOrder(src.count, opts.random))) {
+    for (const { x, rows } of batches(src, opts.batchSize, shuffledOrder(src.count, opts.random), augment)) {
       const tp = gatherRows(teacherProbs, rows, c);
       const t = tf.tensor2d(tp, [rows.length, c]);
       const w = opts.rowWeights ? tf.tensor1d(Float32Array.from(rows, (r) => opts.rowWeights![r])) : undefined;

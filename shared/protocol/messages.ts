@@ -9,8 +9,10 @@ export type { ModelKind } from './model-kinds.ts';
 /** Bumped on any incompatible change to a message; the server refuses other versions at `hello` (see docs/protocol.md). */
 export const PROTOCOL_VERSION = 1;
 
-/** A tensor on the wire: name, shape and row-major float32 values. */
+/** An fp32 tensor: name, shape and row-major float32 values (uploads, checkpoints, decoded weights). */
 export type WireTensor = z.output<typeof S.WireTensorSchema>;
+/** A tensor of a model sent to clients: fp32, or fp16 / int8 bytes (decode with shared/models/weight-codec.ts). */
+export type EncodedTensor = z.output<typeof S.EncodedTensorSchema>;
 /** Student (or FedAvg global) weights as they travel downlink and are checkpointed. */
 export type WireModel = z.output<typeof S.WireModelSchema>;
 /** Metadata about a client's local step (scalars only). */

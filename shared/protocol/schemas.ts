@@ -12,6 +12,7 @@
  * optional field is a compatible change (see "Versioning" in docs/protocol.md).
  */
 import { z } from 'zod';
+import type { WeightCodecName } from '../models/weight-codec.ts';
 import type { LogitCodecName } from '../tensor/logit-codec.ts';
 import type { FrameShape } from './frame-scan.ts';
 import { MODEL_KINDS } from './model-kinds.ts';
@@ -119,16 +120,65 @@ export const EncodedMatrixSchema = z.preprocess(
   }),
 );
 
+const tensorName = () => str(256).describe('Weight name (informative; weights are matched by position)');
+const tensorShape = () =>
+  z.array(int(1, 1 << 28), { error: 'must be a list of positive integers' }).max(8, { error: 'must have at most 8 dimensions' }).describe('Dimensions');
+const TENSOR_LIST = { error: 'must be a list of tensors' } as const;
+
+/** An fp32 tensor: what uploads (FedAvg), checkpoints and exports carry. Its type is `WireTensor`. */
 export const WireTensorSchema = z.object({
-  name: str(256).describe('Weight name (informative; weights are matched by position)'),
-  shape: z.array(int(1, 1 << 28), { error: 'must be a list of positive integers' }).max(8, { error: 'must have at most 8 dimensions' }).describe('Dimensions'),
+  name: tensorName(),
+  shape: tensorShape(),
+  encoding: opt(z.literal('fp32', { error: "must be 'fp32' (or absent): uploaded weights are not compressed" })).describe("Absent or 'fp32'"),
   data: float32Array().describe('The product of `shape` float32 values, row-major'),
 });
+
+const WEIGHT_ENCODINGS = ['fp32', 'fp16', 'int8'] as const;
+// Compile-time check that the codec module and the protocol agree on the encodings.
+const weightCodecsAgree: [WeightCodecName] extends [(typeof WEIGHT_ENCODINGS)[number]] ? ((typeof WEIGHT_ENCODINGS)[number] extends WeightCodecName ? true : never) : never = true;
+void weightCodecsAgree;
+
+/** A peer's typed-array extension of the encoding's own element type (Uint16Array for fp16, Int8Array for int8) is read as its bytes. */
+function normaliseTensor(x: unknown): unknown {
+  if (typeof x !== 'object' || x === null || Array.isArray(x) || ArrayBuffer.isView(x)) return x;
+  const t: Record<string, unknown> = { ...(x as Record<string, unknown>) };
+  if ((t.encoding === 'fp16' && t.bytes instanceof Uint16Array) || (t.encoding === 'int8' && t.bytes instanceof Int8Array)) t.bytes = bytesOf(t.bytes);
+  return t;
+}
+
+/**
+ * A tensor of a model sent to clients (a round's student, the final student): fp32 like `WireTensor`, or compressed
+ * (fp16 / per-channel int8, shared/models/weight-codec.ts). Its type is `EncodedTensor`. Which fields each encoding
+ * needs is checked here; their lengths and values by validate.ts (checkWireTensors).
+ */
+export const EncodedTensorSchema = z.preprocess(
+  normaliseTensor,
+  z
+    .object({
+      name: tensorName(),
+      shape: tensorShape(),
+      encoding: opt(z.enum(WEIGHT_ENCODINGS, { error: `must be one of ${WEIGHT_ENCODINGS.join(', ')}` })).describe(
+        "How the values travel: absent or 'fp32' (`data`), 'fp16' or 'int8' (`bytes`, see \"Weight encodings\")",
+      ),
+      data: opt(float32Array()).describe('fp32 only: the product of `shape` float32 values, row-major'),
+      bytes: opt(bytes()).describe('fp16: 2 bytes per value (binary16 LE); int8: 1 byte per value (two\'s complement); row-major'),
+      scales: opt(float32Array()).describe('int8 only: float32 steps, one per output channel (the last axis of a tensor of rank ≥ 2), else one'),
+    })
+    .superRefine((t, ctx) => {
+      const encoding = t.encoding ?? 'fp32';
+      const needs = { fp32: ['data'], fp16: ['bytes'], int8: ['bytes', 'scales'] }[encoding];
+      for (const f of ['data', 'bytes', 'scales'] as const) {
+        const present = t[f] !== undefined;
+        if (needs.includes(f) && !present) ctx.addIssue({ code: 'custom', path: [f], message: `must be present for encoding '${encoding}'` });
+        if (!needs.includes(f) && present) ctx.addIssue({ code: 'custom', path: [f], message: `must be absent for encoding '${encoding}'` });
+      }
+    }),
+);
 
 export const WireModelSchema = z.object({
   kind: ModelKindSchema.describe('Architecture'),
   version: int(0).describe('Student version (round or online publish count) these weights are from'),
-  weights: z.array(WireTensorSchema, { error: 'must be a list of tensors' }).min(1, { error: 'must hold at least one tensor' }).max(1000, { error: 'must hold at most 1000 tensors' }).describe('Tensors in the architecture\'s weight order'),
+  weights: z.array(EncodedTensorSchema, TENSOR_LIST).min(1, { error: 'must hold at least one tensor' }).max(1000, { error: 'must hold at most 1000 tensors' }).describe('Tensors in the architecture\'s weight order'),
 });
 
 /** Every field is optional: under `privacy` or `secagg` the SDK sends none, since each is computed on private data. */
@@ -186,6 +236,9 @@ export const HelloSchema = z.object({
   codec: LogitCodecSchema.describe('Logit codec the client will upload with (informative)'),
   resumeToken: opt(str(128)).describe('Token from a previous `welcome` for this clientId: lets a reconnect replace a still-open connection'),
   backend: opt(str(32, /^[a-z0-9-]+$/, ', lower-case')).describe('Training backend name (e.g. wasm, webgpu): shown on dashboards'),
+  weightEncodings: opt(z.array(z.enum(WEIGHT_ENCODINGS, { error: `must be one of ${WEIGHT_ENCODINGS.join(', ')}` }), { error: 'must be a list of weight encodings' }).max(8, { error: 'must have at most 8 entries' })).describe(
+    'Weight encodings the client decodes (see "Weight encodings"); absent = fp32 only. The server compresses the student it sends only for clients that list its --student-codec',
+  ),
 });
 
 export const LogitsSchema = z.object({
@@ -201,7 +254,7 @@ export const WeightsSchema = z.object({
   type: z.literal('weights'),
   round: int(0).describe('Round the upload answers'),
   numSamples: int(0, MAX_SAMPLE_COUNT).describe('Samples the weights were trained on (FedAvg weighting)'),
-  weights: WireModelSchema.shape.weights.describe('Tensors in the architecture\'s weight order'),
+  weights: z.array(WireTensorSchema, TENSOR_LIST).min(1, { error: 'must hold at least one tensor' }).max(1000, { error: 'must hold at most 1000 tensors' }).describe('Tensors in the architecture\'s weight order, fp32'),
   stats: ClientRoundStatsSchema.describe('Scalars about the local step'),
 });
 
@@ -286,7 +339,7 @@ export const RoundSchema = z.object({
   logitAdjust: opt(z.boolean({ error: 'must be a boolean' })).describe('Train with the logit-adjusted loss: add the log of the client\'s own label prior (from its private labels, add-one smoothed) to the logits inside the loss; uploaded logits stay unadjusted'),
   ntdBeta: opt(finite(0)).describe('FedNTD: weight of not-true distillation from `model`; absent/0 = off'),
   deadline: finite(0).describe('Milliseconds since the Unix epoch (UTC) after which the upload is refused as `late`'),
-  model: opt(WireModelSchema).describe('Weights to start from when `model.kind` is the client\'s architecture'),
+  model: opt(WireModelSchema).describe('Weights to start from when `model.kind` is the client\'s architecture; tensors may be fp16 or int8 (the server\'s --student-codec, see "Weight encodings")'),
   consensus: opt(z.object({
     indices: uint32Array().describe('Proxy rows of the soft labels'),
     probs: EncodedMatrixSchema.describe('Teacher probabilities, one row per index'),
@@ -369,7 +422,7 @@ export const EndSchema = z.object({
   type: z.literal('end'),
   reason: z.enum(['completed', 'shutdown'], { error: 'must be completed or shutdown' }).describe('`completed`: all rounds done; `shutdown`: the server is stopping early'),
   round: int(0).describe('Last completed round (online: last published student version)'),
-  model: opt(WireModelSchema).describe('The final student'),
+  model: opt(WireModelSchema).describe('The final student, fp32'),
   studentAccuracy: opt(finite()).describe('Final student accuracy on the server\'s validation set, in [0, 1]'),
   studentPath: opt(str(1024)).describe('HTTP path of the student as a TensorFlow.js LayersModel (e.g. /student/model.json)'),
 });

@@ -1,6 +1,7 @@
 import type { z } from 'zod';
 import { decodeFrame } from './frame-codec.ts';
-import type { ClientMsg, ErrorCode, LogitsMsg, SecAggClientMsg, ServerMsg, WeightsMsg, WireTensor } from './messages.ts';
+import type { ClientMsg, EncodedTensor, ErrorCode, LogitsMsg, SecAggClientMsg, ServerMsg } from './messages.ts';
+import { tensorContentError } from '../models/weight-codec.ts';
 import { scanFrame, type FrameShape } from './frame-scan.ts';
 import { CLIENT_FRAME_SHAPES, CLIENT_SCHEMAS, SERVER_SCHEMAS } from './schemas.ts';
 import { describeValue } from './typed-arrays.ts';
@@ -189,16 +190,23 @@ function checkLogitsContent(msg: LogitsMsg): void {
   if (err) fail(/finite/.test(err) ? 'non-finite' : 'bad-shape', `logits: ${err}`);
 }
 
-/** Content of a list of tensors (structure already checked by the schema): sizes match shapes, values finite. */
-export function checkWireTensors(ts: WireTensor[] | WeightsMsg['weights'], field = 'weights'): WireTensor[] {
+/**
+ * Content of a list of tensors (structure already checked by the schema): sizes match shapes per encoding (fp32
+ * values, fp16/int8 bytes, one int8 step per channel), fp32 and fp16 values and int8 steps finite.
+ */
+export function checkWireTensors<T extends EncodedTensor>(ts: T[], field = 'weights'): T[] {
   const seen = new Set<unknown>();
   for (const [i, t] of ts.entries()) {
+    const what = `${field}[${i}] ('${t.name}')`;
     // Each tensor owns its values: one array aliased many times would let a small frame stand for a huge update.
-    if (seen.has(t.data.buffer) && t.data.byteLength > 0) fail('bad-message', `${field}[${i}] ('${t.name}') shares its data with another tensor`);
-    seen.add(t.data.buffer);
-    const size = t.shape.reduce((a, b) => a * b, 1);
-    if (t.data.length !== size) fail('bad-shape', `${field}[${i}] ('${t.name}') has ${t.data.length} values for shape [${t.shape}]`);
-    assertAllFinite(t.data, `${field}[${i}] ('${t.name}')`);
+    for (const payload of [t.data, t.bytes, t.scales]) {
+      if (!payload || payload.byteLength === 0) continue;
+      if (seen.has(payload.buffer)) fail('bad-message', `${what} shares its data with another tensor`);
+      seen.add(payload.buffer);
+    }
+    const err = tensorContentError(t);
+    if (err) fail(/non-finite|finite number/.test(err) ? 'non-finite' : 'bad-shape', `${what} ${err}`);
+    if (t.data) assertAllFinite(t.data, what);
   }
   return ts;
 }

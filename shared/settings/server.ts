@@ -2,6 +2,7 @@ import { AGGREGATORS } from '../distill/aggregators.ts';
 import { FEDAVG_AGGREGATORS } from '../distill/weight-averaging.ts';
 import { MODEL_KINDS } from '../protocol/model-kinds.ts';
 import { LOGIT_CODECS } from '../tensor/logit-codec.ts';
+import { WEIGHT_CODECS } from '../models/weight-codec.ts';
 import type { Setting } from './types.ts';
 
 export type StrategyName = 'ensemble' | 'mutual' | 'online' | 'fedavg';
@@ -156,6 +157,7 @@ export const SERVER_SETTINGS: readonly Setting[] = [
   { key: 'consensusCodec', flag: 'consensus-codec', type: 'enum', values: LOGIT_CODECS, default: 'fp16', arg: 'C', commands: ['server'], help: 'how the consensus soft labels are encoded for those clients', group: 'local training' },
 
   // ---- the server's distillation
+  { key: 'studentCodec', flag: 'student-codec', type: 'enum', values: WEIGHT_CODECS, default: 'int8', arg: 'C', commands: ['server', 'simulate'], help: "how the student's weights travel in round tasks: int8 (per-channel, ~4× smaller), fp16, fp32; checkpoints, exports, FedAvg and the final student stay fp32", group: 'distillation' },
   { key: 'aggregator', flag: 'aggregator', type: 'enum', values: AGGREGATORS, default: 'confidence', arg: 'A', commands: ['server', 'simulate'], help: "how clients' logits become the teacher", group: 'distillation' },
   { key: 'trimFraction', flag: 'trim-fraction', type: 'float', range: { min: 0, max: 0.5, maxOpen: true }, default: 0.2, arg: 'F', commands: ['server', 'simulate'], help: 'trimmed-mean (teachers and --fedavg-aggregator): fraction dropped from each end of every coordinate', group: 'attacks' },
   { key: 'maxShare', flag: 'max-share', type: 'float', range: nonNegative, default: 2, arg: 'M', commands: ['server', 'simulate'], help: "no client weighs more than M/K of any row's teacher or of FedAvg's mean (K clients; ≤ 1 = equal shares, 0 = no cap)", group: 'attacks' },
@@ -167,6 +169,7 @@ export const SERVER_SETTINGS: readonly Setting[] = [
   { key: 'distillEpochs', flag: 'distill-epochs', type: 'int', range: atLeastOne, default: 3, arg: 'E', commands: ['server', 'simulate'], help: 'student epochs over the teacher bank per round', group: 'distillation' },
   { key: 'distillBatchSize', flag: 'distill-batch-size', type: 'int', range: atLeastOne, default: 128, arg: 'N', commands: ['server'], help: "the student's batch size", group: 'distillation' },
   { key: 'distillLearningRate', flag: 'distill-learning-rate', type: 'float', range: positive, default: 0.001, arg: 'LR', commands: ['server'], help: "the student's learning rate (Adam)", group: 'distillation' },
+  { key: 'distillAugment', flag: 'distill-augment', type: 'boolean', default: false, commands: ['server', 'simulate'], help: 'the student distills on proxy images shifted by up to 2 px and mirrored at random (the teacher labels of the originals)', group: 'distillation' },
   { key: 'bankDecay', flag: 'bank-decay', type: 'float', range: fraction, default: 0.8, arg: 'D', commands: ['server', 'simulate'], help: "a teacher label's weight per round of age in the student's loss; 1 = no decay", group: 'distillation' },
   { key: 'prevStudentLambda', flag: 'prev-lambda', type: 'float', range: nonNegative, default: 0, arg: 'L', commands: ['server'], help: 'λ of the previous-student term λ·T²·KL(p_prev ‖ p_student) (continual rounds); 0 = off', group: 'distillation' },
 
