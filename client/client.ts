@@ -712,8 +712,9 @@ export class FedistillClient extends Emitter<ClientEvents> {
       session.maskedGone();
       return bytes;
     }
-    // Top-k would keep only each row's largest noisy values (a biased teacher): noisy rows go dense, fp16 at least.
-    const codec = this.codec === 'topk' ? 'fp16' : this.codec;
+    // Top-k would keep only each row's largest noisy values (a biased teacher), and topk8 drops each row's level
+    // (logits only): noisy rows go dense, fp16 at least.
+    const codec = this.codec === 'topk' || this.codec === 'topk8' ? 'fp16' : this.codec;
     if (noisy) return this.upload(msg.round, { type: 'logits', round: msg.round, proxyHash: this.proxyHash, logits: encodeMatrix(noisy, n, c, codec), values: 'probs', stats });
     return this.upload(msg.round, { type: 'logits', round: msg.round, proxyHash: this.proxyHash, logits: encodeMatrix(draft.logits, n, c, this.codec), stats });
   }

@@ -9,6 +9,7 @@ import {
   float16BitsToFloat32,
   float32ToFloat16Bits,
   fromPortableMatrix,
+  LOGIT_CODECS,
   toPortableMatrix,
   validateEncodedMatrix,
   type EncodedMatrix,
@@ -197,8 +198,9 @@ test('topk: near-ties collapsed by fp16 keep the sender ranking', () => {
 });
 
 test('byte lengths per codec', () => {
-  const expectPerRow: Record<LogitCodecName, number> = { fp32: 40, fp16: 20, int8: 18, topk: 3 * 3 + 4 };
-  for (const codec of ['fp32', 'fp16', 'int8', 'topk'] as LogitCodecName[]) {
+  // topk8: 3 ids × 4 bits + 2 gap codes + 1 rest code.
+  const expectPerRow: Record<LogitCodecName, number> = { fp32: 40, fp16: 20, int8: 18, topk: 3 * 3 + 4, topk8: 1.5 + 3 };
+  for (const codec of LOGIT_CODECS) {
     const enc = encodeMatrix(Z, ROWS, COLS, codec, { k: 3 });
     assert.equal(encodedByteLength(enc), ROWS * expectPerRow[codec], codec);
     assert.equal(bytesPerRow(codec, COLS, 3), expectPerRow[codec]);
@@ -208,7 +210,7 @@ test('byte lengths per codec', () => {
 
 test('encode rejects non-finite input and bad shapes', () => {
   for (const bad of [NaN, Infinity, -Infinity]) {
-    for (const codec of ['fp32', 'fp16', 'int8', 'topk'] as LogitCodecName[]) {
+    for (const codec of LOGIT_CODECS) {
       assert.throws(() => encodeMatrix(new Float32Array([1, bad, 2, 3]), 2, 2, codec), /non-finite/);
     }
   }
@@ -223,6 +225,7 @@ test('validation rejects corrupt encodings; decode never reads out of bounds', (
     fp16: encodeMatrix(Z.subarray(0, 40), 4, 10, 'fp16'),
     int8: encodeMatrix(Z.subarray(0, 40), 4, 10, 'int8'),
     topk: encodeMatrix(Z.subarray(0, 40), 4, 10, 'topk', { k: 3 }),
+    topk8: encodeMatrix(Z.subarray(0, 40), 4, 10, 'topk8', { k: 3 }),
   };
   const bad: [string, unknown][] = [
     ['null', null],
@@ -255,6 +258,7 @@ test('validation rejects corrupt encodings; decode never reads out of bounds', (
     ['topk indices as plain array', { ...good.topk, indices: Array.from(good.topk.indices!) }],
     ['topk short indices', { ...good.topk, indices: new Uint8Array(11) }],
     ['topk NaN rest', { ...good.topk, offsets: Float32Array.from([0, 0, NaN, 0]) }],
+    ['topk with a step', { ...good.topk, step: 0.0625 }],
   ];
   for (const [what, enc] of bad) {
     const err = validateEncodedMatrix(enc);
@@ -277,7 +281,7 @@ test('validation rejects corrupt encodings; decode never reads out of bounds', (
 });
 
 test('unaligned payloads (msgpack slices) decode correctly', () => {
-  for (const codec of ['fp32', 'fp16', 'int8', 'topk'] as LogitCodecName[]) {
+  for (const codec of LOGIT_CODECS) {
     const enc = encodeMatrix(Z.subarray(0, 50), 5, 10, codec);
     const want = decodeMatrix(enc);
     for (const pad of [1, 2, 3]) {
@@ -296,7 +300,7 @@ test('unaligned payloads (msgpack slices) decode correctly', () => {
 test('msgpack transport: moreTypes Packr and the byte-only portable form', () => {
   const moreTypes = new Packr({ moreTypes: true });
   const plain = new Packr();
-  for (const codec of ['fp32', 'fp16', 'int8', 'topk'] as LogitCodecName[]) {
+  for (const codec of LOGIT_CODECS) {
     const encNarrow = encodeMatrix(Z.subarray(0, 50), 5, 10, codec);
     const encWide = encodeMatrix(realisticLogits(3, 300, 5), 3, 300, codec);
     for (const enc of [encNarrow, encWide]) {

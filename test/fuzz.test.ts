@@ -113,7 +113,7 @@ test('thousands of malformed frames of every class: no crash, no internal error,
 
   // ---- frame classes: each returns the arguments of one emit (event first)
   const hello = { type: 'hello', protocol: PROTOCOL_VERSION, clientId: 'x0', model: 'mlp', numSamples: 50, classCounts: Array(10).fill(5), codec: 'fp16', resumeToken: 'r', backend: 'wasm' };
-  const codecs: LogitCodecName[] = ['fp32', 'fp16', 'int8', 'topk'];
+  const codecs: LogitCodecName[] = ['fp32', 'fp16', 'int8', 'topk', 'topk8'];
   const logitsOf = (rows: number, cols: number, codec: LogitCodecName, round = 1) => ({
     type: 'logits', round, proxyHash: hash, logits: encodeMatrix(new Float32Array(rows * cols).map((_, i) => Math.sin(i)), rows, cols, codec), stats,
   });
@@ -129,7 +129,7 @@ test('thousands of malformed frames of every class: no crash, no internal error,
       ['sa-reveal', { type: 'sa-reveal', ...head, reveals: [{ of: 'c1', kind: 'b', share: bytes(33) }] }],
     ];
   };
-  const templates = (): [string, object][] => [['hello', hello], ['logits', logitsOf(100, 10, codecs[rng.int(4)], 1 + rng.int(ROUNDS))], ['weights', weights], pick(secagg())];
+  const templates = (): [string, object][] => [['hello', hello], ['logits', logitsOf(100, 10, codecs[rng.int(codecs.length)], 1 + rng.int(ROUNDS))], ['weights', weights], pick(secagg())];
   const EVENTS = ['hello', 'logits', 'weights', 'decline', 'sa-keys', 'sa-shares', 'sa-masked', 'sa-reveal'];
   const pick = <T>(xs: readonly T[]): T => xs[rng.int(xs.length)];
   const pack = (m: unknown): Uint8Array => {

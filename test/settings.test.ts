@@ -6,7 +6,7 @@ import { BACKEND_PREFERENCES } from '../shared/compute/backend.ts';
 import { AGGREGATORS } from '../shared/distill/aggregators.ts';
 import { MODEL_KINDS } from '../shared/protocol/model-kinds.ts';
 import { DEFAULT_FRAME_LIMITS } from '../shared/protocol/validate.ts';
-import { LOGIT_CODECS } from '../shared/tensor/logit-codec.ts';
+import { LOGIT_CODECS, VALUE_CODECS } from '../shared/tensor/logit-codec.ts';
 import {
   BACKENDS, checkConfig, COMMANDS, defaultOf, envOf, flagUsage, getPath, readSettings, renderHelp, SCENARIO_NAMES, settingsFor, STRATEGIES,
   UsageError, valueProblem, type Command, type Setting,
@@ -104,7 +104,7 @@ test('the table: flags and keys unique per command, help for every command, defa
   const enumValues = (key: string) => (SETTINGS.find((s) => s.key === key) as { values: readonly string[] }).values;
   assert.deepEqual(enumValues('aggregator'), AGGREGATORS);
   assert.deepEqual(enumValues('codec'), LOGIT_CODECS);
-  assert.deepEqual(enumValues('consensusCodec'), LOGIT_CODECS);
+  assert.deepEqual(enumValues('consensusCodec'), VALUE_CODECS);
   assert.deepEqual(enumValues('model'), MODEL_KINDS);
   assert.deepEqual(enumValues('student'), MODEL_KINDS);
   assert.deepEqual(enumValues('strategy'), STRATEGIES);

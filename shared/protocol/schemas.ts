@@ -74,14 +74,14 @@ const shape3 = z.tuple([int(1, 1 << 16), int(1, 1 << 16), int(1, 1 << 16)], { er
 
 export const ModelKindSchema = z.enum(MODEL_KINDS, { error: `must be one of ${MODEL_KINDS.join(', ')}` });
 
-const CODEC_NAMES = ['fp32', 'fp16', 'int8', 'topk'] as const;
+const CODEC_NAMES = ['fp32', 'fp16', 'int8', 'topk', 'topk8'] as const;
 // Compile-time check that the codec module and the protocol agree on the codec names.
 const codecNamesAgree: [LogitCodecName] extends [(typeof CODEC_NAMES)[number]] ? true : never = true;
 void codecNamesAgree;
 export const LogitCodecSchema = z.enum(CODEC_NAMES, { error: `must be one of ${CODEC_NAMES.join(', ')}` });
 
 /** The typed-array class each codec's `data` elements have, when a peer sends them as a typed-array extension. */
-const DATA_ELEMENT: Record<LogitCodecName, TypedArrayClass<ArrayBufferView>> = { fp32: Float32Array, fp16: Uint16Array, int8: Int8Array, topk: Uint16Array };
+const DATA_ELEMENT: Record<LogitCodecName, TypedArrayClass<ArrayBufferView>> = { fp32: Float32Array, fp16: Uint16Array, int8: Int8Array, topk: Uint16Array, topk8: Uint8Array };
 
 /**
  * Bring an encoded matrix's fields to the codec's in-memory types: `data` → bytes (a typed array of the codec's own
@@ -108,15 +108,18 @@ export const EncodedMatrixSchema = z.preprocess(
     codec: LogitCodecSchema.describe('Codec of the payload (see "Logit codecs")'),
     rows: int(0).describe('Matrix rows (one per proxy row asked for)'),
     cols: int(1).describe('Matrix columns (classes)'),
-    data: bytes().describe('Payload bytes: fp32: 4·rows·cols; fp16: 2·rows·cols; int8: rows·cols; topk: 2·rows·k'),
+    data: bytes().describe('Payload bytes: fp32: 4·rows·cols; fp16: 2·rows·cols; int8: rows·cols; topk: 2·rows·k; topk8: rows·(k − 1 + (k < cols ? 1 : 0)) gap codes'),
     scales: opt(float32Array()).describe('int8 only: rows float32 quantisation steps'),
     offsets: opt(float32Array()).describe('int8: rows float32 row minimums; topk: rows float32 "rest" values'),
-    k: opt(int(1)).describe('topk only: entries kept per row, the sender\'s choice of 1 ≤ k ≤ cols (the SDK: min(cols, max(3, ⌈cols/10⌉)))'),
+    k: opt(int(1)).describe('topk, topk8: entries kept per row, the sender\'s choice of 1 ≤ k ≤ cols (the SDK: min(cols, max(3, ⌈cols/10⌉)))'),
     indices: opt(
       z.custom<Uint8Array | Uint16Array>((v) => v instanceof Uint8Array || v instanceof Uint16Array, {
         error: (iss) => `must be bytes (1 per index) or 2-byte little-endian indices, got ${describeValue(iss.input)}`,
       }).meta({ wire: 'bin (uint8, or uint16 LE) or Uint16Array' }),
-    ).describe('topk only: rows·k column ids, best first: 1 byte each if cols ≤ 256, else 2 bytes little-endian'),
+    ).describe('topk, topk8: rows·k column ids, best first: 1 byte each if cols ≤ 256, else 2 bytes little-endian; topk8 with cols ≤ 16: 4 bits each, two a byte (⌈rows·k/2⌉ bytes)'),
+    step: opt(
+      z.number({ error: 'must be a number in [2^-20, 2^16]' }).min(2 ** -20, { error: 'must be a number in [2^-20, 2^16]' }).max(2 ** 16, { error: 'must be a number in [2^-20, 2^16]' }),
+    ).describe('topk8 only: logits per gap code (the SDK: a power of two in [1/256, 1/16])'),
   }),
 );
 

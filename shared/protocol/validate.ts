@@ -5,7 +5,7 @@ import { tensorContentError } from '../models/weight-codec.ts';
 import { scanFrame, type FrameShape } from './frame-scan.ts';
 import { CLIENT_FRAME_SHAPES, CLIENT_SCHEMAS, SERVER_SCHEMAS } from './schemas.ts';
 import { describeValue } from './typed-arrays.ts';
-import { validateEncodedMatrix } from '../tensor/logit-codec.ts';
+import { VALUE_CODECS, validateEncodedMatrix } from '../tensor/logit-codec.ts';
 
 /** A refusal to send back to the peer: `code` is machine-readable, `message` says what to fix. */
 export class ProtocolError extends Error {
@@ -178,6 +178,7 @@ export function parseServerFrame(event: string, frame: unknown): ServerMsg {
       if (!probs) continue;
       const err = validateEncodedMatrix(probs, { rows });
       if (err) fail(/finite/.test(err) ? 'non-finite' : 'bad-shape', `${field}: ${err}`);
+      if (!VALUE_CODECS.includes(probs.codec)) fail('bad-message', `${field}: ${valuesCodecError(probs.codec)}`);
     }
     if (msg.model) checkWireTensors(msg.model.weights, 'model.weights');
   } else if (msg.type === 'end' && msg.model) checkWireTensors(msg.model.weights, 'model.weights');
@@ -188,6 +189,12 @@ export function parseServerFrame(event: string, frame: unknown): ServerMsg {
 function checkLogitsContent(msg: LogitsMsg): void {
   const err = validateEncodedMatrix(msg.logits);
   if (err) fail(/finite/.test(err) ? 'non-finite' : 'bad-shape', `logits: ${err}`);
+  if (msg.values === 'probs' && !VALUE_CODECS.includes(msg.logits.codec)) fail('bad-message', `logits: ${valuesCodecError(msg.logits.codec)}`);
+}
+
+/** Why probabilities cannot travel in a codec that sends each row only up to an additive constant (topk8). */
+function valuesCodecError(codec: string): string {
+  return `codec ${codec} carries logits up to a per-row constant, not probabilities: send probabilities in ${VALUE_CODECS.join(', ')}`;
 }
 
 /**

@@ -1,7 +1,7 @@
 import { AGGREGATORS } from '../distill/aggregators.ts';
 import { FEDAVG_AGGREGATORS } from '../distill/weight-averaging.ts';
 import { MODEL_KINDS } from '../protocol/model-kinds.ts';
-import { LOGIT_CODECS } from '../tensor/logit-codec.ts';
+import { VALUE_CODECS } from '../tensor/logit-codec.ts';
 import { WEIGHT_CODECS } from '../models/weight-codec.ts';
 import type { Setting } from './types.ts';
 
@@ -154,7 +154,7 @@ export const SERVER_SETTINGS: readonly Setting[] = [
   { key: 'ntdBeta', flag: 'ntd-beta', type: 'float', range: nonNegative, default: 0, arg: 'B', commands: ['server', 'simulate'], help: 'β of not-true distillation from the student in local training (FedNTD); 0 = off', group: 'local training' },
   { key: 'mutualBeta', flag: 'mutual-beta', type: 'float', range: nonNegative, default: 1, arg: 'B', commands: ['server', 'simulate'], help: "mutual/online: β of the client's β·T²·KL(p_student ‖ p_client) term", group: 'local training' },
   { key: 'consensusEpochs', flag: 'consensus-epochs', type: 'int', range: nonNegative, default: 2, arg: 'E', commands: ['server'], help: 'epochs a client of another architecture digests the consensus soft labels (FedMD)', group: 'local training' },
-  { key: 'consensusCodec', flag: 'consensus-codec', type: 'enum', values: LOGIT_CODECS, default: 'fp16', arg: 'C', commands: ['server'], help: 'how the consensus soft labels are encoded for those clients', group: 'local training' },
+  { key: 'consensusCodec', flag: 'consensus-codec', type: 'enum', values: VALUE_CODECS, default: 'fp16', arg: 'C', commands: ['server'], help: 'how the consensus soft labels are encoded for those clients (probabilities: topk8 cannot carry them)', group: 'local training' },
 
   // ---- the server's distillation
   { key: 'studentCodec', flag: 'student-codec', type: 'enum', values: WEIGHT_CODECS, default: 'int8', arg: 'C', commands: ['server', 'simulate'], help: "how the student's weights travel in round tasks: int8 (per-channel, ~4× smaller), fp16, fp32; checkpoints, exports, FedAvg and the final student stay fp32", group: 'distillation' },

@@ -28,6 +28,37 @@
  *   last kept value — so the decoded top-k order and first argmax always match the sender's (ties in the
  *   input resolve to the lower column, as argmax does). At T ≠ 1 the tail mass is only approximately
  *   preserved (exact for a flat tail).                                   k·(2 + idxBytes) + 4 bytes/row
+ * - `topk8`: `topk` in about a third of the bytes, for logits only. Softmax is shift-invariant, so no absolute
+ *   value travels: a row is sent as the gaps below its top-1, which decodes as 0.
+ *   `indices` = rows·k column ids in descending value order (ties: lower column first), packed 4 bits each when
+ *   cols ≤ 16 (two per byte, the even one in the low nibble; an odd total leaves the last high nibble 0: ⌈rows·k/2⌉
+ *   bytes), 1 byte when cols ≤ 256, else a Uint16Array (2 bytes LE on the wire; cols ≤ 65536). `step` (a header
+ *   number, logits per code) quantises every gap. `data` = rows·g uint8 codes, g = (k − 1) + (k < cols ? 1 : 0):
+ *   for row r, first q_t = min(255, round((z_top1 − z_top_t)/step)) for t = 2..k, then (when k < cols) the code of
+ *   the rest gap z_top1 − rest, rest as `topk` defines it (log of the mean exp of the dropped columns). Codes are
+ *   non-decreasing within a row (the encoder makes them so; the validator refuses a decrease).
+ *   Decode: top-1 → 0, the t-th kept → −q_t·step, every dropped column → −q_rest·step, each made strictly lower
+ *   than its predecessor where codes are equal (one float32 ulp down; from 0 to −2⁻¹²⁶, the smallest *normal*
+ *   float32, so no backend that flushes subnormals can tie it with the top-1). So the decoded top-k order, the
+ *   first argmax, and "dropped < every kept" match the sender's exactly, as with `topk` — including gaps that
+ *   quantise to 0 and gaps that saturate at 255 together.
+ *   Error. Let z̃ be the row `topk` would decode in exact arithmetic (kept values, rest in the dropped columns) and
+ *   p̃ = softmax(z̃/T). While no code of the row saturates (every gap ≤ 255.5·step), every decoded gap is within
+ *   step/2 of the true one (plus float32 rounding of −q·step, exact for a power-of-two step, and one ulp per
+ *   equal-code step-down above), the top-1 exactly, so for every class j
+ *       |log p̂_j − log p̃_j| ≤ step/T,  i.e.  p̂_j/p̃_j ∈ [e^(−step/T), e^(step/T)],
+ *       and in total variation Σ_j |p̂_j − p̃_j| ≤ e^(step/T) − 1
+ *   (the log-normaliser moves by at most step/(2T), a gap by at most step/2). At step = 1/16: 6.5% relative at
+ *   T = 1, 3.2% at T = 2 (worst case; the quantisation error is uniform, so typically a third of that).
+ *   Saturation: a gap beyond 255·step decodes as 255·step, so that class (or every dropped class, for the rest)
+ *   gets probability e^(−255·step/T) relative to the top-1 instead of less: mass moves *towards* far classes, at
+ *   most m·e^(−255·step/T) of the top-1's for m saturated classes — at step = 1/16 (saturation at 15.94 logits)
+ *   1.2e−7·m at T = 1, 3.4e−4·m at T = 2, 0.019·m at T = 4 (for T ≥ 4 pass a coarser `step`, e.g. 1/8).
+ *   The SDK's step: the finest power of two in [1/256, 1/16] whose 255 levels cover the largest gap of the matrix
+ *   (powers of two: gap/step is exact); `opts.step` overrides it, within [2⁻²⁰, 2¹⁶]. Any consumer must treat
+ *   topk8 rows as logits up to a per-row constant: fine for softmax and for every teacher aggregator here
+ *   (mean-logits shifts each row by a constant; the rest work on probabilities), wrong for probabilities — which
+ *   is why `VALUE_CODECS` excludes it.                       k·idxBits/8 + g bytes/row (4.5 for k = 3, 10 classes)
  *
  * (fp16 and int8 keep no ranking information: two logits closer than the quantisation step may decode
  * equal, so a near-tied argmax can change; values stay within the stated bounds.)
@@ -42,8 +73,20 @@
  * index ranges); `decodeMatrix` re-checks the structure and throws, so it never reads out of bounds.
  */
 
-export type LogitCodecName = 'fp32' | 'fp16' | 'int8' | 'topk';
-export const LOGIT_CODECS: readonly LogitCodecName[] = ['fp32', 'fp16', 'int8', 'topk'];
+export type LogitCodecName = 'fp32' | 'fp16' | 'int8' | 'topk' | 'topk8';
+export const LOGIT_CODECS: readonly LogitCodecName[] = ['fp32', 'fp16', 'int8', 'topk', 'topk8'];
+/**
+ * The codecs that carry a matrix's values themselves (up to rounding), the only ones fit for probabilities (soft
+ * labels, noisy DP probabilities). `topk8` carries each row only up to an additive constant: logits only.
+ */
+export const VALUE_CODECS: readonly LogitCodecName[] = ['fp32', 'fp16', 'int8', 'topk'];
+
+/** topk8: the range a `step` must lie in (wider than any useful step; keeps every decoded value a normal float32). */
+export const TOPK8_MIN_STEP = 2 ** -20;
+export const TOPK8_MAX_STEP = 2 ** 16;
+/** topk8: the SDK's default step lies in [1/256, 1/16] (saturating at 255/16 ≈ 15.94 logits below the top-1). */
+export const TOPK8_FINEST_DEFAULT_STEP = 1 / 256;
+export const TOPK8_COARSEST_DEFAULT_STEP = 1 / 16;
 
 export interface EncodedMatrix {
   codec: LogitCodecName;
@@ -55,10 +98,12 @@ export interface EncodedMatrix {
   scales?: Float32Array;
   /** int8: per-row minimum; topk: per-row value of the dropped columns. */
   offsets?: Float32Array;
-  /** topk: entries kept per row. */
+  /** topk, topk8: entries kept per row. */
   k?: number;
-  /** topk: rows·k column ids. */
+  /** topk, topk8: rows·k column ids (topk8 with cols ≤ 16: packed two per byte). */
   indices?: Uint8Array | Uint16Array;
+  /** topk8: logits per gap code. */
+  step?: number;
 }
 
 /** Largest finite binary16 value. */
@@ -200,19 +245,41 @@ export function bytesPerRow(codec: LogitCodecName, cols: number, k?: number): nu
       const kk = Math.min(cols, k ?? defaultTopK(cols));
       return kk * (2 + (cols <= 256 ? 1 : 2)) + 4;
     }
+    case 'topk8': {
+      // Amortised: with 4-bit ids a matrix holds ⌈rows·k/2⌉ id bytes, so an odd rows·k adds half a byte once.
+      const kk = Math.min(cols, k ?? defaultTopK(cols));
+      return (kk * topk8IndexBits(cols)) / 8 + topk8GapCount(kk, cols);
+    }
   }
+}
+
+/** topk8: bits per column id — 4 when cols ≤ 16, 8 when cols ≤ 256, else 16. */
+export function topk8IndexBits(cols: number): 4 | 8 | 16 {
+  return cols <= 16 ? 4 : cols <= 256 ? 8 : 16;
+}
+
+/** topk8: gap codes per row — the k − 1 kept below the top-1, and the rest when any column is dropped. */
+export function topk8GapCount(k: number, cols: number): number {
+  return k - 1 + (k < cols ? 1 : 0);
+}
+
+/** topk8 index bytes for `count` ids. */
+function topk8IndexBytes(count: number, cols: number): number {
+  const bits = topk8IndexBits(cols);
+  return bits === 4 ? Math.ceil(count / 2) : (count * bits) / 8;
 }
 
 /**
  * Encode `values` (rows·cols, row-major) with `codec`. Throws on a shape mismatch, on any non-finite
- * value, and (topk) on cols > 65536 or a k that is not an integer ≥ 1 (k > cols is clamped to cols).
+ * value, (topk, topk8) on cols > 65536 or a k that is not an integer ≥ 1 (k > cols is clamped to cols), and
+ * (topk8) on a `step` outside [TOPK8_MIN_STEP, TOPK8_MAX_STEP] (absent: chosen per matrix, see the module doc).
  */
 export function encodeMatrix(
   values: Float32Array,
   rows: number,
   cols: number,
   codec: LogitCodecName,
-  opts: { k?: number } = {},
+  opts: { k?: number; step?: number } = {},
 ): EncodedMatrix {
   if (!Number.isSafeInteger(rows) || rows < 0 || !Number.isSafeInteger(cols) || cols < 1) {
     throw new Error(`encodeMatrix: bad shape ${rows}×${cols}`);
@@ -240,6 +307,8 @@ export function encodeMatrix(
       return encodeInt8(values, rows, cols);
     case 'topk':
       return encodeTopK(values, rows, cols, opts.k);
+    case 'topk8':
+      return encodeTopK8(values, rows, cols, opts.k, opts.step);
     default:
       throw new Error(`encodeMatrix: unknown codec ${String(codec)}`);
   }
@@ -288,11 +357,48 @@ function encodeInt8(values: Float32Array, rows: number, cols: number): EncodedMa
   return { codec: 'int8', rows, cols, data, scales, offsets };
 }
 
-function encodeTopK(values: Float32Array, rows: number, cols: number, kOpt: number | undefined): EncodedMatrix {
-  if (cols > 65536) throw new Error(`encodeMatrix(topk): cols ${cols} > 65536`);
+/** The k of a top-k codec: `kOpt` (default `defaultTopK`) clamped to cols; throws on cols > 65536 or a bad k. */
+function topKOf(codec: string, cols: number, kOpt: number | undefined): number {
+  if (cols > 65536) throw new Error(`encodeMatrix(${codec}): cols ${cols} > 65536`);
   const kReq = kOpt ?? defaultTopK(cols);
-  if (!Number.isInteger(kReq) || kReq < 1) throw new Error(`encodeMatrix(topk): k must be an integer ≥ 1, got ${kReq}`);
-  const k = Math.min(kReq, cols);
+  if (!Number.isInteger(kReq) || kReq < 1) throw new Error(`encodeMatrix(${codec}): k must be an integer ≥ 1, got ${kReq}`);
+  return Math.min(kReq, cols);
+}
+
+/**
+ * The k largest values of row `base` into topV/topI, descending; ties keep the lower column first (so the first
+ * argmax is always topI[0]). Partial insertion selection: O(cols·k), and k is small.
+ */
+function selectTopK(values: Float32Array, base: number, cols: number, k: number, topV: Float64Array, topI: Int32Array): void {
+  let count = 0;
+  for (let j = 0; j < cols; j++) {
+    const v = values[base + j];
+    if (count === k && !(v > topV[k - 1])) continue;
+    let p = count < k ? count++ : k - 1;
+    while (p > 0 && topV[p - 1] < v) {
+      topV[p] = topV[p - 1];
+      topI[p] = topI[p - 1];
+      p--;
+    }
+    topV[p] = v;
+    topI[p] = j;
+  }
+}
+
+/**
+ * `rest` of a row whose columns flagged in `kept` are kept: log(mean over the others of exp(z_j)), in float64
+ * with the tail max subtracted (never overflows). ≤ the tail max, since the mean of exp is ≤ its max.
+ */
+function restOfRow(values: Float32Array, base: number, cols: number, kept: Uint8Array, logTail: number): number {
+  let m = -Infinity;
+  for (let j = 0; j < cols; j++) if (!kept[j] && values[base + j] > m) m = values[base + j];
+  let s = 0;
+  for (let j = 0; j < cols; j++) if (!kept[j]) s += Math.exp(values[base + j] - m);
+  return m + Math.log(s) - logTail;
+}
+
+function encodeTopK(values: Float32Array, rows: number, cols: number, kOpt: number | undefined): EncodedMatrix {
+  const k = topKOf('topk', cols, kOpt);
   const indices = cols <= 256 ? new Uint8Array(rows * k) : new Uint16Array(rows * k);
   const halves = new Uint16Array(rows * k);
   const offsets = new Float32Array(rows);
@@ -302,20 +408,7 @@ function encodeTopK(values: Float32Array, rows: number, cols: number, kOpt: numb
   const logTail = Math.log(cols - k);
   for (let r = 0; r < rows; r++) {
     const base = r * cols;
-    // Partial insertion selection: descending values, ties keep the lower column first.
-    let count = 0;
-    for (let j = 0; j < cols; j++) {
-      const v = values[base + j];
-      if (count === k && !(v > topV[k - 1])) continue;
-      let p = count < k ? count++ : k - 1;
-      while (p > 0 && topV[p - 1] < v) {
-        topV[p] = topV[p - 1];
-        topI[p] = topI[p - 1];
-        p--;
-      }
-      topV[p] = v;
-      topI[p] = j;
-    }
+    selectTopK(values, base, cols, k, topV, topI);
     for (let t = 0; t < k; t++) {
       indices[r * k + t] = topI[t];
       halves[r * k + t] = float32ToFloat16Bits(saturate16(topV[t]));
@@ -323,17 +416,88 @@ function encodeTopK(values: Float32Array, rows: number, cols: number, kOpt: numb
     }
     const kthDecoded = float16BitsToFloat32(halves[r * k + k - 1]);
     let rest = kthDecoded;
-    if (k < cols) {
-      let m = -Infinity;
-      for (let j = 0; j < cols; j++) if (!kept[j] && values[base + j] > m) m = values[base + j];
-      let s = 0;
-      for (let j = 0; j < cols; j++) if (!kept[j]) s += Math.exp(values[base + j] - m);
-      rest = Math.min(m + Math.log(s) - logTail, kthDecoded);
-    }
+    if (k < cols) rest = Math.min(restOfRow(values, base, cols, kept, logTail), kthDecoded);
     offsets[r] = rest; // kthDecoded is float32-exact and fround is monotone, so offsets[r] ≤ kthDecoded.
     for (let t = 0; t < k; t++) kept[topI[t]] = 0;
   }
   return { codec: 'topk', rows, cols, data: u16ToBytes(halves), offsets, k, indices };
+}
+
+/** topk8's default step: the finest power of two in [1/256, 1/16] with 255·step ≥ maxGap (1/16 beyond 15.94). */
+export function defaultTopK8Step(maxGap: number): number {
+  let step = TOPK8_FINEST_DEFAULT_STEP;
+  while (step < TOPK8_COARSEST_DEFAULT_STEP && 255 * step < maxGap) step *= 2;
+  return step;
+}
+
+function isTopK8Step(step: unknown): step is number {
+  return typeof step === 'number' && step >= TOPK8_MIN_STEP && step <= TOPK8_MAX_STEP; // false for NaN
+}
+
+function encodeTopK8(
+  values: Float32Array,
+  rows: number,
+  cols: number,
+  kOpt: number | undefined,
+  stepOpt: number | undefined,
+): EncodedMatrix {
+  const k = topKOf('topk8', cols, kOpt);
+  if (stepOpt !== undefined && !isTopK8Step(stepOpt)) {
+    throw new Error(`encodeMatrix(topk8): step must be a number in [2^-20, 2^16], got ${stepOpt}`);
+  }
+  const g = topk8GapCount(k, cols);
+  const ids = new Int32Array(rows * k);
+  // The gaps z_top1 − z_t (and z_top1 − rest) in float64, kept until the matrix's step is known.
+  const gaps = new Float64Array(rows * g);
+  const topV = new Float64Array(k);
+  const topI = new Int32Array(k);
+  const kept = new Uint8Array(cols);
+  const logTail = Math.log(cols - k);
+  let maxGap = 0;
+  for (let r = 0; r < rows; r++) {
+    const base = r * cols;
+    selectTopK(values, base, cols, k, topV, topI);
+    for (let t = 0; t < k; t++) {
+      ids[r * k + t] = topI[t];
+      if (t > 0) gaps[r * g + t - 1] = topV[0] - topV[t];
+    }
+    if (k < cols) {
+      for (let t = 0; t < k; t++) kept[topI[t]] = 1;
+      // rest ≤ tail max ≤ the k-th kept value; the max() only guards float64 rounding of that inequality.
+      gaps[r * g + k - 1] = Math.max(topV[0] - restOfRow(values, base, cols, kept, logTail), topV[0] - topV[k - 1]);
+      for (let t = 0; t < k; t++) kept[topI[t]] = 0;
+    }
+    // Gaps grow along the row, so its last one is its largest.
+    if (g > 0 && gaps[r * g + g - 1] > maxGap) maxGap = gaps[r * g + g - 1];
+  }
+  const step = stepOpt ?? defaultTopK8Step(maxGap);
+  const data = new Uint8Array(rows * g);
+  for (let r = 0; r < rows; r++) {
+    let prev = 0;
+    for (let i = r * g; i < (r + 1) * g; i++) {
+      // Nearest code (round() is monotone, and the max() keeps codes non-decreasing along the row whatever the
+      // float64 rounding of gap/step did); saturating at 255.
+      const q = Math.max(prev, Math.min(255, Math.round(gaps[i] / step)));
+      data[i] = q;
+      prev = q;
+    }
+  }
+  return { codec: 'topk8', rows, cols, data, k, indices: packTopK8Indices(ids, cols), step };
+}
+
+/** Pack column ids at topk8's width: two per byte (even id in the low nibble), one per byte, or a Uint16Array. */
+function packTopK8Indices(ids: Int32Array, cols: number): Uint8Array | Uint16Array {
+  const bits = topk8IndexBits(cols);
+  if (bits === 16) return Uint16Array.from(ids);
+  if (bits === 8) return Uint8Array.from(ids);
+  const out = new Uint8Array(Math.ceil(ids.length / 2));
+  for (let i = 0; i < ids.length; i++) out[i >> 1] |= ids[i] << ((i & 1) << 2);
+  return out;
+}
+
+/** The i-th column id of topk8 `indices` packed for `cols` (the caller has checked the length). */
+function topK8Index(indices: Uint8Array | Uint16Array, bits: 4 | 8 | 16, i: number): number {
+  return bits === 4 ? (indices[i >> 1] >> ((i & 1) << 2)) & 15 : indices[i];
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -345,6 +509,11 @@ function nextDown32(x: number): number {
   scratchF32[0] = x;
   scratchU32[0] += x > 0 ? -1 : 1;
   return scratchF32[0];
+}
+
+/** A float32 strictly below finite x ≤ 0: one ulp down, but from 0 to −2⁻¹²⁶ (normal: survives flush-to-zero). */
+function normalBelow(x: number): number {
+  return x === 0 ? -(2 ** -126) : nextDown32(x);
 }
 
 /** Payload bytes of an encoding: data + scales + offsets + indices (the msgpack envelope adds ~40 bytes). */
@@ -379,7 +548,7 @@ function structuralError(enc: unknown): string | null {
   if (!(e.data instanceof Uint8Array)) return 'data must be a Uint8Array';
   const data = e.data;
   const onlyFields = (allowed: string[]): string | null => {
-    for (const f of ['scales', 'offsets', 'k', 'indices']) {
+    for (const f of ['scales', 'offsets', 'k', 'indices', 'step']) {
       if (!allowed.includes(f) && !absent(e[f])) return `field ${f} is not allowed for codec ${codec}`;
     }
     return null;
@@ -408,13 +577,30 @@ function structuralError(enc: unknown): string | null {
       if (!(e.offsets instanceof Float32Array) || e.offsets.length !== rows) return `topk offsets must be a Float32Array of ${rows}`;
       return onlyFields(['offsets', 'k', 'indices']);
     }
+    case 'topk8': {
+      const k = e.k;
+      if (typeof k !== 'number' || !Number.isInteger(k) || k < 1 || k > cols) return `topk8 k must be an integer in [1, ${cols}], got ${shown(k)}`;
+      if (cols > 65536) return `topk8 cols ${cols} > 65536`;
+      if (!isTopK8Step(e.step)) return `topk8 step must be a number in [2^-20, 2^16], got ${shown(e.step)}`;
+      const g = topk8GapCount(k, cols);
+      if (data.byteLength !== rows * g) return `topk8 data must be ${rows * g} bytes (${g} codes a row), got ${data.byteLength}`;
+      const bits = topk8IndexBits(cols);
+      const idxBytes = topk8IndexBytes(rows * k, cols);
+      const idx = e.indices;
+      const okIdx = bits === 16 ? idx instanceof Uint16Array && idx.length === rows * k : idx instanceof Uint8Array && idx.length === idxBytes;
+      if (!okIdx) {
+        return `topk8 indices for ${cols} cols must be ${bits === 16 ? `a Uint16Array of ${rows * k}` : `${idxBytes} bytes (${bits} bits per id)`}`;
+      }
+      return onlyFields(['k', 'indices', 'step']);
+    }
   }
 }
 
 /**
  * Full receiver-side validation: structure (as `decodeMatrix` needs), expected dims, a byte budget,
  * and content: every decoded value finite (no NaN/Inf halves or floats, finite non-negative int8 scales,
- * finite offsets, int8 rows whose range stays finite in float32), topk indices < cols and distinct per row.
+ * finite offsets, int8 rows whose range stays finite in float32, a topk8 step in range), topk/topk8 indices < cols
+ * and distinct per row, topk8 codes non-decreasing within a row and its 4-bit padding nibble 0.
  * Returns an error message, or null when `enc` is safe to decode and aggregate.
  */
 export function validateEncodedMatrix(
@@ -453,6 +639,26 @@ export function validateEncodedMatrix(
           if (j >= cols) return `index ${j} out of range in row ${r}`;
           if (seen[j] === r) return `duplicate index ${j} in row ${r}`;
           seen[j] = r;
+        }
+      }
+      return null;
+    }
+    case 'topk8': {
+      const k = e.k!;
+      const g = topk8GapCount(k, cols);
+      const idx = e.indices!;
+      const bits = topk8IndexBits(cols);
+      if (bits === 4 && (rows * k) % 2 === 1 && idx[idx.length - 1] >> 4 !== 0) return 'topk8 padding nibble must be 0';
+      const seen = new Int32Array(cols).fill(-1);
+      for (let r = 0; r < rows; r++) {
+        for (let t = 0; t < k; t++) {
+          const j = topK8Index(idx, bits, r * k + t);
+          if (j >= cols) return `index ${j} out of range in row ${r}`;
+          if (seen[j] === r) return `duplicate index ${j} in row ${r}`;
+          seen[j] = r;
+        }
+        for (let i = r * g + 1; i < (r + 1) * g; i++) {
+          if (e.data[i] < e.data[i - 1]) return `topk8 gap codes must not decrease along a row (row ${r})`;
         }
       }
       return null;
@@ -530,6 +736,40 @@ export function decodeMatrix(enc: EncodedMatrix): Float32Array {
       }
       return out;
     }
+    case 'topk8': {
+      const k = enc.k!;
+      const step = enc.step!;
+      const g = topk8GapCount(k, cols);
+      const codes = enc.data;
+      const idx = enc.indices!;
+      const bits = topk8IndexBits(cols);
+      const out = new Float32Array(n);
+      const vals = new Float64Array(k);
+      for (let r = 0; r < rows; r++) {
+        const base = r * cols;
+        // Top-1 at 0; each later entry strictly below its predecessor (equal codes: one float32 step down), so the
+        // decoded ranking is the sender's. `!(v < prev)` also catches a decreasing code an unvalidated peer sent.
+        let prev = 0;
+        vals[0] = 0;
+        for (let t = 1; t < k; t++) {
+          let v = Math.fround(-codes[r * g + t - 1] * step);
+          if (!(v < prev)) v = normalBelow(prev);
+          vals[t] = v;
+          prev = v;
+        }
+        if (k < cols) {
+          let rest = Math.fround(-codes[r * g + k - 1] * step);
+          if (!(rest < prev)) rest = normalBelow(prev);
+          out.fill(rest, base, base + cols);
+        }
+        for (let t = 0; t < k; t++) {
+          const j = topK8Index(idx, bits, r * k + t);
+          if (j >= cols) throw new Error(`decodeMatrix: topk8 index ${j} out of range in row ${r}`);
+          out[base + j] = vals[t];
+        }
+      }
+      return out;
+    }
   }
 }
 
@@ -546,6 +786,7 @@ export interface PortableEncodedMatrix {
   offsets?: Uint8Array;
   k?: number;
   indices?: Uint8Array;
+  step?: number;
 }
 
 function u16ArrayToBytes(a: Uint16Array): Uint8Array {
@@ -559,6 +800,7 @@ export function toPortableMatrix(enc: EncodedMatrix): PortableEncodedMatrix {
   if (enc.scales) out.scales = f32ToBytes(enc.scales, enc.scales.length);
   if (enc.offsets) out.offsets = f32ToBytes(enc.offsets, enc.offsets.length);
   if (enc.k !== undefined) out.k = enc.k;
+  if (enc.step !== undefined) out.step = enc.step;
   if (enc.indices) out.indices = enc.indices instanceof Uint16Array ? u16ArrayToBytes(enc.indices) : enc.indices;
   return out;
 }
