@@ -258,6 +258,7 @@ export function createAggregator(o: AggregatorOptions): Aggregator {
     async close() {
       if (revocationSweep) clearInterval(revocationSweep);
       await coordinator.stop();
+      await strategy.close?.();
       dashboard.close();
       io.close();
       await app.close();

@@ -85,7 +85,7 @@ after(() => {
 
 test('the tarball holds the compiled library, the browser bundle and the Fashion-MNIST subset, and nothing else', () => {
   for (const f of ['package.json', 'bin/fedistill.mjs', 'dist/lib/server/index.js', 'dist/lib/server/index.d.ts', 'dist/lib/client/index.js',
-    'dist/lib/client/node/index.js', 'dist/lib/shared/protocol/index.js', 'dist/lib/simulations/client-worker.js', 'dist/browser/fedistill.js',
+    'dist/lib/client/node/index.js', 'dist/lib/shared/protocol/index.js', 'dist/lib/simulations/client-worker.js', 'dist/lib/server/strategies/distill-worker.js', 'dist/browser/fedistill.js',
     'dist/browser/join.html', 'dist/browser/tfjs-backend-wasm-simd.wasm', 'data/fashion-mnist-subset/train-images-idx3-ubyte.gz']) {
     assert.ok(tarballFiles.includes(f), `the tarball holds ${f}`);
   }
@@ -141,9 +141,11 @@ test('the installed bin: --version, and a simulation whose client workers run fr
   }
   const out = join(scratch, 'sim.json');
   const bin = join(scratch, 'node_modules', '.bin', 'fedistill');
-  await run(bin, ['simulate', '--clients', '2', '--rounds', '1', '--workers', '1', '--models', 'mlp', '--student', 'mlp', '--proxy-size', '1000',
-    '--proxy-subset', '200', '--local-epochs', '1', '--distill-epochs', '1', '--backend', 'wasm', '--data-dir', subsetDir(), '--out', out],
-    { cwd: scratch, env, timeout: 80_000, maxBuffer: 16 << 20 });
+  const sim = await run(bin, ['simulate', '--clients', '2', '--rounds', '1', '--workers', '1', '--models', 'mlp', '--student', 'mlp', '--proxy-size', '1000',
+    '--proxy-subset', '200', '--local-epochs', '1', '--distill-epochs', '1', '--distill-threads', '2', '--backend', 'wasm', '--data-dir', subsetDir(), '--out', out],
+    { cwd: scratch, env: { ...env, FEDISTILL_VERBOSE: '1' }, timeout: 80_000, maxBuffer: 16 << 20 });
+  // The student distilled on a worker thread run from dist/lib too (a failed one is reported in the server's log).
+  assert.doesNotMatch(sim.stdout + sim.stderr, /distillation worker thread|distilling on 1 thread/);
   const result = JSON.parse(readFileSync(out, 'utf8'));
   const rounds = (result.runs?.[0] ?? result).rounds;
   assert.equal(rounds.length, 1);

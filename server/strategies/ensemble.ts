@@ -1,7 +1,7 @@
 import { subset, type Dataset } from '../../shared/data/dataset.ts';
 import { DISTILL_AUGMENT } from '../../shared/data/augment.ts';
 import { aggregate, softmaxRows } from '../../shared/distill/aggregators.ts';
-import { trainOnSoftLabels, predictLogits } from '../../shared/models/training.ts';
+import { predictLogits } from '../../shared/models/training.ts';
 import { TemperatureSchedule } from '../../shared/distill/temperature.ts';
 import { Reputation, type ReputationEntry } from '../../shared/distill/reputation.ts';
 import type { ClientMsg } from '../../shared/protocol/messages.ts';
@@ -9,6 +9,7 @@ import { encodeMatrix } from '../../shared/tensor/logit-codec.ts';
 import type { ServerConfig } from '../config.ts';
 import { acceptLogits, logitsTask } from './logits-task.ts';
 import { HasStudent, Student, type StudentCheckpoint } from './student.ts';
+import { ParallelDistiller, resolveDistillThreads } from './parallel-distill.ts';
 import { projectRowsToSimplex } from '../../shared/privacy/mechanisms.ts';
 import { combineNoisyProbs, retemper } from '../../shared/privacy/noisy-teacher.ts';
 import type { AggregateReport, Participant, RoundContext, RoundTask, SecureSum, Strategy, Update } from './strategy.ts';
@@ -44,6 +45,8 @@ export class EnsembleStrategy extends HasStudent implements Strategy {
   protected readonly temperature: TemperatureSchedule;
   /** Clients' reputation (--reputation-decay; 0 = off), kept in checkpoints. */
   protected readonly reputation: Reputation;
+  /** --distill-threads: the student distills data-parallel on worker threads (parallel-distill.ts); made on first use. */
+  private distiller?: ParallelDistiller;
 
   constructor(
     protected readonly cfg: ServerConfig,
@@ -73,6 +76,7 @@ export class EnsembleStrategy extends HasStudent implements Strategy {
   }
 
   async configureRound(ctx: RoundContext, participants: Participant[]): Promise<Map<string, RoundTask>> {
+    this.distillerNow().warm((m) => ctx.log.warn(m)); // its threads start while the clients train
     const indices = this.proxyIndicesFor(ctx.round);
     const student = this.student.downlink();
     const c = this.proxy.numClasses;
@@ -195,8 +199,9 @@ export class EnsembleStrategy extends HasStudent implements Strategy {
     // Continual rounds: the student as it was before this round, on the same rows, anchors what it already knew.
     const lambda = this.cfg.prevStudentLambda;
     const previous = lambda > 0 && this.version > 0 ? { probs: softmaxRows(await predictLogits(this.model, rowsData), rows.length, c, T), lambda } : undefined;
-    const res = await trainOnSoftLabels(this.model, this.student.optimizer, rowsData, targets, {
-      epochs: this.cfg.distillEpochs,
+    const res = await this.distillerNow().train(this.model, this.student.optimizer, rowsData, targets, {
+      // Early rounds have few labelled rows: epochs enough for --distill-min-samples, so the student still learns.
+      epochs: Math.max(this.cfg.distillEpochs, Math.ceil(this.cfg.distillMinSamples / rows.length)),
       batchSize: this.cfg.distillBatchSize,
       temperature: T,
       random: () => ctx.rng.next(),
@@ -204,10 +209,20 @@ export class EnsembleStrategy extends HasStudent implements Strategy {
       rowWeights,
       previous,
       augment: this.cfg.distillAugment ? DISTILL_AUGMENT : undefined,
+      warn: (m) => ctx.log.warn(m),
     });
     this.student.version++;
     this.consensus = { indices, probs };
     return { seconds: 0, distillLoss: res.loss, teacher: { indices, probs } };
+  }
+
+  protected distillerNow(): ParallelDistiller {
+    return (this.distiller ??= new ParallelDistiller(resolveDistillThreads(this.cfg.distillThreads), { kind: this.modelKind, inputShape: this.proxy.shape, numClasses: this.proxy.numClasses }));
+  }
+
+  /** Stops the distillation worker threads (the aggregator's close). */
+  async close(): Promise<void> {
+    await this.distiller?.close();
   }
 
   async exportState(): Promise<EnsembleState> {

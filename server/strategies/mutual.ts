@@ -13,6 +13,7 @@ export class MutualStrategy extends EnsembleStrategy {
   override readonly name: string = 'mutual';
 
   override async configureRound(ctx: RoundContext, participants: Participant[]): Promise<Map<string, RoundTask>> {
+    this.distillerNow().warm((m) => ctx.log.warn(m)); // the student's distillation threads start while clients train
     const indices = this.proxyIndicesFor(ctx.round);
     const T = this.temperatureAt(ctx.round);
     // Round 1's student is untrained: its soft labels would only pull clients toward noise.

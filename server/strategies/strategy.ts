@@ -1,5 +1,6 @@
 import type * as tf from '@tensorflow/tfjs';
 import type { WeightCodecName } from '../../shared/models/weight-codec.ts';
+import type { RowEncodingName } from '../../shared/protocol/row-set.ts';
 import { evaluatePerClass } from '../../shared/models/training.ts';
 import type { Dataset } from '../../shared/data/dataset.ts';
 import type { Rng } from '../../shared/data/rng.ts';
@@ -18,6 +19,8 @@ export interface Participant {
   codec: LogitCodecName;
   /** Weight encodings its hello said it decodes besides fp32 (absent: fp32 only). */
   weightEncodings?: WeightCodecName[];
+  /** Row-set forms its hello said it decodes (absent: a round's proxy rows go as the uint32 list `indices`). */
+  rowEncodings?: RowEncodingName[];
 }
 
 export interface RoundContext {
@@ -87,6 +90,8 @@ export interface StrategyBase {
   evaluate(ctx: RoundContext): Promise<EvalReport>;
   exportState(): Promise<unknown>;
   importState(state: unknown): Promise<void>;
+  /** Release what the strategy runs beside the event loop (the student's distillation threads); the aggregator's close. */
+  close?(): Promise<void>;
 }
 
 /**

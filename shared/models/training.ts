@@ -35,7 +35,7 @@ export interface TrainResult {
   samples: number;
 }
 
-interface BatchSource {
+export interface BatchSource {
   count: number;
   shape: [number, number, number];
   images: Uint8Array;
@@ -64,7 +64,7 @@ function* batches(
   }
 }
 
-function shuffledOrder(n: number, random: () => number): Uint32Array {
+export function shuffledOrder(n: number, random: () => number): Uint32Array {
   const o = new Uint32Array(n);
   for (let i = 0; i < n; i++) o[i] = i;
   for (let i = n - 1; i > 0; i--) {
@@ -151,7 +151,7 @@ function* cycledBatches(src: BatchSource, batchSize: number, random: () => numbe
   for (;;) yield* batches(src, batchSize, shuffledOrder(src.count, random));
 }
 
-function gatherRows(m: Float32Array, rows: Uint32Array, c: number): Float32Array {
+export function gatherRows(m: Float32Array, rows: Uint32Array, c: number): Float32Array {
   const out = new Float32Array(rows.length * c);
   for (let i = 0; i < rows.length; i++) out.set(m.subarray(rows[i] * c, rows[i] * c + c), i * c);
   return out;
