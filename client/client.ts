@@ -9,7 +9,8 @@ import { decodeWeights } from '../shared/models/weight-codec.ts';
 import type { ClientToServerEvents, ServerToClientEvents } from '../shared/protocol/events.ts';
 import { decodeFrame, encodeFrame } from '../shared/protocol/frame-codec.ts';
 import type { AckMsg, ClientMsg, ClientRoundStats, ErrorMsg, HelloMsg, RoundMsg, RoundResultMsg, ServerMsg, WelcomeMsg, WireTensor, EncodedTensor } from '../shared/protocol/messages.ts';
-import { ProtocolError, parseServerFrame } from '../shared/protocol/validate.ts';
+import { ProtocolError, parseServerFrame, roundRowsError } from '../shared/protocol/validate.ts';
+import { ROW_ENCODINGS } from '../shared/protocol/row-set.ts';
 import { PROTOCOL_VERSION } from '../shared/protocol/messages.ts';
 import { classHistogram } from '../shared/data/partition.ts';
 import { decodeMatrix, encodeMatrix, type LogitCodecName } from '../shared/tensor/logit-codec.ts';
@@ -50,6 +51,8 @@ export interface ClientOptions {
    */
   dataAt?: (round: number) => Dataset;
   codec?: LogitCodecName;
+  /** `topk`/`topk8`: logits kept per row (default max(3, ⌈classes/10⌉)); fewer bytes a row, less of each row's tail. */
+  topK?: number;
   /** Optional labelled set to report local accuracy on (simulations); only the scalar travels. */
   evalSet?: Dataset | null;
   proxyCache?: ProxyCache;
@@ -205,6 +208,7 @@ export class FedistillClient extends Emitter<ClientEvents> {
     this.privacy = o.privacy ? new ClientPrivacy(o.privacy) : null;
     this.resumeTokenValue = o.resumeToken;
     this.codec = o.codec ?? 'fp16';
+    if (o.topK !== undefined && !(Number.isInteger(o.topK) && o.topK >= 1)) throw new TypeError(`topK must be an integer ≥ 1, got ${o.topK}`);
     this.cache = o.proxyCache ?? new MemoryProxyCache();
     this.rng = new Rng(`client/${o.clientId}/${o.seed ?? 1}`);
     this.log = o.log ?? ((m) => console.log(`[${o.clientId}] ${m}`));
@@ -505,6 +509,7 @@ export class FedistillClient extends Emitter<ClientEvents> {
       classCounts,
       codec: this.codec,
       weightEncodings: ['fp16', 'int8'],
+      rowEncodings: [...ROW_ENCODINGS],
       resumeToken: this.resumeTokenValue,
       backend: tf.getBackend(),
     };
@@ -607,6 +612,8 @@ export class FedistillClient extends Emitter<ClientEvents> {
     if (!this.proxy) throw new Error('round before the proxy set is known');
     if (this.o.dataAt) this.setData(this.o.dataAt(msg.round));
     const proxy = await this.proxy;
+    const rowsError = roundRowsError(msg, proxy.count);
+    if (rowsError) throw new Error(`round ${msg.round} does not fit the proxy set: ${rowsError}`);
     this.abandonIfStopped();
     this.emit('round-start', msg);
     const random = () => this.rng.next();
@@ -637,7 +644,8 @@ export class FedistillClient extends Emitter<ClientEvents> {
     if (msg.consensus && !adopted) {
       // FedMD "digest": learn the previous round's consensus on its proxy rows before revisiting private data.
       const c = msg.consensus;
-      await trainOnSoftLabels(this.model, optimizer, subset(proxy, c.indices), decodeMatrix(c.probs), {
+      // parseServerFrame fills `indices` (from `rows` when the set came compact).
+      await trainOnSoftLabels(this.model, optimizer, subset(proxy, c.indices!), decodeMatrix(c.probs), {
         epochs: c.epochs,
         batchSize: msg.batchSize,
         temperature: c.temperature,
@@ -716,7 +724,7 @@ export class FedistillClient extends Emitter<ClientEvents> {
     // (logits only): noisy rows go dense, fp16 at least.
     const codec = this.codec === 'topk' || this.codec === 'topk8' ? 'fp16' : this.codec;
     if (noisy) return this.upload(msg.round, { type: 'logits', round: msg.round, proxyHash: this.proxyHash, logits: encodeMatrix(noisy, n, c, codec), values: 'probs', stats });
-    return this.upload(msg.round, { type: 'logits', round: msg.round, proxyHash: this.proxyHash, logits: encodeMatrix(draft.logits, n, c, this.codec), stats });
+    return this.upload(msg.round, { type: 'logits', round: msg.round, proxyHash: this.proxyHash, logits: encodeMatrix(draft.logits, n, c, this.codec, { k: this.o.topK }), stats });
   }
 
   private chargePrivacy(msg: RoundMsg): void {

@@ -16,6 +16,7 @@ export interface WorkerClientSpec {
   clientId: string;
   model: ModelKind;
   codec: LogitCodecName;
+  topK?: number;
   rows: number[];
   /** Emulated device slowness (1 = as fast as this machine). */
   slowdown: number;
@@ -78,6 +79,7 @@ process.on('message', async (m: WorkerStart | { type: 'stop' }) => {
         clientId: spec.clientId,
         model: spec.model,
         codec: spec.codec,
+        topK: spec.topK,
         data: own(subset(train, spec.taskRows?.[0] ?? spec.rows)),
         dataAt: dataAt && ((round) => own(dataAt(round))),
         outbound: attacker?.outbound,

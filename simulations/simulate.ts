@@ -42,6 +42,8 @@ export interface SimulationOptions extends Pick<ServerConfig, ServerKnobs | 'pri
   /** Client architectures, assigned round-robin (e.g. ['cnn','mlp'] = half and half). */
   models: ModelKind[];
   codec: LogitCodecName;
+  /** Logits kept per row with topk/topk8 (undefined: the codec's default). */
+  topK?: number;
   workers: number;
   /** Test rows each client evaluates its own model on (0 = none); the student is always evaluated on the full test set. */
   clientEvalSize: number;
@@ -68,7 +70,7 @@ export interface SimulationOptions extends Pick<ServerConfig, ServerKnobs | 'pri
 
 /** The simulation's own settings, besides the server knobs it passes through. */
 const SIMULATION_KNOBS = [
-  'clients', 'partition', 'alpha', 'shardsPerClient', 'proxySize', 'models', 'codec', 'clientEvalSize', 'slowdown', 'scenario',
+  'clients', 'partition', 'alpha', 'shardsPerClient', 'proxySize', 'models', 'codec', 'topK', 'clientEvalSize', 'slowdown', 'scenario',
   'classesPerTask', 'roundsPerTask', 'accuracyTargets', 'timeBudgetS', 'attackFraction',
 ] as const satisfies readonly (keyof SimulationOptions)[];
 
@@ -312,6 +314,7 @@ export async function runSimulation(opts: SimulationInput = {}): Promise<Simulat
           clientId: id,
           model: o.models[i % o.models.length],
           codec: o.codec,
+          topK: o.topK,
           rows: Array.from(split.clients[i]),
           slowdown: o.slowdown[i % o.slowdown.length],
           taskRows: scenario ? rowsPerTask(scenario, split.clients[i], data.train.labels!, `${o.seed}/${id}`) : undefined,

@@ -333,7 +333,7 @@ test('a federation with topk8 uploads: the server accepts them, refuses bad ones
   const b = await startBench(3, { rounds: 2, minClients: 3, proxySubset: 200, ...NO_RATE_LIMITS });
   t.after(() => b.agg.close());
   const bytes: Record<string, number[]> = { c0: [], c1: [] };
-  const clients = [makeClient(b, 0, { codec: 'topk8' }), makeClient(b, 1, { codec: 'topk' })];
+  const clients = [makeClient(b, 0, { codec: 'topk8' }), makeClient(b, 1, { codec: 'topk', topK: 1 })];
   clients.forEach((c, i) => c.on('round-done', (r) => bytes[`c${i}`].push(r.uploadBytes)));
   t.after(() => clients.forEach((c) => c.stop()));
   // A hand-driven third client: its bad topk8 uploads are refused with the reason, its good one is taken.
@@ -366,8 +366,9 @@ test('a federation with topk8 uploads: the server accepts them, refuses bad ones
   await roundsDone(b, 2);
   const rounds = b.agg.coordinator.history.map((r) => [r.round, r.status, r.participants]);
   assert.deepEqual(rounds, [[1, 'completed', 3], [2, 'completed', 3]]);
-  // 200 rows a round: topk8 ≈ 200·4.5 B + the envelope, topk ≈ 200·13 B + the envelope.
+  // 200 rows a round: topk8 (k = 3) ≈ 200·4.5 B + the envelope, topk with topK 1 ≈ 200·7 B + the envelope.
   assert.equal(bytes.c0.length, 2);
   for (const n of bytes.c0) assert.ok(n >= 900 && n < 900 + 400, `topk8 upload ${n} B`);
-  for (const n of bytes.c1) assert.ok(n >= 2600 && n < 2600 + 400, `topk upload ${n} B`);
+  for (const n of bytes.c1) assert.ok(n >= 1400 && n < 1400 + 400, `topk k=1 upload ${n} B`);
+  assert.throws(() => makeClient(b, 2, { codec: 'topk8', topK: 0 }), /topK must be an integer ≥ 1/);
 });

@@ -26,6 +26,7 @@ interface ClientCliSettings {
   id?: string;
   model: ModelKind;
   codec: LogitCodecName;
+  topK?: number;
   dataDir?: string;
   /** Parsed and checked by the settings table (I < N, α > 0; α defaults to simulate's --alpha). */
   fashionMnistPart?: FashionMnistPart;
@@ -101,6 +102,7 @@ export async function main(argv: string[]): Promise<void> {
     clientId: id,
     model: v.model,
     codec: v.codec,
+    topK: v.topK,
     data,
     evalSet,
     proxyCache: new FileProxyCache(v.proxyCache),

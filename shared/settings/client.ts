@@ -92,6 +92,18 @@ export const CLIENT_SETTINGS: readonly Setting[] = [
     group: 'training',
   },
   {
+    key: 'topK',
+    flag: 'topk',
+    type: 'int',
+    range: { min: 1, max: 65536 },
+    default: undefined,
+    defaultText: 'max(3, classes/10)',
+    arg: 'K',
+    commands: ['client', 'simulate'],
+    help: 'with --codec topk or topk8: logits kept per row (fewer bytes a row, so more rows fit the same uplink)',
+    group: 'training',
+  },
+  {
     key: 'fashionMnistPart',
     flag: 'fashion-mnist-part',
     type: 'custom',
