@@ -20,6 +20,7 @@ export const TABLES = {
   WireTensor: S.EncodedTensorSchema,
   ClientRoundStats: S.ClientRoundStatsSchema,
   ProxyInfo: S.ProxyInfoSchema,
+  RowSet: S.RowSetSchema,
 };
 /** Nested maps documented by their own table instead of being expanded in place. */
 const NAMED = new Map([
@@ -30,6 +31,7 @@ const NAMED = new Map([
   [S.EncodedTensorSchema, 'WireTensor'],
   [S.ClientRoundStatsSchema, 'ClientRoundStats'],
   [S.ProxyInfoSchema, 'ProxyInfo'],
+  [S.RowSetSchema, 'RowSet'],
 ]);
 
 const def = (s) => s._zod.def;

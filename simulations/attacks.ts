@@ -250,7 +250,7 @@ async function handedOut(round: RoundMsg, proxy: Dataset, c: number): Promise<(F
   }
   if (round.consensus) {
     const p = decodeMatrix(round.consensus.probs);
-    const at = new Map(Array.from(round.consensus.indices, (row, k) => [row, k] as const));
+    const at = new Map(Array.from(round.consensus.indices!, (row, k) => [row, k] as const));
     return rows.map((row) => (at.has(row) ? p.slice(at.get(row)! * c, (at.get(row)! + 1) * c) : null));
   }
   return rows.map(() => null);

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { subset } from '../shared/data/dataset.ts';
 import { softmaxRows } from '../shared/distill/aggregators.ts';
 import { predictLogits } from '../shared/models/training.ts';
-import { decodeFrame } from '../shared/protocol/frame-codec.ts';
+import { parseServerFrame } from '../shared/protocol/validate.ts';
 import type { RoundMsg } from '../shared/protocol/messages.ts';
 import { decodeMatrix } from '../shared/tensor/logit-codec.ts';
 import { continualReport, makeScenario, rowsPerTask, taskAccuracy, taskOfRound } from '../simulations/continual.ts';
@@ -22,7 +22,8 @@ test('mutual: clients keep their own weights and get the student\'s soft labels 
     expected = softmaxRows(await predictLogits(b.agg.coordinator.strategy.model, subset(b.proxy, idx)), idx.length, 10, 2);
   });
   const started = clients.map((c) => c.start());
-  clients[0].connection!.on('round', (f: Uint8Array) => got.push(decodeFrame(f) as RoundMsg)); // before any round can come
+  // Parsed as the SDK parses it (its rows come as a row set, decoded into `indices`), before any round can come.
+  clients[0].connection!.on('round', (f: Uint8Array) => got.push(parseServerFrame('round', f) as RoundMsg));
   await Promise.all(started);
   after(() => clients.forEach((c) => c.stop()));
   const adopted: boolean[] = [];

@@ -8,7 +8,8 @@ export function contains(hay: Uint8Array, needle: Uint8Array): boolean {
 }
 
 const ALLOWED: Record<string, string[]> = {
-  hello: ['type', 'protocol', 'clientId', 'model', 'numSamples', 'classCounts', 'codec', 'resumeToken', 'backend'],
+  // weightEncodings, rowEncodings: what the client decodes (capabilities, nothing about its data).
+  hello: ['type', 'protocol', 'clientId', 'model', 'numSamples', 'classCounts', 'codec', 'resumeToken', 'backend', 'weightEncodings', 'rowEncodings'],
   logits: ['type', 'round', 'proxyHash', 'logits', 'stats', 'values'],
   decline: ['type', 'round', 'reason'],
   // Secure aggregation: public keys, sealed shares, the masked vector, and shares of other clients' mask secrets.

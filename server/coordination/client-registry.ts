@@ -94,7 +94,7 @@ export class ClientRegistry {
     if (hello.classCounts && hello.classCounts.length !== c) {
       throw new ProtocolError('bad-shape', `classCounts must have one count per class (${c}), got ${hello.classCounts.length}`);
     }
-    const p: Participant = { id: hello.clientId, model: hello.model, numSamples: hello.numSamples, classCounts: hello.classCounts, codec: hello.codec, weightEncodings: hello.weightEncodings };
+    const p: Participant = { id: hello.clientId, model: hello.model, numSamples: hello.numSamples, classCounts: hello.classCounts, codec: hello.codec, weightEncodings: hello.weightEncodings, rowEncodings: hello.rowEncodings };
     const prev = this.clients.get(p.id);
     const cap = this.o.maxClients ?? Infinity;
     if (!prev && this.clients.size >= cap && !this.evictLongestOffline()) {

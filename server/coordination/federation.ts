@@ -14,6 +14,7 @@ import type { JournalRecord } from '../state/upload-journal.ts';
 import type { AnyStrategy, RoundContext } from '../strategies/strategy.ts';
 import { ClientRegistry, type ClientRecord, type Registration } from './client-registry.ts';
 import { Recovery, type StudentMeta } from './recovery.ts';
+import { roundForClient } from './round-rows.ts';
 
 /** Path of the newest student's model.json on the server's HTTP port (server/routes/student.ts). */
 export const STUDENT_PATH = '/student/model.json';
@@ -109,8 +110,12 @@ export class Federation {
     this.transport = transport;
   }
 
-  /** Send to one client; returns the frame's byte size (0: not connected here, or no transport yet). */
+  /**
+   * Send to one client; returns the frame's byte size (0: not connected here, or no transport yet). A round's proxy
+   * rows go as the client's hello allows (round-rows.ts): every round message passes here, resends included.
+   */
   send(clientId: string, msg: ServerMsg): number {
+    if (msg.type === 'round') msg = roundForClient(msg, this.registry.get(clientId)?.participant, this.o.proxy.count);
     return this.transport?.send(clientId, msg) ?? 0;
   }
 

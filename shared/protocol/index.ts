@@ -9,4 +9,5 @@ export * from './schemas.ts';
 export * from './events.ts';
 export * from './frame-codec.ts';
 export * from './validate.ts';
+export * from './row-set.ts';
 export * from '../tensor/logit-codec.ts';

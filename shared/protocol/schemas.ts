@@ -16,6 +16,7 @@ import type { WeightCodecName } from '../models/weight-codec.ts';
 import type { LogitCodecName } from '../tensor/logit-codec.ts';
 import type { FrameShape } from './frame-scan.ts';
 import { MODEL_KINDS } from './model-kinds.ts';
+import { ROW_ENCODINGS } from './row-set.ts';
 import { asTypedArray, bytesOf, describeValue } from './typed-arrays.ts';
 
 const MAX_INT = Number.MAX_SAFE_INTEGER;
@@ -122,6 +123,20 @@ export const EncodedMatrixSchema = z.preprocess(
     ).describe('topk8 only: logits per gap code (the SDK: a power of two in [1/256, 1/16])'),
   }),
 );
+
+const ROW_ENCODING_ERROR = { error: `must be one of ${ROW_ENCODINGS.join(', ')}` } as const;
+
+/**
+ * A sorted set of distinct proxy rows in a compact form (row-set.ts): what `round.rows` carries instead of the uint32
+ * list `round.indices` for a client that decodes it. Its type is `EncodedRows`; its payload is checked by validate.ts.
+ */
+export const RowSetSchema = z.object({
+  encoding: z.enum(ROW_ENCODINGS, ROW_ENCODING_ERROR).describe(
+    '`bitmap`: bit i set ⇔ row i is in the set (bit i mod 8 of byte ⌊i/8⌋, least significant first); `gaps`: one unsigned LEB128 varint per row, the first row, then each row − the previous − 1 (see "Row sets")',
+  ),
+  proxyCount: int(0, 2 ** 32).describe('Rows of the proxy set the rows index (`welcome.proxy.count`): every row is below it, and a receiver refuses a set over another size'),
+  data: bytes().describe('bitmap: exactly ⌈proxyCount/8⌉ bytes, bits past proxyCount 0; gaps: minimal varints of ≤ 5 bytes, rows < proxyCount'),
+});
 
 const tensorName = () => str(256).describe('Weight name (informative; weights are matched by position)');
 const tensorShape = () =>
@@ -242,6 +257,9 @@ export const HelloSchema = z.object({
   weightEncodings: opt(z.array(z.enum(WEIGHT_ENCODINGS, { error: `must be one of ${WEIGHT_ENCODINGS.join(', ')}` }), { error: 'must be a list of weight encodings' }).max(8, { error: 'must have at most 8 entries' })).describe(
     'Weight encodings the client decodes (see "Weight encodings"); absent = fp32 only. The server compresses the student it sends only for clients that list its --student-codec',
   ),
+  rowEncodings: opt(z.array(z.enum(ROW_ENCODINGS, ROW_ENCODING_ERROR), { error: 'must be a list of row encodings' }).max(8, { error: 'must have at most 8 entries' })).describe(
+    'Row-set forms the client decodes (see "Row sets"); absent = none. The server sends a round\'s proxy rows as `rows` in the smallest listed form, instead of `indices`, only to clients that list one',
+  ),
 });
 
 export const LogitsSchema = z.object({
@@ -335,7 +353,8 @@ export const RoundSchema = z.object({
   round: int(0).describe('Round number (online: task number, increasing per server)'),
   strategy: str(64).describe('Strategy name'),
   task: z.enum(['logits', 'weights'], { error: 'must be logits or weights' }).describe('What to upload: `logits` or `weights`'),
-  indices: opt(uint32Array()).describe('Proxy rows to compute logits on, in upload row order: always present for task `logits`, absent for `weights`'),
+  indices: opt(uint32Array()).describe('Proxy rows to compute logits on, in upload row order: for task `logits` this or `rows` (exactly one); absent for `weights`'),
+  rows: opt(RowSetSchema).describe('The same proxy rows as a sorted set (see "Row sets"), instead of `indices`, to a client whose `hello.rowEncodings` lists its form and when it is smaller; upload row order is ascending row order'),
   localEpochs: int(0, 1e6).describe('Epochs over the private data'),
   batchSize: int(1, 1e6).describe('Local mini-batch size'),
   learningRate: finite(0).describe('Local Adam learning rate'),
@@ -344,7 +363,8 @@ export const RoundSchema = z.object({
   deadline: finite(0).describe('Milliseconds since the Unix epoch (UTC) after which the upload is refused as `late`'),
   model: opt(WireModelSchema).describe('Weights to start from when `model.kind` is the client\'s architecture; tensors may be fp16 or int8 (the server\'s --student-codec, see "Weight encodings")'),
   consensus: opt(z.object({
-    indices: uint32Array().describe('Proxy rows of the soft labels'),
+    indices: opt(uint32Array()).describe('Proxy rows of the soft labels, in `probs` row order: this or `rows` (exactly one)'),
+    rows: opt(RowSetSchema).describe('The same rows as a sorted set (as `round.rows`): `probs` rows in ascending row order'),
     probs: EncodedMatrixSchema.describe('Teacher probabilities, one row per index'),
     temperature: finite(0).describe('Distillation temperature'),
     epochs: int(0, 1e6).describe('Epochs to learn the soft labels before private training'),
@@ -433,7 +453,7 @@ export const EndSchema = z.object({
 /**
  * The most structure a client frame of each event can need, checked before it is decoded (frame-scan.ts): derived
  * from the schemas' own maxima, with room for a few unknown optional fields (ignored, see "Versioning").
- *  - hello: its map (≤ 9 fields) holding `classCounts` (≤ 10000 counts): depth 2, ~10,020 values.
+ *  - hello: its map (≤ 11 fields) holding `classCounts` (≤ 10000 counts) and two short lists: depth 2, ~10,040 values.
  *  - logits: its map holding `logits` and `stats` (maps of ≤ 8 fields, binary payloads): depth 2, ~40 values.
  *  - weights: its map holding `weights` (≤ 1000 tensors), each a map of 3 fields holding `shape` (≤ 8 dims): depth 4,
  *    1000 × (1 map + 6 keys/values + 8 dims) + ~20 = ~15,020 values.

@@ -1,11 +1,12 @@
 import type { z } from 'zod';
 import { decodeFrame } from './frame-codec.ts';
-import type { ClientMsg, EncodedTensor, ErrorCode, LogitsMsg, SecAggClientMsg, ServerMsg } from './messages.ts';
+import type { ClientMsg, EncodedTensor, ErrorCode, LogitsMsg, RoundMsg, SecAggClientMsg, ServerMsg } from './messages.ts';
 import { tensorContentError } from '../models/weight-codec.ts';
 import { scanFrame, type FrameShape } from './frame-scan.ts';
 import { CLIENT_FRAME_SHAPES, CLIENT_SCHEMAS, SERVER_SCHEMAS } from './schemas.ts';
 import { describeValue } from './typed-arrays.ts';
 import { VALUE_CODECS, validateEncodedMatrix } from '../tensor/logit-codec.ts';
+import { decodeRows, type EncodedRows } from './row-set.ts';
 
 /** A refusal to send back to the peer: `code` is machine-readable, `message` says what to fix. */
 export class ProtocolError extends Error {
@@ -170,9 +171,13 @@ export function parseServerFrame(event: string, frame: unknown): ServerMsg {
   if (!parsed.success) throw issueError(parsed.error, raw);
   const msg = parsed.data as ServerMsg;
   if (msg.type === 'round') {
-    if (msg.task === 'logits' && !msg.indices) fail('bad-message', "field 'indices' is required for task 'logits'");
+    // Decoded in place (a set key only where there are rows: a `weights` round has neither).
+    if (msg.rows) msg.indices = rowList('', msg.indices, msg.rows);
+    if (msg.task === 'logits' && !msg.indices) fail('bad-message', "field 'indices' (or 'rows') is required for task 'logits'");
+    if (msg.consensus?.rows) msg.consensus.indices = rowList('consensus.', msg.consensus.indices, msg.consensus.rows);
+    if (msg.consensus && !msg.consensus.indices) fail('bad-message', "field 'consensus.indices' (or 'consensus.rows') is required");
     for (const [field, probs, rows] of [
-      ['consensus.probs', msg.consensus?.probs, msg.consensus?.indices.length],
+      ['consensus.probs', msg.consensus?.probs, msg.consensus?.indices?.length],
       ['mutual.probs', msg.mutual?.probs, msg.indices?.length],
     ] as const) {
       if (!probs) continue;
@@ -183,6 +188,35 @@ export function parseServerFrame(event: string, frame: unknown): ServerMsg {
     if (msg.model) checkWireTensors(msg.model.weights, 'model.weights');
   } else if (msg.type === 'end' && msg.model) checkWireTensors(msg.model.weights, 'model.weights');
   return msg;
+}
+
+/**
+ * A round's proxy rows as the list the client works with: `indices` as sent, or `rows` (a sorted row set) decoded —
+ * never both. `rows` stays in the message, so the client can check `rows.proxyCount` against its own proxy set.
+ */
+function rowList(prefix: string, indices: Uint32Array | undefined, rows: EncodedRows): Uint32Array {
+  if (indices) fail('bad-message', `fields '${prefix}indices' and '${prefix}rows' are exclusive: send the rows one way`);
+  try {
+    return decodeRows(rows);
+  } catch (e) {
+    return fail('bad-message', `field '${prefix}rows': ${(e as Error).message}`);
+  }
+}
+
+/**
+ * Why a parsed round's proxy rows do not fit the client's proxy set of `proxyCount` rows (a row set made over another
+ * size, a row past its end), or null. The client calls it once it holds the proxy set (parseServerFrame cannot know it).
+ */
+export function roundRowsError(msg: RoundMsg, proxyCount: number): string | null {
+  const lists = [['', msg.rows, msg.indices], ['consensus.', msg.consensus?.rows, msg.consensus?.indices]] as const;
+  for (const [field, set, list] of lists) {
+    if (set && set.proxyCount !== proxyCount) {
+      return `'${field}rows' index a proxy set of ${set.proxyCount} rows; this client's has ${proxyCount}`;
+    }
+    const at = list ? list.findIndex((r) => r >= proxyCount) : -1;
+    if (at >= 0) return `'${field}indices[${at}]' is row ${list![at]}, past this client's proxy set of ${proxyCount} rows`;
+  }
+  return null;
 }
 
 /** Content of a logits upload: the codec's validator (lengths per codec, finite values, topk index ranges). */
