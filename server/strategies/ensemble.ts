@@ -200,8 +200,9 @@ export class EnsembleStrategy extends HasStudent implements Strategy {
     const lambda = this.cfg.prevStudentLambda;
     const previous = lambda > 0 && this.version > 0 ? { probs: softmaxRows(await predictLogits(this.model, rowsData), rows.length, c, T), lambda } : undefined;
     const res = await this.distillerNow().train(this.model, this.student.optimizer, rowsData, targets, {
-      // Early rounds have few labelled rows: epochs enough for --distill-min-samples, so the student still learns.
-      epochs: Math.max(this.cfg.distillEpochs, Math.ceil(this.cfg.distillMinSamples / rows.length)),
+      // Early rounds have few labelled rows: they get the epochs a full bank would get in samples (--distill-fill),
+      // so the student learns as much from round 1's rows as it will from a full bank later.
+      epochs: Math.max(this.cfg.distillEpochs, Math.ceil((this.cfg.distillFill * this.cfg.distillEpochs * this.proxy.count) / rows.length)),
       batchSize: this.cfg.distillBatchSize,
       temperature: T,
       random: () => ctx.rng.next(),

@@ -85,10 +85,10 @@ export const CLIENT_SETTINGS: readonly Setting[] = [
     flag: 'codec',
     type: 'enum',
     values: LOGIT_CODECS,
-    default: 'topk',
+    default: 'topk8',
     arg: 'C',
     commands: ['client', 'simulate'],
-    help: 'how uploaded logits are encoded (topk: top-3 logits a row, the demo, 13 B; topk8: the same as 8-bit gaps, 4.5 B)',
+    help: 'how uploaded logits are encoded (topk8, the demo: top-3 logits a row as 8-bit gaps below the top-1, 4.5 B; topk: the same in fp16, 13 B)',
     group: 'training',
   },
   {

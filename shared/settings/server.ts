@@ -73,7 +73,7 @@ export const SERVER_SETTINGS: readonly Setting[] = [
 
   // ---- rounds
   { key: 'strategy', flag: 'strategy', type: 'enum', values: STRATEGIES, default: 'ensemble', arg: 'S', commands: ['server'], help: 'who teaches whom (README: Strategies)', group: 'rounds' },
-  { key: 'rounds', flag: 'rounds', type: 'int', range: nonNegative, default: 20, arg: 'N', commands: ['server', 'simulate'], help: 'rounds to run (online: student versions to publish); 0 = forever', group: 'rounds' },
+  { key: 'rounds', flag: 'rounds', type: 'int', range: nonNegative, default: 10, arg: 'N', commands: ['server', 'simulate'], help: 'rounds to run (online: student versions to publish); 0 = forever', group: 'rounds' },
   { key: 'minClients', flag: 'min-clients', type: 'int', range: atLeastOne, default: 2, arg: 'N', commands: ['server'], help: 'clients needed before a round starts', group: 'rounds' },
   { key: 'fraction', flag: 'fraction', type: 'float', range: fraction, default: 1, arg: 'F', commands: ['server'], help: 'fraction of connected clients selected per round (at least --min-clients)', group: 'rounds' },
   {
@@ -144,7 +144,7 @@ export const SERVER_SETTINGS: readonly Setting[] = [
     group: 'data',
   },
   { key: 'student', flag: 'student', type: 'enum', values: MODEL_KINDS, default: 'cnn', arg: 'M', commands: ['server', 'simulate'], help: "the student's architecture", group: 'distillation' },
-  { key: 'proxySubset', flag: 'proxy-subset', type: 'int', range: atLeastOne, default: 1500, arg: 'N', commands: ['server', 'simulate'], help: 'proxy rows asked for per round (uplink per client-round = N × classes values)', group: 'data' },
+  { key: 'proxySubset', flag: 'proxy-subset', type: 'int', range: atLeastOne, default: 4500, arg: 'N', commands: ['server', 'simulate'], help: 'proxy rows asked for per round (uplink per client-round = N × classes values)', group: 'data' },
 
   // ---- local training (sent to the clients with each round)
   { key: 'localEpochs', flag: 'local-epochs', type: 'int', range: atLeastOne, default: 2, arg: 'E', commands: ['server', 'simulate'], help: 'epochs clients train on their private data per round', group: 'local training' },
@@ -170,7 +170,7 @@ export const SERVER_SETTINGS: readonly Setting[] = [
   { key: 'distillThreads', flag: 'distill-threads', type: 'int', range: { min: 0, max: 64 }, default: 0, arg: 'N', commands: ['server', 'simulate'], help: "threads the student distills on (ensemble, mutual): each batch is split across worker threads and summed into one Adam step, the same step up to float rounding; 0 = auto: the cores, at most 4 (beyond, shares of a 128-row batch get thin and the main thread's share of the work grows), 1 on native TensorFlow (it has its own thread pool); 1 = the main thread only", group: 'distillation' },
   { key: 'distillBatchSize', flag: 'distill-batch-size', type: 'int', range: atLeastOne, default: 128, arg: 'N', commands: ['server'], help: "the student's batch size", group: 'distillation' },
   { key: 'distillLearningRate', flag: 'distill-learning-rate', type: 'float', range: positive, default: 0.001, arg: 'LR', commands: ['server'], help: "the student's learning rate (Adam)", group: 'distillation' },
-  { key: 'distillMinSamples', flag: 'distill-min-samples', type: 'int', range: nonNegative, default: 0, arg: 'N', commands: ['server', 'simulate'], help: 'the student trains on at least N samples a round (more epochs while the teacher bank holds few rows); 0 = --distill-epochs only', group: 'distillation' },
+  { key: 'distillFill', flag: 'distill-fill', type: 'float', range: { min: 0, max: 1 }, default: 1, arg: 'F', commands: ['server', 'simulate'], help: "while the teacher bank holds fewer rows than the proxy set, the student takes more epochs: at least F × the samples of --distill-epochs over the whole proxy set (0 = --distill-epochs over the bank only)", group: 'distillation' },
   { key: 'distillAugment', flag: 'distill-augment', type: 'boolean', default: false, commands: ['server', 'simulate'], help: 'the student distills on proxy images shifted by up to 2 px and mirrored at random (the teacher labels of the originals)', group: 'distillation' },
   { key: 'bankDecay', flag: 'bank-decay', type: 'float', range: fraction, default: 0.8, arg: 'D', commands: ['server', 'simulate'], help: "a teacher label's weight per round of age in the student's loss; 1 = no decay", group: 'distillation' },
   { key: 'prevStudentLambda', flag: 'prev-lambda', type: 'float', range: nonNegative, default: 0, arg: 'L', commands: ['server'], help: 'λ of the previous-student term λ·T²·KL(p_prev ‖ p_student) (continual rounds); 0 = off', group: 'distillation' },
