@@ -209,6 +209,7 @@ export class FedistillClient extends Emitter<ClientEvents> {
     this.resumeTokenValue = o.resumeToken;
     this.codec = o.codec ?? 'fp16';
     if (o.topK !== undefined && !(Number.isInteger(o.topK) && o.topK >= 1)) throw new TypeError(`topK must be an integer ≥ 1, got ${o.topK}`);
+    if (o.topK !== undefined && this.codec !== 'topk' && this.codec !== 'topk8') throw new TypeError(`topK applies to the topk and topk8 codecs, not ${this.codec}`);
     this.cache = o.proxyCache ?? new MemoryProxyCache();
     this.rng = new Rng(`client/${o.clientId}/${o.seed ?? 1}`);
     this.log = o.log ?? ((m) => console.log(`[${o.clientId}] ${m}`));

@@ -301,7 +301,9 @@ export async function runSimulation(opts: SimulationInput = {}): Promise<Simulat
   // busiest worker's clients take to train one after the other, so the clients are dealt largest first to the least
   // loaded worker (LPT): on a Dirichlet split round-robin can leave one worker with 20% more samples than the other.
   const nWorkers = Math.max(1, Math.min(o.workers, joining.length));
-  const assignment = balanceWorkers(joining.map((i) => split.clients[i].length), nWorkers);
+  // A client's load: its samples times its architecture's training cost per sample (npm run bench, wasm: a CNN sample
+  // costs ~5 MLP samples), so mixed --models are balanced by work, not by rows.
+  const assignment = balanceWorkers(joining.map((i) => split.clients[i].length * TRAIN_COST_PER_SAMPLE[o.models[i % o.models.length]]), nWorkers);
   const workers: ChildProcess[] = [];
   let readyWorkers = 0;
   const workerFailed = new Promise<never>((_, reject) => {
@@ -417,6 +419,9 @@ function secureAggregationCost(done: RoundRow[]): SimulationResult['secureAggreg
 export function fmtEpsilon(e: number): string {
   return Number.isFinite(e) ? (e >= 100 ? e.toFixed(0) : e.toFixed(3)) : '∞';
 }
+
+/** Relative training cost of one sample per architecture (wasm, batch 128: CNN 2,423 vs MLP 12,974 samples/s). */
+const TRAIN_COST_PER_SAMPLE: Record<ModelKind, number> = { mlp: 1, cnn: 5 };
 
 /**
  * Longest-processing-time-first: positions of `loads` dealt to `bins` lists, largest first, each to the currently

@@ -123,7 +123,7 @@ test('DEFAULT_CONFIG and DEFAULT_SIMULATION are the table defaults: the demo the
   for (const k of ['rounds', 'proxySubset', 'bankDecay', 'localEpochs', 'distillEpochs', 'temperature', 'aggregator', 'logitAdjust', 'student', 'seed'] as const) {
     assert.deepEqual(DEFAULT_CONFIG[k], DEFAULT_SIMULATION[k], k);
   }
-  // README: 20 rounds, 1,500 proxy rows a round as top-3 logits, bank decay 0.8, 2 local epochs, CNN.
+  // README: 10 rounds, 4,500 proxy rows a round as top-3 logits (topk8), bank decay 0.8, 2 local epochs, CNN.
   assert.deepEqual(
     [DEFAULT_CONFIG.rounds, DEFAULT_CONFIG.proxySubset, DEFAULT_CONFIG.bankDecay, DEFAULT_CONFIG.localEpochs, DEFAULT_CONFIG.student],
     [10, 4500, 0.8, 2, 'cnn'],
@@ -208,6 +208,8 @@ test('nonsense is refused, naming the flag, the value and what is allowed', () =
     ['simulate', ['--clients', '0'], '--clients: 0 is not in [1, ∞)'],
     ['simulate', ['--proxy-size', '1000', '--proxy-subset', '1500'], '--proxy-subset: 1500 is more than --proxy-size 1000'],
     ['simulate', ['--targets', '0.7,1.5'], '--targets: 1.5 is not in (0, 1]'],
+    ['simulate', ['--topk', '2', '--codec', 'fp16'], '--topk: applies to --codec topk or topk8, not fp16'],
+    ['client', ['--topk', '1', '--codec', 'int8', '--data-dir', 'x'], '--topk: applies to --codec topk or topk8, not int8'],
     ['simulate', ['--models', 'cnn,resnet'], "--models: 'resnet' is not one of mlp, cnn"],
     ['simulate', ['--strategy', 'online', '--scenario', 'drift'], '--scenario drift counts its tasks in rounds; --strategy online has none (use ensemble, mutual or fedavg)'],
   ];

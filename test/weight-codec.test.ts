@@ -120,6 +120,12 @@ test('the schema accepts every encoding (and old fp32 tensors), and refuses malf
   const asInt8 = { ...q, bytes: new Int8Array(q.bytes!.buffer, q.bytes!.byteOffset, q.bytes!.byteLength) };
   const viaExt = parseServerFrame('round', moreTypes.pack(roundWith([asInt8]))) as RoundMsg;
   assert.deepEqual(decodeWeights(viaExt.model!.weights)[0].data, decodeTensor(q).data);
+  // Byte arrays as plain msgpack `bin` (a server packing Buffers, or msgpackr without moreTypes): msgpackr hands every
+  // bin out as a view into the one frame buffer, and a model of several tensors must still be accepted.
+  const plain = new Packr({ useRecords: false, mapsAsObjects: true, structuredClone: false });
+  const asBin = (t: EncodedTensor) => ({ ...t, bytes: Buffer.from(t.bytes!), scales: t.scales && Buffer.from(t.scales.buffer, t.scales.byteOffset, t.scales.byteLength) });
+  const viaBin = parseServerFrame('round', plain.pack(roundWith([asBin(q), asBin(encodeTensor(bias, 'int8'))]))) as RoundMsg;
+  assert.deepEqual(decodeWeights(viaBin.model!.weights).map((w) => w.data), [decodeTensor(q).data, decodeTensor(encodeTensor(bias, 'int8')).data]);
 
   const int8 = encodeTensor(kernel, 'int8') as Required<EncodedTensor>;
   const cases: [string, unknown, string, RegExp][] = [
@@ -133,6 +139,7 @@ test('the schema accepts every encoding (and old fp32 tensors), and refuses malf
     ['one scale for a kernel', { ...int8, scales: Float32Array.of(0.1) }, 'bad-shape', /needs 3 scales \(one per output channel, the last axis\), got 1/],
     ['NaN scale', { ...int8, scales: Float32Array.of(0.1, NaN, 0.1) }, 'non-finite', /scale 1 must be a finite number ≥ 0, got NaN/],
     ['negative scale', { ...int8, scales: Float32Array.of(0.1, -1, 0.1) }, 'non-finite', /scale 1 must be a finite number ≥ 0, got -1/],
+    ['a scale that decodes to infinity', { ...int8, scales: Float32Array.of(0.1, 3e38, 0.1) }, 'non-finite', /scale 1 is 3\.0000000\d*e\+38: times 128 it is non-finite in float32/],
     ['fp16 infinity', { name: 'h', shape: [2], encoding: 'fp16', bytes: Uint8Array.of(0, 0x3c, 0, 0x7c) }, 'non-finite', /non-finite fp16 value at index 1/],
     ['fp32 NaN', { name: 'f', shape: [2], data: Float32Array.of(1, NaN) }, 'non-finite', /non-finite value at index 1/],
   ];
@@ -141,10 +148,12 @@ test('the schema accepts every encoding (and old fp32 tensors), and refuses malf
     assert.equal(e.code, code, `${what}: ${e.message}`);
     assert.match(e.message, message, what);
   }
-  // Two tensors sharing one payload buffer would let a small message stand for a large model (a frame decodes to
-  // separate buffers, so this is the in-process check).
+  // Two tensors reading the same bytes would let a small message stand for a large model; views into one buffer that
+  // do not overlap (how a decoder hands out `bin`) are fine.
   const shared = new Uint8Array(24);
-  const aliased = [{ ...int8, bytes: shared.subarray(0, 12) }, { ...int8, bytes: shared.subarray(12) }];
+  const apart = [{ ...int8, bytes: shared.subarray(0, 12) }, { ...int8, bytes: shared.subarray(12), scales: int8.scales.slice() }];
+  assert.equal(checkWireTensors(apart, 'model.weights').length, 2);
+  const aliased = [{ ...int8, bytes: shared.subarray(0, 12) }, { ...int8, bytes: shared.subarray(6, 18), scales: int8.scales.slice() }];
   assert.throws(() => checkWireTensors(aliased, 'model.weights'), /model\.weights\[1\] \('dense\/kernel'\) shares its data/);
 });
 

@@ -25,10 +25,10 @@ import * as tf from '@tensorflow/tfjs';
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import { backendInfo, type BackendPreference } from '../../shared/compute/backend.ts';
-import { augmentBatch, type AugmentOptions } from '../../shared/data/augment.ts';
+import type { AugmentOptions } from '../../shared/data/augment.ts';
 import { klDivergence } from '../../shared/distill/kd-loss.ts';
 import type { ModelKind } from '../../shared/models/builders.ts';
-import { gatherRows, shuffledOrder, trainOnSoftLabels, type BatchSource, type ProgressFn, type TrainResult } from '../../shared/models/training.ts';
+import { batchArrays, gatherRows, shuffledOrder, trainOnSoftLabels, type BatchSource, type ProgressFn, type TrainResult } from '../../shared/models/training.ts';
 
 // Like simulations/simulate.ts's client workers: compiled (dist/lib/) the worker is the emitted .js beside this one,
 // run by plain node; from sources it is TypeScript through tsx. A worker thread does not inherit the main thread's
@@ -278,7 +278,8 @@ export class ParallelDistiller {
    * so that the first distillation does not wait for them: the aggregator calls it when a round begins.
    */
   warm(warn: (m: string) => void = (m) => console.warn(m)): void {
-    if (this.threads > 1 && !this.closed) void this.startOnce(warn);
+    // A start that throws is reported, never an unhandled rejection: train() falls back to one thread then.
+    if (this.threads > 1 && !this.closed) this.startOnce(warn).catch((e: Error) => warn(`distillation worker threads could not start (${e.message})`));
   }
 
   async train(model: tf.LayersModel, optimizer: tf.Optimizer, src: BatchSource, teacherProbs: Float32Array, opts: DistillOptions): Promise<TrainResult> {
@@ -298,7 +299,8 @@ export class ParallelDistiller {
     this.closed = true;
     const ws = this.workers;
     this.workers = [];
-    for (const w of ws) w.dead ??= 'closed';
+    // fail() settles whatever the workers were asked (a warm start, a step in flight) before the threads end.
+    for (const w of ws) w.fail('closed');
     await Promise.all(ws.map((w) => w.worker.terminate()));
   }
 
@@ -314,7 +316,16 @@ export class ParallelDistiller {
     const want = this.threads - 1 - this.workers.length;
     if (want > 0 && this.failures < MAX_WORKER_FAILURES) {
       const backend = mainBackend();
-      const fresh = Array.from({ length: want }, () => new PoolWorker({ ...this.student, backend }));
+      const fresh: PoolWorker[] = [];
+      try {
+        for (let i = 0; i < want; i++) fresh.push(new PoolWorker({ ...this.student, backend }));
+      } catch (e) {
+        // Spawning itself failed (e.g. the worker file cannot be resolved): no more tries; the threads it has go on.
+        for (const w of fresh) w.fail('closed');
+        fresh.length = 0;
+        this.failures = MAX_WORKER_FAILURES;
+        warn(`distillation worker threads could not be spawned (${(e as Error).message}): no more will be started`);
+      }
       // In the list at once, so that close() during the start ends them too; held (ref) only while starting.
       this.workers.push(...fresh);
       const started = await Promise.allSettled(fresh.map((w) => w.ready));
@@ -454,19 +465,9 @@ function* assembleBatches(
   random: () => number,
   augment?: AugmentOptions,
 ): Generator<{ epoch: number; rows: Uint32Array; x: Float32Array }> {
-  const size = src.shape[0] * src.shape[1] * src.shape[2];
   for (let epoch = 0; epoch < epochs; epoch++) {
     const order = shuffledOrder(src.count, random);
-    for (let start = 0; start < order.length; start += batchSize) {
-      const rows = order.subarray(start, Math.min(order.length, start + batchSize));
-      const x = new Float32Array(rows.length * size);
-      for (let i = 0; i < rows.length; i++) {
-        const base = rows[i] * size;
-        for (let j = 0; j < size; j++) x[i * size + j] = src.images[base + j] / 255;
-      }
-      if (augment) augmentBatch(x, rows.length, src.shape, random, augment);
-      yield { epoch, rows, x };
-    }
+    for (const { x, rows } of batchArrays(src, batchSize, order, augment && { options: augment, random })) yield { epoch, rows, x };
   }
 }
 

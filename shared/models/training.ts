@@ -51,16 +51,30 @@ function* batches(
   order: Uint32Array,
   augment?: { options: AugmentOptions; random: () => number },
 ): Generator<{ x: tf.Tensor4D; rows: Uint32Array }> {
+  for (const { x, rows } of batchArrays(src, batchSize, order, augment)) yield { x: tf.tensor4d(x, [rows.length, ...src.shape]), rows };
+}
+
+/**
+ * The batches of `order` as plain arrays: each batch's pixels scaled to [0, 1], then augmented (drawing from
+ * `augment.random` in row order). The one definition of a batch: the single-thread loops here and the data-parallel
+ * distillation (server/strategies/parallel-distill.ts) both take theirs from it, so they see the same inputs.
+ */
+export function* batchArrays(
+  src: BatchSource,
+  batchSize: number,
+  order: Uint32Array,
+  augment?: { options: AugmentOptions; random: () => number },
+): Generator<{ x: Float32Array; rows: Uint32Array }> {
   const size = src.shape[0] * src.shape[1] * src.shape[2];
   for (let start = 0; start < order.length; start += batchSize) {
     const rows = order.subarray(start, Math.min(order.length, start + batchSize));
-    const f = new Float32Array(rows.length * size);
+    const x = new Float32Array(rows.length * size);
     for (let i = 0; i < rows.length; i++) {
       const base = rows[i] * size;
-      for (let j = 0; j < size; j++) f[i * size + j] = src.images[base + j] / 255;
+      for (let j = 0; j < size; j++) x[i * size + j] = src.images[base + j] / 255;
     }
-    if (augment) augmentBatch(f, rows.length, src.shape, augment.random, augment.options);
-    yield { x: tf.tensor4d(f, [rows.length, ...src.shape]), rows };
+    if (augment) augmentBatch(x, rows.length, src.shape, augment.random, augment.options);
+    yield { x, rows };
   }
 }
 

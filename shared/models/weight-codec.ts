@@ -24,6 +24,8 @@ export const WEIGHT_CODECS: readonly WeightCodecName[] = ['fp32', 'fp16', 'int8'
 
 const FP16_MAX = 65504;
 const INT8_LEVELS = 127;
+/** Largest int8 step whose every level (q ∈ [−128, 127]) decodes to a finite float32. */
+const INT8_SCALE_MAX = 3.4028234663852886e38 / 128;
 
 /** Elements of a tensor of this shape (1 for a scalar). */
 export function sizeOf(shape: readonly number[]): number {
@@ -107,6 +109,8 @@ export function tensorContentError(t: EncodedTensor): string | null {
       for (let i = 0; i < c; i++) {
         const s = t.scales[i];
         if (!Number.isFinite(s) || s < 0) return `scale ${i} must be a finite number ≥ 0, got ${s}`;
+        // q·s must stay a finite float32 for every q in [−128, 127].
+        if (s > INT8_SCALE_MAX) return `scale ${i} is ${s}: times 128 it is non-finite in float32`;
       }
       return null;
     }

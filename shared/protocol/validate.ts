@@ -236,14 +236,19 @@ function valuesCodecError(codec: string): string {
  * values, fp16/int8 bytes, one int8 step per channel), fp32 and fp16 values and int8 steps finite.
  */
 export function checkWireTensors<T extends EncodedTensor>(ts: T[], field = 'weights'): T[] {
-  const seen = new Set<unknown>();
+  // Byte ranges already taken, per buffer: a msgpack decoder may hand out every `bin` as a view into the one frame
+  // buffer, so sharing a buffer is fine; overlapping bytes are not.
+  const taken = new Map<ArrayBufferLike, [number, number][]>();
   for (const [i, t] of ts.entries()) {
     const what = `${field}[${i}] ('${t.name}')`;
     // Each tensor owns its values: one array aliased many times would let a small frame stand for a huge update.
     for (const payload of [t.data, t.bytes, t.scales]) {
       if (!payload || payload.byteLength === 0) continue;
-      if (seen.has(payload.buffer)) fail('bad-message', `${what} shares its data with another tensor`);
-      seen.add(payload.buffer);
+      const start = payload.byteOffset;
+      const end = start + payload.byteLength;
+      const ranges = taken.get(payload.buffer) ?? (taken.set(payload.buffer, []), taken.get(payload.buffer)!);
+      if (ranges.some(([s, e]) => start < e && s < end)) fail('bad-message', `${what} shares its data with another tensor`);
+      ranges.push([start, end]);
     }
     const err = tensorContentError(t);
     if (err) fail(/non-finite|finite number/.test(err) ? 'non-finite' : 'bad-shape', `${what} ${err}`);

@@ -10,6 +10,12 @@ export const SETTINGS: readonly Setting[] = [...SERVER_SETTINGS, ...CLIENT_SETTI
 /** Checks across settings; each says which flags to change. */
 export const RELATIONS: readonly Relation[] = [
   {
+    commands: ['client', 'simulate'],
+    flags: ['topk', 'codec'],
+    help: '--topk only with --codec topk or topk8 (the other codecs send every logit)',
+    check: (v, given) => (given.has('topK') && v.codec !== 'topk' && v.codec !== 'topk8' ? `--topk: applies to --codec topk or topk8, not ${v.codec}` : null),
+  },
+  {
     commands: ['server'],
     flags: ['proxy-subset', 'proxy'],
     help: '--proxy-subset ≤ the rows of --proxy (a default --proxy-subset is lowered to fit, and said so)',
