@@ -2,6 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { augmentBatch } from '../shared/data/augment.ts';
 import { balanceWorkers } from '../simulations/simulate.ts';
+import { distillEpochsFor } from '../server/strategies/ensemble.ts';
 
 /** A 4×5 single-channel image whose pixel (y, x) holds 1 + 10·y + x, so every move is visible. */
 function image(h = 4, w = 5): Float32Array {
@@ -77,4 +78,14 @@ test('balanceWorkers deals the largest loads first to the lightest worker', () =
   for (const b of bins) assert.deepEqual(b, [...b].sort((x, y) => x - y), 'positions in order within a worker');
   assert.deepEqual(balanceWorkers([5, 5, 5], 1), [[0, 1, 2]]);
   assert.deepEqual(balanceWorkers([1], 3), [[0], [], []]);
+});
+
+test('distillEpochsFor: early rounds take the samples of a full bank (--distill-fill), later ones --distill-epochs', () => {
+  // The demo: 3 epochs, 10,000 proxy rows, 4,500 asked a round: round 1 takes 7 epochs (31,500 samples ≥ 30,000).
+  assert.equal(distillEpochsFor(3, 1, 10_000, 4_500), 7);
+  assert.equal(distillEpochsFor(3, 1, 10_000, 9_000), 4);
+  assert.equal(distillEpochsFor(3, 1, 10_000, 10_000), 3);
+  assert.equal(distillEpochsFor(3, 0.5, 10_000, 4_500), 4);
+  assert.equal(distillEpochsFor(3, 0, 10_000, 1_500), 3, 'fill 0: --distill-epochs over the bank only');
+  assert.equal(distillEpochsFor(3, 1, 10_000, 0), 3);
 });

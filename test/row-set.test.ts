@@ -16,6 +16,8 @@ import {
 import { ProtocolError, parseServerFrame, roundRowsError } from '../shared/protocol/validate.ts';
 import { encodeMatrix } from '../shared/tensor/logit-codec.ts';
 import { compactRows, roundForClient } from '../server/coordination/round-rows.ts';
+import { encodeModel } from '../shared/models/wire.ts';
+import { decodeWeights } from '../shared/models/weight-codec.ts';
 import { RawPeer, makeClient, roundsDone, startBench, NO_RATE_LIMITS } from './helpers.ts';
 
 /** A sorted random subset of [0, n): each row kept with probability `density`. */
@@ -303,3 +305,20 @@ test('end to end: a client of another architecture digests the consensus sent as
   assert.deepEqual(digested, [false, true], 'the CNN client learned the consensus in round 2');
 });
 
+
+test('a round configured with an int8 student goes in fp32 to a client whose hello no longer lists int8', () => {
+  const kernel = { name: 'dense/kernel', shape: [4, 3], data: Float32Array.from({ length: 12 }, (_, i) => (i - 6) / 7) };
+  const bias = { name: 'dense/bias', shape: [3], data: Float32Array.of(0.5, -0.25, 0) };
+  const model = encodeModel({ kind: 'mlp', version: 3, weights: [kernel, bias] }, 'int8');
+  const msg = round({ indices: Uint32Array.of(1, 2, 3), model });
+  // Still listing int8: the task as configured.
+  assert.equal(roundForClient(msg, { weightEncodings: ['fp16', 'int8'] }, 10).model, model);
+  // Reconnected without it (or unknown): the same student, decoded, one copy shared by every such send.
+  const plain = roundForClient(msg, { weightEncodings: ['fp16'] }, 10).model!;
+  assert.deepEqual(plain.weights.map((w) => [w.encoding, w.data]), decodeWeights(model.weights).map((w) => [undefined, w.data]));
+  assert.equal(roundForClient(msg, undefined, 10).model, plain);
+  assert.equal(plain.version, 3);
+  // An fp32 task is never copied.
+  const fp32 = round({ indices: Uint32Array.of(1), model: { kind: 'mlp', version: 1, weights: [kernel] } });
+  assert.equal(roundForClient(fp32, undefined, 10), fp32);
+});

@@ -1,4 +1,5 @@
-import type { RoundMsg } from '../../shared/protocol/messages.ts';
+import type { RoundMsg, WireModel } from '../../shared/protocol/messages.ts';
+import { decodeWeights } from '../../shared/models/weight-codec.ts';
 import {
   encodeRows,
   encodedRowsLength,
@@ -41,7 +42,11 @@ function compute(indices: Uint32Array, proxyCount: number, accepted: readonly Ro
 }
 
 /** The round as client `p` gets it: `indices` (and `consensus.indices`) as `rows` where it opted in and that is smaller. */
-export function roundForClient(msg: RoundMsg, p: Pick<Participant, 'rowEncodings'> | undefined, proxyCount: number): RoundMsg {
+export function roundForClient(msg: RoundMsg, p: Pick<Participant, 'rowEncodings' | 'weightEncodings'> | undefined, proxyCount: number): RoundMsg {
+  if (msg.model) {
+    const model = modelForClient(msg.model, p);
+    if (model !== msg.model) msg = { ...msg, model };
+  }
   const accepted = p?.rowEncodings;
   if (!accepted?.length) return msg;
   let out = msg;
@@ -57,4 +62,21 @@ export function roundForClient(msg: RoundMsg, p: Pick<Participant, 'rowEncodings
     out = { ...out, consensus: { ...rest, rows: consensusRows } };
   }
   return out;
+}
+
+/** fp32 copies of encoded models, made once per model (a round's tasks share one). */
+const asFp32 = new WeakMap<WireModel, WireModel>();
+
+/**
+ * The task's student as the client can decode it now: a round configured while its hello listed int8 keeps its
+ * encoded student, and a client that reconnects into the round with a hello that no longer lists that encoding (another
+ * or an older SDK under the same id) gets the task resent with the student back in fp32 rather than weights it
+ * cannot read.
+ */
+function modelForClient(model: WireModel, p: Pick<Participant, 'weightEncodings'> | undefined): WireModel {
+  const readable = model.weights.every((w) => !w.encoding || w.encoding === 'fp32' || p?.weightEncodings?.includes(w.encoding));
+  if (readable) return model;
+  let fp32 = asFp32.get(model);
+  if (!fp32) asFp32.set(model, (fp32 = { ...model, weights: decodeWeights(model.weights) }));
+  return fp32;
 }

@@ -200,9 +200,7 @@ export class EnsembleStrategy extends HasStudent implements Strategy {
     const lambda = this.cfg.prevStudentLambda;
     const previous = lambda > 0 && this.version > 0 ? { probs: softmaxRows(await predictLogits(this.model, rowsData), rows.length, c, T), lambda } : undefined;
     const res = await this.distillerNow().train(this.model, this.student.optimizer, rowsData, targets, {
-      // Early rounds have few labelled rows: they get the epochs a full bank would get in samples (--distill-fill),
-      // so the student learns as much from round 1's rows as it will from a full bank later.
-      epochs: Math.max(this.cfg.distillEpochs, Math.ceil((this.cfg.distillFill * this.cfg.distillEpochs * this.proxy.count) / rows.length)),
+      epochs: distillEpochsFor(this.cfg.distillEpochs, this.cfg.distillFill, this.proxy.count, rows.length),
       batchSize: this.cfg.distillBatchSize,
       temperature: T,
       random: () => ctx.rng.next(),
@@ -237,6 +235,16 @@ export class EnsembleStrategy extends HasStudent implements Strategy {
     this.bank = s.bank;
     this.reputation.importState(s.reputation);
   }
+}
+
+/**
+ * Epochs the student takes over a bank of `bankRows` labelled rows: --distill-epochs, or, while the bank holds fewer
+ * rows than the proxy set, enough for `fill` × the samples a full bank gets (--distill-fill), so the student learns as
+ * much from round 1's rows as it will from a full bank later.
+ */
+export function distillEpochsFor(epochs: number, fill: number, proxyRows: number, bankRows: number): number {
+  if (bankRows <= 0) return epochs;
+  return Math.max(epochs, Math.ceil((fill * epochs * proxyRows) / bankRows));
 }
 
 /**
