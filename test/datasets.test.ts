@@ -537,7 +537,7 @@ describe('specs and the subset fallback', () => {
     const text = lines.join('\n');
     assert.match(text, /SUBSET: 6000 train \/ 2000 test images[^\n]*\ndata: no full Fashion-MNIST on this machine/);
     assert.match(text, /SUBSET: proxy size scaled 10000 → 1000/);
-    assert.match(text, /proxy rows per round scaled 1500 → 1000/);
+    assert.match(text, /proxy rows per round scaled 4500 → 1000/);
     await assert.rejects(
       offline(() => runSimulation({ ...small, proxySize: 10000, log: quiet })),
       /proxy size 10000 must be smaller than the training set \(6000\) — this is the committed Fashion-MNIST SUBSET/,

@@ -329,7 +329,8 @@ export class ParallelDistiller {
       // In the list at once, so that close() during the start ends them too; held (ref) only while starting.
       this.workers.push(...fresh);
       const started = await Promise.allSettled(fresh.map((w) => w.ready));
-      fresh.forEach((w) => w.worker.unref());
+      // A worker failed or closed meanwhile stays held until its thread has exited (its terminate() is awaited).
+      fresh.forEach((w) => w.dead || w.worker.unref());
       if (this.closed) return [];
       started.forEach((r, i) => {
         const w = fresh[i];
