@@ -93,6 +93,8 @@ export interface ServerConfig {
   distillAugment: boolean;
   /** Teacher labels in the bank count decay^(rounds since labelled) in the student's loss; 1 = all alike. */
   bankDecay: number;
+  /** --uncertain-rows: share of a round's proxy rows picked by the student's smallest margin (shared/distill/row-selection.ts). */
+  uncertainRows: number;
   distillBatchSize: number;
   distillLearningRate: number;
   /** Epochs a client whose architecture differs spends digesting the consensus (FedMD). */
@@ -148,7 +150,7 @@ const CONFIG_FIELDS = {
   fraction: 1, roundTimeoutS: 1, quorum: 1, stateDir: 1, seed: 1, student: 1, proxySubset: 1, localEpochs: 1, batchSize: 1,
   learningRate: 1, aggregator: 1, trimFraction: 1, maxShare: 1, claimFactor: 1, reputationDecay: 1, fedavgAggregator: 1, logitAdjust: 1, ntdBeta: 1, temperature: 1, temperatureDecay: 1, prevStudentLambda: 1,
   mutualBeta: 1, publishEverySteps: 1, publishEverySeconds: 1, stepsPerUpload: 1, stalenessExponent: 1, maxStaleness: 1,
-  distillEpochs: 1, distillFill: 1, distillThreads: 1, distillAugment: 1, bankDecay: 1, distillBatchSize: 1, distillLearningRate: 1, consensusEpochs: 1, consensusCodec: 1, studentCodec: 1,
+  distillEpochs: 1, distillFill: 1, distillThreads: 1, distillAugment: 1, bankDecay: 1, uncertainRows: 1, distillBatchSize: 1, distillLearningRate: 1, consensusEpochs: 1, consensusCodec: 1, studentCodec: 1,
   frameLimits: 1, maxClients: 1, helloTimeoutS: 1, idleAfterRounds: 1, clientRetentionS: 1, statusClients: 1,
   rateFramesPerS: 1, rateBurst: 1, helloIntervalS: 1, errorRepliesPerS: 1, floodLimit: 1, authFailures: 1,
   authBackoffS: 1, authBackoffMaxS: 1, addressTableSize: 1, privacy: 1, secureAggregation: 1,

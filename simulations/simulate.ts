@@ -25,7 +25,7 @@ import { continualReport, makeScenario, rowsPerTask, taskAccuracy, taskOfRound, 
 const SERVER_KNOBS = [
   'rounds', 'strategy', 'proxySubset', 'localEpochs', 'student', 'aggregator', 'logitAdjust', 'ntdBeta', 'temperature',
   'temperatureDecay', 'prevStudentLambda', 'mutualBeta', 'publishEverySteps', 'publishEverySeconds', 'stepsPerUpload',
-  'stalenessExponent', 'maxStaleness', 'distillEpochs', 'distillFill', 'distillThreads', 'distillAugment', 'studentCodec', 'bankDecay', 'batchSize', 'learningRate', 'seed', 'roundTimeoutS',
+  'stalenessExponent', 'maxStaleness', 'distillEpochs', 'distillFill', 'distillThreads', 'distillAugment', 'distillBatchSize', 'distillLearningRate', 'studentCodec', 'bankDecay', 'uncertainRows', 'batchSize', 'learningRate', 'seed', 'roundTimeoutS',
   'trimFraction', 'maxShare', 'claimFactor', 'reputationDecay', 'fedavgAggregator',
 ] as const satisfies readonly (keyof ServerConfig)[];
 type ServerKnobs = (typeof SERVER_KNOBS)[number];

@@ -120,13 +120,14 @@ test('DEFAULT_CONFIG and DEFAULT_SIMULATION are the table defaults: the demo the
     if (s.key in DEFAULT_SIMULATION && defaultOf(s, 'simulate') !== undefined) assert.deepEqual((DEFAULT_SIMULATION as unknown as Record<string, unknown>)[s.key], defaultOf(s, 'simulate'), s.key);
   }
   // The shared knobs default alike in `server` and `simulate`, so server + clients reproduce `npm run demo`.
-  for (const k of ['rounds', 'proxySubset', 'bankDecay', 'localEpochs', 'distillEpochs', 'temperature', 'aggregator', 'logitAdjust', 'student', 'seed'] as const) {
+  for (const k of ['rounds', 'proxySubset', 'bankDecay', 'localEpochs', 'distillEpochs', 'distillBatchSize', 'distillLearningRate', 'uncertainRows', 'temperature', 'aggregator', 'logitAdjust', 'student', 'seed'] as const) {
     assert.deepEqual(DEFAULT_CONFIG[k], DEFAULT_SIMULATION[k], k);
   }
-  // README: 10 rounds, 4,500 proxy rows a round as top-3 logits (topk8), bank decay 0.8, 2 local epochs, CNN.
+  // README: 10 rounds, 4,500 proxy rows a round as top-3 logits (topk8), three quarters of them where the student is least
+  // sure, bank decay 0.8, 2 local epochs, CNN, the student distilled in batches of 32 at Adam's 0.002.
   assert.deepEqual(
-    [DEFAULT_CONFIG.rounds, DEFAULT_CONFIG.proxySubset, DEFAULT_CONFIG.bankDecay, DEFAULT_CONFIG.localEpochs, DEFAULT_CONFIG.student],
-    [10, 4500, 0.8, 2, 'cnn'],
+    [DEFAULT_CONFIG.rounds, DEFAULT_CONFIG.proxySubset, DEFAULT_CONFIG.uncertainRows, DEFAULT_CONFIG.bankDecay, DEFAULT_CONFIG.localEpochs, DEFAULT_CONFIG.student, DEFAULT_CONFIG.distillBatchSize, DEFAULT_CONFIG.distillLearningRate],
+    [10, 4500, 0.75, 0.8, 2, 'cnn', 32, 0.002],
   );
   assert.equal(readSettings('client', BASE.client).values.codec, 'topk8');
   assert.equal(DEFAULT_SIMULATION.codec, 'topk8');
@@ -292,7 +293,7 @@ test('the real CLI refuses nonsense with exit status 2 before anything starts, a
 test('fedistill server: flags reach the config and the data loaders; JSON log lines; SIGTERM stops it', async () => {
   const args = [
     'server', '--port', '0', '--token', 's3cret', '--viewer-token', 'v13wer', '--log-format', 'json', '--proxy', 'fashion-mnist:300', '--validation', 'none', '--rounds', '3',
-    '--min-clients', '4', '--bank-decay', '0.5', '--ntd-beta', '0.25', '--no-logit-adjust', '--distill-batch-size', '32',
+    '--min-clients', '4', '--bank-decay', '0.5', '--ntd-beta', '0.25', '--no-logit-adjust', '--distill-batch-size', '48',
     '--max-logits-bytes', '2000000', '--proxy-subset', '200', '--student', 'mlp', '--classes', 'a,b,c,d,e,f,g,h,i,j', '--backend', 'wasm',
   ];
   const child = spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, FEDISTILL_LOG_LEVEL: '' } });
@@ -326,7 +327,7 @@ test('fedistill server: flags reach the config and the data loaders; JSON log li
     assert.equal(status.config.bankDecay, 0.5);
     assert.equal(status.config.ntdBeta, 0.25);
     assert.equal(status.config.logitAdjust, false);
-    assert.equal(status.config.distillBatchSize, 32);
+    assert.equal(status.config.distillBatchSize, 48);
     assert.equal(status.config.minClients, 4);
     assert.equal(status.config.proxySubset, 200);
     assert.deepEqual(status.config.frameLimits, { ...DEFAULT_FRAME_LIMITS, logits: 2_000_000 });

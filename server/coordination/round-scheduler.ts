@@ -43,6 +43,8 @@ interface ResumedRound {
   deadline: number;
   startedAt: number;
   updates: Map<string, Update>;
+  /** The proxy rows the round asked for, as journaled (rounds opened before they were journaled: absent). */
+  rows?: Uint32Array;
 }
 
 /**
@@ -106,8 +108,8 @@ export class RoundScheduler implements Scheduler {
   /** Journal records past the checkpoint: the round open at the crash and the uploads it had accepted. */
   replay(r: JournalRecord): void {
     if (r.kind === 'open' && (r.round as number) === this.f.round + 1) {
-      const o = r as unknown as { round: number; selected: string[]; deadline: number; startedAt: number };
-      this.resumed = { round: o.round, selected: o.selected, deadline: o.deadline, startedAt: o.startedAt, updates: new Map() };
+      const o = r as unknown as { round: number; selected: string[]; deadline: number; startedAt: number; rows?: ArrayLike<number> };
+      this.resumed = { round: o.round, selected: o.selected, deadline: o.deadline, startedAt: o.startedAt, updates: new Map(), rows: o.rows ? Uint32Array.from(o.rows) : undefined };
     } else if (r.kind === 'update' && this.resumed && r.round === this.resumed.round) {
       const u = r.update as Update;
       this.resumed.updates.set(u.clientId, u);
@@ -297,6 +299,18 @@ export class RoundScheduler implements Scheduler {
     // Deterministic given the strategy's state and the round: a resumed round hands out the same tasks as before.
     const tasks = await this.strategy.configureRound(ctx, selected);
     if (f.stopped) return;
+    // The rows may depend on the student's predictions (--uncertain-rows), which another backend or build could round
+    // differently: a resumed round asks for the rows it asked for before, so the uploads it accepted still fit them.
+    if (resumed?.rows) {
+      const rows = resumed.rows;
+      let moved = false;
+      for (const t of tasks.values()) {
+        if (!t.indices || sameRows(t.indices, rows)) continue;
+        t.indices = rows;
+        moved = true;
+      }
+      if (moved) f.log.warn({ round }, `round ${round}: the rows recomputed on resuming differ from the journaled ones; the journaled rows are used`);
+    }
     if (resumed && cfg.secureAggregation.enabled) {
       // Its masked inputs and every client's keys were never stored: the round cannot be resumed, only done again.
       f.log.warn({ round }, `round ${round} was open at the crash under secure aggregation; nothing of it was stored, so it is abandoned and the next round opens`);
@@ -338,7 +352,8 @@ export class RoundScheduler implements Scheduler {
       secure.onFailed = () => open.done();
     }
     this.lastOpened = Math.max(this.lastOpened, round);
-    if (!resumed) f.o.journal.append('open', { round, selected: [...tasks.keys()], deadline: open.deadline, startedAt });
+    const rows = [...tasks.values()].find((t) => t.indices)?.indices;
+    if (!resumed) f.o.journal.append('open', { round, selected: [...tasks.keys()], deadline: open.deadline, startedAt, ...(rows ? { rows } : {}) });
     for (const [id, task] of tasks) {
       const msg: RoundMsg = { type: 'round', round, strategy: name, deadline: open.deadline, ...task };
       open.sent.set(id, msg);
@@ -514,4 +529,10 @@ export class RoundScheduler implements Scheduler {
 /** The mean of some numbers; 0 for none (e.g. every client kept its training time to itself). */
 function mean(xs: number[]): number {
   return xs.length ? xs.reduce((a, b) => a + b, 0) / xs.length : 0;
+}
+
+function sameRows(a: Uint32Array, b: Uint32Array): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
 }

@@ -10,6 +10,7 @@ import type { ServerConfig } from '../config.ts';
 import { acceptLogits, logitsTask } from './logits-task.ts';
 import { HasStudent, Student, type StudentCheckpoint } from './student.ts';
 import { ParallelDistiller, resolveDistillThreads } from './parallel-distill.ts';
+import { selectRows } from '../../shared/distill/row-selection.ts';
 import { projectRowsToSimplex } from '../../shared/privacy/mechanisms.ts';
 import { combineNoisyProbs, retemper } from '../../shared/privacy/noisy-teacher.ts';
 import type { AggregateReport, Participant, RoundContext, RoundTask, SecureSum, Strategy, Update } from './strategy.ts';
@@ -75,9 +76,23 @@ export class EnsembleStrategy extends HasStudent implements Strategy {
     return this.student.window(round);
   }
 
+  /**
+   * The rows round r asks for: once the student has learned anything, --uncertain-rows of them where its margin is
+   * smallest and the rest those whose label is oldest (shared/distill/row-selection.ts); before that, or with
+   * --uncertain-rows 0, the r-th window of the fixed shuffle.
+   */
+  async roundRows(round: number): Promise<Uint32Array> {
+    const share = this.cfg.uncertainRows;
+    const n = Math.min(this.cfg.proxySubset, this.proxy.count);
+    if (!(share > 0) || this.version === 0 || n >= this.proxy.count) return this.proxyIndicesFor(round);
+    const c = this.proxy.numClasses;
+    const probs = softmaxRows(await predictLogits(this.model, this.proxy), this.proxy.count, c, 1);
+    return selectRows({ probs, labelledAt: this.bank.labelledAt, numClasses: c, n, uncertainShare: share, order: this.student.shuffle });
+  }
+
   async configureRound(ctx: RoundContext, participants: Participant[]): Promise<Map<string, RoundTask>> {
     this.distillerNow().warm((m) => ctx.log.warn(m)); // its threads start while the clients train
-    const indices = this.proxyIndicesFor(ctx.round);
+    const indices = await this.roundRows(ctx.round);
     const student = this.student.downlink();
     const c = this.proxy.numClasses;
     const consensus = this.consensus && {
@@ -216,7 +231,7 @@ export class EnsembleStrategy extends HasStudent implements Strategy {
   }
 
   protected distillerNow(): ParallelDistiller {
-    return (this.distiller ??= new ParallelDistiller(resolveDistillThreads(this.cfg.distillThreads), { kind: this.modelKind, inputShape: this.proxy.shape, numClasses: this.proxy.numClasses }));
+    return (this.distiller ??= new ParallelDistiller(resolveDistillThreads(this.cfg.distillThreads, this.cfg.distillBatchSize), { kind: this.modelKind, inputShape: this.proxy.shape, numClasses: this.proxy.numClasses }));
   }
 
   /** Stops the distillation worker threads (the aggregator's close). */

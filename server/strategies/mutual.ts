@@ -14,6 +14,8 @@ export class MutualStrategy extends EnsembleStrategy {
 
   override async configureRound(ctx: RoundContext, participants: Participant[]): Promise<Map<string, RoundTask>> {
     this.distillerNow().warm((m) => ctx.log.warn(m)); // the student's distillation threads start while clients train
+    // The fixed shuffle's windows, not --uncertain-rows: the student's soft labels teach the clients here, and the rows
+    // where it is least sure are where they would teach worst (not measured for mutual).
     const indices = this.proxyIndicesFor(ctx.round);
     const T = this.temperatureAt(ctx.round);
     // Round 1's student is untrained: its soft labels would only pull clients toward noise.

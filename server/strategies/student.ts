@@ -21,7 +21,7 @@ export interface StudentCheckpoint {
 
 /**
  * The server's student as the distillation strategies share it: the model, its Adam optimizer and version, the
- * proxy set it learns on (and that set's fixed shuffle, whose n-th window is the n-th set of rows asked for), its
+ * proxy set it learns on (and that set's fixed shuffle, whose n-th window is round n's rows unless --uncertain-rows picks them), its
  * soft labels for clients, and its checkpoint.
  */
 export class Student {
@@ -41,6 +41,11 @@ export class Student {
     this.optimizer = tf.train.adam(cfg.distillLearningRate);
     // One fixed shuffle: every proxy row gets used, and a restarted server asks for the same rows.
     this.order = Uint32Array.from(new Rng(`proxy-order/${cfg.seed}`).permutation(proxy.count));
+  }
+
+  /** The proxy set's fixed shuffle (row indices in shuffled order). */
+  get shuffle(): Uint32Array {
+    return this.order;
   }
 
   /** The n-th (1-based) window of proxySubset rows of the fixed shuffle, sorted. */
