@@ -88,11 +88,17 @@ test('ensemble strategy: after a round, the next asks for the rows where the dis
     // And it is what the round's tasks carry.
     const tasks = await strategy.configureRound({ ...ctx, round: 2, rng: new Rng('t/2') }, [{ id: 'a', model: 'mlp', weightEncodings: [] } as never]);
     assert.deepEqual(Array.from(tasks.get('a')!.indices!), Array.from(r2));
-    // Deterministic: the same student and bank ask for the same rows (what a restarted server relies on).
-    assert.deepEqual(Array.from(await strategy.roundRows(2)), Array.from(r2));
-    // --uncertain-rows 0: the shuffle's windows, as before.
+    // A server restored from a checkpoint (same student, same bank) asks for the same rows.
+    const restored = new EnsembleStrategy(cfg, proxy, 'hash');
+    await restored.importState(await strategy.exportState());
+    assert.deepEqual(Array.from(await restored.roundRows(2)), Array.from(r2));
+    await restored.close();
+    // --uncertain-rows 0: the shuffle's windows, as before, also once the student has learned.
     const windows = new EnsembleStrategy({ ...cfg, uncertainRows: 0 }, proxy, 'hash');
+    await windows.aggregate(ctx, [update], new Map([['a', logitsTask(cfg, r1)]]));
+    assert.equal(windows.version, 1);
     assert.deepEqual(Array.from(await windows.roundRows(2)), Array.from(windows.proxyIndicesFor(2)));
+    assert.notDeepEqual(Array.from(windows.proxyIndicesFor(2)), Array.from(r2), 'the two rules pick different rows here');
     await windows.close();
   } finally {
     await strategy.close();

@@ -296,7 +296,7 @@ export class RoundScheduler implements Scheduler {
     const selected = resumed
       ? resumed.selected.map((id) => f.registry.get(id)?.participant).filter((p): p is Participant => p !== undefined)
       : this.select(ready, ctx.rng);
-    // Deterministic given the strategy's state and the round: a resumed round hands out the same tasks as before.
+    // Deterministic given the strategy's state and the round (a resumed round's rows are pinned to the journaled ones below).
     const tasks = await this.strategy.configureRound(ctx, selected);
     if (f.stopped) return;
     // The rows may depend on the student's predictions (--uncertain-rows), which another backend or build could round
@@ -352,8 +352,10 @@ export class RoundScheduler implements Scheduler {
       secure.onFailed = () => open.done();
     }
     this.lastOpened = Math.max(this.lastOpened, round);
-    const rows = [...tasks.values()].find((t) => t.indices)?.indices;
-    if (!resumed) f.o.journal.append('open', { round, selected: [...tasks.keys()], deadline: open.deadline, startedAt, ...(rows ? { rows } : {}) });
+    if (!resumed) {
+      const rows = [...tasks.values()].find((t) => t.indices)?.indices;
+      f.o.journal.append('open', { round, selected: [...tasks.keys()], deadline: open.deadline, startedAt, ...(rows ? { rows } : {}) });
+    }
     for (const [id, task] of tasks) {
       const msg: RoundMsg = { type: 'round', round, strategy: name, deadline: open.deadline, ...task };
       open.sent.set(id, msg);

@@ -71,7 +71,7 @@ export class EnsembleStrategy extends HasStudent implements Strategy {
     return this.temperature.at(round - 1);
   }
 
-  /** Round r asks for the r-th window of the proxy set's fixed shuffle. */
+  /** The r-th window of the proxy set's fixed shuffle: round r's rows when --uncertain-rows does not pick them (roundRows). */
   proxyIndicesFor(round: number): Uint32Array {
     return this.student.window(round);
   }
